@@ -1,0 +1,187 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// measure runs one scenario once against a fresh instance of one proxy.
+func (r *runner) measure(round int, s scenario, name string) (sample, error) {
+	smp := sample{Round: round}
+	addr := r.originAddr
+	if name != "direct" {
+		var err error
+		if addr, err = freePort(); err != nil {
+			return smp, err
+		}
+	}
+	p, err := r.startProxy(name, addr)
+	if err != nil {
+		return smp, err
+	}
+	defer r.sup.stop(p)
+	target := p
+	if target == nil {
+		target = r.origin // direct: the origin is the process under test
+	}
+	if err := s.check(addr); err != nil {
+		return smp, fmt.Errorf("response check through %s failed: %w", name, err)
+	}
+	if s.idle > 0 {
+		return r.measureIdle(smp, s, name, addr, target)
+	}
+
+	script, err := s.luaScript(r.outDir)
+	if err != nil {
+		return smp, err
+	}
+	url := "http://" + addr + s.path
+	if r.opt.warmup > 0 {
+		if _, err := runWrk(r.ctx, r.opt.loadCPU, url, s, script, r.opt.warmup, ""); err != nil {
+			return smp, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	sleepCtx(r.ctx, 200*time.Millisecond)
+	if target.exited() {
+		return smp, fmt.Errorf("%s exited during warm-up (%v): %s", name, target.err, target.lastLogLine())
+	}
+
+	pids := treePIDs(target.pid())
+	stopSampling, peakKiB := sampleRSS(pids, 200*time.Millisecond)
+	cpu0 := sumTicks(pids)
+	t0 := time.Now()
+	raw := filepath.Join(r.outDir, "raw", fmt.Sprintf("r%d-%s-%s.txt", round, s.name, name))
+	res, err := runWrk(r.ctx, r.opt.loadCPU, url, s, script, r.opt.duration, raw)
+	cpu1 := sumTicks(pids)
+	elapsed := time.Since(t0)
+	stopSampling()
+	if err != nil {
+		return smp, err
+	}
+	if target.exited() {
+		return smp, fmt.Errorf("%s exited during the run (%v): %s", name, target.err, target.lastLogLine())
+	}
+	smp.RPS = res.rps
+	smp.P50ms = res.p50
+	smp.P99ms = res.p99
+	smp.Requests = res.requests
+	smp.Errors = res.sockErrs + res.non2xx3xx
+	if res.requests > 0 {
+		smp.CPUusPerReq = float64(cpu1-cpu0) / r.hz * 1e6 / float64(res.requests)
+	}
+	smp.CPUPercent = float64(cpu1-cpu0) / r.hz / elapsed.Seconds() * 100
+	smp.RSSMiB = float64(*peakKiB) / 1024
+	return smp, nil
+}
+
+// measureIdle opens s.idle idle keep-alive connections through addr and
+// records how much the process tree of target grew.
+func (r *runner) measureIdle(smp sample, s scenario, name, addr string, target *proc) (sample, error) {
+	sleepCtx(r.ctx, 300*time.Millisecond)
+	pids := treePIDs(target.pid())
+	before := rssKiB(target.pid())
+	cpu0 := sumTicks(pids)
+	logPath := filepath.Join(r.outDir, "run", "idleconns.log")
+	ic, out, closeStdin, err := r.sup.startPiped("idleconns", r.opt.loadCPU, logPath, r.bins["idleconns"],
+		"-addr", addr, "-n", strconv.Itoa(s.idle), "-path", s.path, "-hold", "5m")
+	if err != nil {
+		return smp, err
+	}
+	defer r.sup.stop(ic)
+	defer closeStdin()
+
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := out.ReadString('\n')
+		lines <- line
+	}()
+	var line string
+	select {
+	case line = <-lines:
+	case <-time.After(3 * time.Minute):
+		return smp, fmt.Errorf("idleconns did not open %d connections within 3 minutes", s.idle)
+	case <-r.ctx.Done():
+		return smp, r.ctx.Err()
+	}
+	var ok, failed int64
+	if _, err := fmt.Sscanf(strings.TrimSpace(line), "ready ok=%d failed=%d", &ok, &failed); err != nil {
+		return smp, fmt.Errorf("idleconns: unexpected output %q: %s", line, ic.lastLogLine())
+	}
+	// Give the proxy a moment to finish any lazy per-connection work.
+	sleepCtx(r.ctx, time.Second)
+	if target.exited() {
+		return smp, fmt.Errorf("%s exited holding idle connections (%v): %s", name, target.err, target.lastLogLine())
+	}
+	pids = treePIDs(target.pid())
+	after := rssKiB(target.pid())
+	cpu1 := sumTicks(pids)
+	smp.Requests = ok
+	smp.Errors = failed
+	smp.RSSBeforeMiB = float64(before) / 1024
+	smp.RSSMiB = (float64(after) - float64(before)) / 1024
+	if ok > 0 {
+		smp.CPUusPerReq = float64(cpu1-cpu0) / r.hz * 1e6 / float64(ok)
+	}
+	return smp, nil
+}
+
+func sumTicks(pids []int) uint64 {
+	var sum uint64
+	for _, p := range pids {
+		if st, err := readStat(p); err == nil {
+			sum += st.utime + st.stime
+		}
+	}
+	return sum
+}
+
+func sumRSS(pids []int) uint64 {
+	var sum uint64
+	for _, p := range pids {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					n, _ := strconv.ParseUint(f[0], 10, 64)
+					sum += n
+				}
+				break
+			}
+		}
+	}
+	return sum
+}
+
+// sampleRSS records the peak of the summed VmRSS of pids every interval
+// until the returned stop function is called; stop returns after the last
+// sample, so *peak is final then.
+func sampleRSS(pids []int, interval time.Duration) (stop func(), peak *uint64) {
+	peak = new(uint64)
+	*peak = sumRSS(pids)
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				*peak = max(*peak, sumRSS(pids))
+				return
+			case <-t.C:
+				*peak = max(*peak, sumRSS(pids))
+			}
+		}
+	}()
+	return func() { close(quit); wg.Wait() }, peak
+}

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// sample is one measured run of one proxy in one scenario.
+type sample struct {
+	Round       int     `json:"round"`
+	RPS         float64 `json:"rps"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	CPUusPerReq float64 `json:"cpu_us_per_req"`
+	// CPUPercent is the proxy's CPU time over the wall time of the measured
+	// run: near 100 the proxy was the bottleneck, well below it the load
+	// side (wrk and the origin, sharing one CPU) was.
+	CPUPercent float64 `json:"cpu_percent"`
+	// RSSMiB is the peak summed VmRSS during the measured run; for idle10k
+	// it is the growth over RSSBeforeMiB while the idle connections are held.
+	RSSMiB       float64 `json:"rss_mib"`
+	RSSBeforeMiB float64 `json:"rss_before_mib,omitempty"`
+	Requests     int64   `json:"requests"`
+	Errors       int64   `json:"errors"`
+	Failed       string  `json:"failed,omitempty"`
+}
+
+// ratios compare a proxy's medians with nginx's in the same scenario:
+// above 1 means more requests/s, or more CPU, memory, latency.
+type ratios struct {
+	RPS float64 `json:"rps"`
+	CPU float64 `json:"cpu_us_per_req"`
+	RSS float64 `json:"rss"`
+	P99 float64 `json:"p99"`
+}
+
+type cell struct {
+	Scenario string   `json:"scenario"`
+	Proxy    string   `json:"proxy"`
+	Skipped  string   `json:"skipped,omitempty"`
+	Samples  []sample `json:"samples"`
+	Median   *sample  `json:"median,omitempty"`
+	VsNginx  *ratios  `json:"vs_nginx,omitempty"`
+}
+
+type meta struct {
+	Date        string            `json:"date"`
+	Host        map[string]string `json:"host"`
+	Versions    map[string]string `json:"versions"`
+	Rounds      int               `json:"rounds"`
+	Duration    string            `json:"duration"`
+	Warmup      string            `json:"warmup"`
+	ProxyCPU    string            `json:"proxy_cpu"`
+	LoadCPU     string            `json:"load_cpu"`
+	Scenarios   map[string]string `json:"scenarios"`
+	Proxies     []string          `json:"proxies"`
+	MedianOver  string            `json:"median_over"`
+	CPUMethod   string            `json:"cpu_method"`
+	RSSMethod   string            `json:"rss_method"`
+	ErrorMethod string            `json:"error_method"`
+}
+
+type results struct {
+	Meta  meta    `json:"meta"`
+	Cells []*cell `json:"results"`
+	cells map[string]*cell
+}
+
+func (r *runner) meta(scens []scenario) meta {
+	m := meta{
+		Date:        time.Now().UTC().Format(time.RFC3339),
+		Host:        map[string]string{},
+		Versions:    map[string]string{"go": runtime.Version()},
+		Rounds:      r.opt.rounds,
+		Duration:    r.opt.duration.String(),
+		Warmup:      r.opt.warmup.String(),
+		ProxyCPU:    r.opt.proxyCPU,
+		LoadCPU:     r.opt.loadCPU,
+		Scenarios:   map[string]string{},
+		Proxies:     r.opt.proxies,
+		MedianOver:  "rounds; each metric's median is taken on its own",
+		CPUMethod:   "utime+stime of the proxy's process tree (/proc/PID/stat), delta over the measured run, divided by requests completed",
+		RSSMethod:   "peak of summed VmRSS of the proxy's process tree, sampled every 200ms during the measured run; idle10k: growth while holding the idle connections",
+		ErrorMethod: "wrk socket errors (connect, read, write, timeout) plus non-2xx/3xx responses; idle10k: connections that failed to open",
+	}
+	for _, s := range scens {
+		m.Scenarios[s.name] = s.desc
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Host["kernel"] = strings.TrimSpace(string(b))
+	}
+	// runtime.NumCPU would count only the CPU the harness is pinned to.
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		n := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				n++
+				m.Host["cpu"] = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+			}
+		}
+		m.Host["cpus"] = fmt.Sprint(n)
+	}
+	version := func(name string, args ...string) {
+		bin := r.bins[name]
+		if bin == "" {
+			return
+		}
+		out, _ := exec.Command(bin, args...).CombinedOutput() // wrk -v exits 1
+		m.Versions[name] = firstLine(strings.TrimSpace(string(out)))
+	}
+	version("nginx", "-v")
+	version("haproxy", "-v")
+	version("wrk", "-v")
+	return m
+}
+
+// summarize fills each cell's medians and its ratios against nginx.
+func (res *results) summarize() {
+	for _, c := range res.Cells {
+		var ok []sample
+		for _, s := range c.Samples {
+			if s.Failed == "" {
+				ok = append(ok, s)
+			}
+		}
+		if len(ok) == 0 {
+			continue
+		}
+		m := &sample{
+			RPS:          median(ok, func(s sample) float64 { return s.RPS }),
+			P50ms:        median(ok, func(s sample) float64 { return s.P50ms }),
+			P99ms:        median(ok, func(s sample) float64 { return s.P99ms }),
+			CPUusPerReq:  median(ok, func(s sample) float64 { return s.CPUusPerReq }),
+			CPUPercent:   median(ok, func(s sample) float64 { return s.CPUPercent }),
+			RSSMiB:       median(ok, func(s sample) float64 { return s.RSSMiB }),
+			RSSBeforeMiB: median(ok, func(s sample) float64 { return s.RSSBeforeMiB }),
+			Requests:     int64(median(ok, func(s sample) float64 { return float64(s.Requests) })),
+			Errors:       int64(median(ok, func(s sample) float64 { return float64(s.Errors) })),
+		}
+		c.Median = m
+	}
+	for _, c := range res.Cells {
+		ng := res.cells[c.Scenario+"/nginx"]
+		if c.Median == nil || ng == nil || ng.Median == nil {
+			continue
+		}
+		c.VsNginx = &ratios{
+			RPS: ratio(c.Median.RPS, ng.Median.RPS),
+			CPU: ratio(c.Median.CPUusPerReq, ng.Median.CPUusPerReq),
+			RSS: ratio(c.Median.RSSMiB, ng.Median.RSSMiB),
+			P99: ratio(c.Median.P99ms, ng.Median.P99ms),
+		}
+		if c.Proxy == "direct" {
+			// The origin lives through the whole run, so its RSS holds
+			// every earlier scenario's buffers: no fair comparison.
+			c.VsNginx.RSS = 0
+		}
+	}
+}
+
+func median(ss []sample, f func(sample) float64) float64 {
+	v := make([]float64, len(ss))
+	for i, s := range ss {
+		v[i] = f(s)
+	}
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func (res *results) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nMedians of %d round(s), %s each; proxy on CPU %s, wrk and origin on CPU %s. ×nginx: ratio to nginx in the same scenario.\n",
+		res.Meta.Rounds, res.Meta.Duration, res.Meta.ProxyCPU, res.Meta.LoadCPU)
+	b.WriteString("idle10k: RSS is the growth (MiB) while holding the idle connections; CPU is per connection opened.\n\n")
+	b.WriteString("CPU %: the proxy's CPU use during the run; well under 100 means wrk and the origin, not the proxy, set req/s.\n\n")
+	b.WriteString("| scenario | proxy | req/s | ×nginx | p50 ms | p99 ms | CPU µs/req | ×nginx | CPU % | RSS MiB | ×nginx | errors |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range res.Cells {
+		if c.Skipped != "" {
+			fmt.Fprintf(&b, "| %s | %s | skipped: %s ||||||||||\n", c.Scenario, c.Proxy, mdEscape(c.Skipped))
+			continue
+		}
+		if c.Median == nil {
+			why := "no successful run"
+			if len(c.Samples) > 0 {
+				why = c.Samples[len(c.Samples)-1].Failed
+			}
+			fmt.Fprintf(&b, "| %s | %s | failed: %s ||||||||||\n", c.Scenario, c.Proxy, mdEscape(why))
+			continue
+		}
+		m := c.Median
+		rr := func(f func(*ratios) float64) string {
+			if c.VsNginx == nil || f(c.VsNginx) == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.2f", f(c.VsNginx))
+		}
+		if strings.HasPrefix(c.Scenario, "idle") {
+			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | %.1f | %s | – | +%.1f | %s | %d |\n",
+				c.Scenario, c.Proxy, m.CPUusPerReq, rr(func(r *ratios) float64 { return r.CPU }),
+				m.RSSMiB, rr(func(r *ratios) float64 { return r.RSS }), m.Errors)
+			continue
+		}
+		failed := ""
+		if n := len(c.Samples) - countOK(c.Samples); n > 0 {
+			failed = fmt.Sprintf(" (%d run(s) failed)", n)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.2f | %.2f | %.1f | %s | %.0f | %.1f | %s | %d%s |\n",
+			c.Scenario, c.Proxy, m.RPS, rr(func(r *ratios) float64 { return r.RPS }),
+			m.P50ms, m.P99ms, m.CPUusPerReq, rr(func(r *ratios) float64 { return r.CPU }),
+			m.CPUPercent, m.RSSMiB, rr(func(r *ratios) float64 { return r.RSS }), m.Errors, failed)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func countOK(ss []sample) int {
+	n := 0
+	for _, s := range ss {
+		if s.Failed == "" {
+			n++
+		}
+	}
+	return n
+}
+
+func mdEscape(s string) string {
+	s = strings.ReplaceAll(s, "|", "\\|")
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
+}
+
+func (res *results) writeJSON(path string) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// proxyColors are the bar colors of chart.png; benchmarks/README.md holds
+// the legend, since the chart has no text.
+var proxyColors = map[string]color.RGBA{
+	"switchflow": {0xd6, 0x27, 0x28, 0xff}, // red
+	"nginx":      {0x2c, 0xa0, 0x2c, 0xff}, // green
+	"haproxy":    {0x1f, 0x77, 0xb4, 0xff}, // blue
+	"fastproxy":  {0xff, 0x7f, 0x0e, 0xff}, // orange
+	"stdproxy":   {0x94, 0x67, 0xbd, 0xff}, // purple
+	"direct":     {0x7f, 0x7f, 0x7f, 0xff}, // grey
+}
+
+// writeChart draws two panels, requests/s above and CPU µs/request below,
+// one group of bars per scenario in the order of the table, one bar per
+// proxy in -proxies order. Each group is scaled to its own largest value,
+// and a thin black line marks nginx's value. idle10k shows RSS growth in
+// the upper panel, since it has no requests/s.
+func (res *results) writeChart(path string) error {
+	var scens []string
+	for _, c := range res.Cells {
+		if !contains(scens, c.Scenario) {
+			scens = append(scens, c.Scenario)
+		}
+	}
+	proxies := res.Meta.Proxies
+	const (
+		barW, barGap, groupGap, margin = 14, 2, 28, 20
+		panelH, panelGap               = 260, 30
+	)
+	groupW := len(proxies)*(barW+barGap) - barGap
+	width := 2*margin + len(scens)*groupW + (len(scens)-1)*groupGap
+	height := 2*margin + 2*panelH + panelGap
+	img := image.NewRGBA(image.Rect(0, 0, width, height))
+	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
+	black := image.NewUniform(color.Black)
+	light := image.NewUniform(color.RGBA{0xe0, 0xe0, 0xe0, 0xff})
+
+	metrics := []func(c *cell) float64{
+		func(c *cell) float64 {
+			if strings.HasPrefix(c.Scenario, "idle") {
+				return c.Median.RSSMiB
+			}
+			return c.Median.RPS
+		},
+		func(c *cell) float64 { return c.Median.CPUusPerReq },
+	}
+	for pi, metric := range metrics {
+		top := margin + pi*(panelH+panelGap)
+		base := top + panelH
+		// Panel background and baseline.
+		draw.Draw(img, image.Rect(margin-4, top, width-margin+4, base), light, image.Point{}, draw.Src)
+		draw.Draw(img, image.Rect(margin-4, base, width-margin+4, base+2), black, image.Point{}, draw.Src)
+		for si, s := range scens {
+			x0 := margin + si*(groupW+groupGap)
+			var peak float64
+			for _, p := range proxies {
+				if c := res.cells[s+"/"+p]; c != nil && c.Median != nil {
+					peak = max(peak, metric(c))
+				}
+			}
+			if peak <= 0 {
+				continue
+			}
+			for bi, p := range proxies {
+				c := res.cells[s+"/"+p]
+				if c == nil || c.Median == nil {
+					continue
+				}
+				h := int(float64(panelH-10) * metric(c) / peak)
+				x := x0 + bi*(barW+barGap)
+				col := image.NewUniform(proxyColors[p])
+				draw.Draw(img, image.Rect(x, base-h, x+barW, base), col, image.Point{}, draw.Src)
+			}
+			if ng := res.cells[s+"/nginx"]; ng != nil && ng.Median != nil {
+				y := base - int(float64(panelH-10)*metric(ng)/peak)
+				draw.Draw(img, image.Rect(x0-2, y, x0+groupW+2, y+1), black, image.Point{}, draw.Src)
+			}
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := png.Encode(f, img); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// scenario is one kind of load. Every scenario but idle10k is a wrk run.
+type scenario struct {
+	name     string
+	desc     string
+	path     string
+	conns    int      // wrk -c
+	headers  []string // wrk -H
+	postSize int      // > 0: POST a body this large (wrk lua script)
+	idle     int      // > 0: no wrk; hold this many idle connections and measure memory
+}
+
+var allScenarios = []scenario{
+	{name: "hello", desc: "GET /, 13-byte body, keep-alive, 64 connections", path: "/", conns: 64},
+	{name: "json4k", desc: "GET /json, 4 KiB body, keep-alive, 64 connections", path: "/json", conns: 64},
+	{name: "big1m", desc: "GET /big, 1 MiB body, keep-alive, 16 connections", path: "/big", conns: 16},
+	{name: "chunked", desc: "GET /chunked, 64 KiB chunked in 4 KiB chunks, keep-alive, 64 connections", path: "/chunked", conns: 64},
+	{name: "post64k", desc: "POST /echo with a 64 KiB body, 64 KiB echoed back, keep-alive, 64 connections", path: "/echo", conns: 64, postSize: 64 << 10},
+	{name: "close", desc: "GET / with Connection: close, a new client connection per request, 64 connections", path: "/", conns: 64, headers: []string{"Connection: close"}},
+	{name: "c256", desc: "hello at 256 connections", path: "/", conns: 256},
+	{name: "c1024", desc: "hello at 1024 connections", path: "/", conns: 1024},
+	{name: "idle10k", desc: "RSS growth while holding 10,000 idle keep-alive connections (one GET each)", path: "/", idle: 10000},
+}
+
+func findScenario(name string) (scenario, bool) {
+	for _, s := range allScenarios {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return scenario{}, false
+}
+
+// pattern is the origin's body pattern: byte i is byte(i*7+3).
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + 3)
+	}
+	return b
+}
+
+// luaScript writes the wrk script for a POST scenario into dir and returns
+// its path.
+func (s scenario) luaScript(dir string) (string, error) {
+	if s.postSize == 0 {
+		return "", nil
+	}
+	p := filepath.Join(dir, fmt.Sprintf("post%d.lua", s.postSize))
+	script := fmt.Sprintf(`-- written by benchmarks/cmd/bench: POST a %d-byte body to every request
+wrk.method = "POST"
+wrk.body = string.rep("abcdefghijklmnop", %d)
+wrk.headers["Content-Type"] = "application/octet-stream"
+`, s.postSize, s.postSize/16)
+	return p, os.WriteFile(p, []byte(script), 0o644)
+}
+
+// check sends the scenario's request once through addr and verifies the
+// answer is the origin's, byte for byte, so that a proxy that answers
+// quickly but wrongly is not measured.
+func (s scenario) check(addr string) error {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true}}
+	defer client.CloseIdleConnections()
+	url := "http://" + addr + s.path
+	var want []byte
+	var resp *http.Response
+	var err error
+	switch {
+	case s.postSize > 0:
+		want = bytes.Repeat([]byte("abcdefghijklmnop"), s.postSize/16)
+		resp, err = client.Post(url, "application/octet-stream", bytes.NewReader(want))
+	default:
+		resp, err = client.Get(url)
+		switch s.path {
+		case "/big":
+			want = pattern(1 << 20)
+		case "/chunked":
+			want = pattern(64 << 10)
+		case "/json":
+			want = nil // length checked below
+		default:
+			want = []byte("Hello, World!")
+		}
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("reading body: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d, want 200", resp.StatusCode)
+	}
+	if s.path == "/json" {
+		if len(body) != 4096 || !strings.HasPrefix(string(body), `{"items":[`) {
+			return fmt.Errorf("/json body of %d bytes, want the origin's 4096", len(body))
+		}
+		return nil
+	}
+	if !bytes.Equal(body, want) {
+		return fmt.Errorf("body of %d bytes differs from the origin's %d", len(body), len(want))
+	}
+	return nil
+}

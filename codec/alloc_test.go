@@ -1,0 +1,46 @@
+//go:build !race
+
+package codec
+
+import "testing"
+
+// Practice 1: codec never allocates, on the success path or the error path.
+func TestZeroAllocs(t *testing.T) {
+	req := []byte(crlf("POST /api/v1/items?id=7 HTTP/1.1|Host: api.example.com|User-Agent: bench/1.0|Accept: */*|Connection: keep-alive, X-Hop|X-Hop: 1|X-Forwarded-For: 198.51.100.7|Content-Length: 5, 5||hello"))
+	badReq := []byte(crlf("GET / HTTP/1.1|Host: a|X: a| folded||"))
+	resp := []byte(crlf("HTTP/1.1 200 OK|Content-Type: text/plain|Transfer-Encoding: chunked|Connection: keep-alive||"))
+	badResp := []byte(crlf("HTTP/1.1 200 OK|Content-Length: 1|Transfer-Encoding: chunked||"))
+	body := []byte("5;e=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n")
+	badBody := []byte("5\r\nhelloXX")
+
+	var r Request
+	var resp1 Response
+	var d ChunkedReader
+	dst := make([]byte, 0, 4096)
+
+	cases := []struct {
+		name string
+		fn   func()
+	}{
+		{"ParseRequest", func() { _, _ = ParseRequest(req, &r) }},
+		{"ParseRequest error", func() { _, _ = ParseRequest(badReq, &r) }},
+		{"ParseRequest need more", func() { _, _ = ParseRequest(req[:20], &r) }},
+		{"ParseResponse", func() { _, _ = ParseResponse(resp, &resp1) }},
+		{"ParseResponse error", func() { _, _ = ParseResponse(badResp, &resp1) }},
+		{"ChunkedReader.Skip", func() { d.Reset(); _, _, _ = d.Skip(body) }},
+		{"ChunkedReader.Skip error", func() { d.Reset(); _, _, _ = d.Skip(badBody) }},
+		{"AppendProxyRequest", func() {
+			_, _ = ParseRequest(req, &r)
+			dst = AppendProxyRequest(dst[:0], &r, r.Target, []byte("203.0.113.9"), []byte("https"), []byte("backend:80"), false)
+		}},
+		{"AppendProxyResponse", func() {
+			_, _ = ParseResponse(resp, &resp1)
+			dst = AppendProxyResponse(dst[:0], &resp1, 0, true, true, false)
+		}},
+	}
+	for _, c := range cases {
+		if got := testing.AllocsPerRun(100, c.fn); got != 0 {
+			t.Errorf("%s: %v allocs per run, want 0", c.name, got)
+		}
+	}
+}

@@ -1,0 +1,263 @@
+package codec
+
+import "strconv"
+
+// Forwarding helpers. Each appends to dst and returns the extended slice, like strconv.AppendInt: they
+// allocate only when cap(dst) is too small. The result holds copies, so it does not depend on the
+// parsed buffer once returned.
+
+// AppendProxyRequest appends the head to send to the backend:
+//
+//   - "METHOD target HTTP/1.1\r\n" (backends are always spoken to in HTTP/1.1);
+//   - "Host: ..." first when the client sent none (HTTP/1.0): the authority of an absolute-form target,
+//     else defaultHost (the upstream server address, as nginx's $proxy_host), since HTTP/1.1 requires one;
+//   - every header except the hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade
+//     unless keepUpgrade, and every header named in a Connection header) and the client's
+//     X-Forwarded-For/-Proto/-Host; Transfer-Encoding and Trailer are kept because the body is passed
+//     through with its framing; repeated or listed identical Content-Lengths become one;
+//   - X-Forwarded-For: the client's values joined with ", ", then clientIP (one header);
+//   - X-Forwarded-Proto: proto, and X-Forwarded-Host: r.Host when there is a Host;
+//   - "Connection: upgrade\r\n" when keepUpgrade, then the final "\r\n".
+//
+// Content-Length, Transfer-Encoding and Host are never dropped on a Connection header's say-so: the body
+// is forwarded with the client's framing, and "Connection: Content-Length" would otherwise make the
+// backend read that body as the next request.
+func AppendProxyRequest(dst []byte, r *Request, target, clientIP, proto, defaultHost []byte, keepUpgrade bool) []byte {
+	hs := r.Headers[:r.NumHeaders]
+	dst = append(dst, r.Method...)
+	dst = append(dst, ' ')
+	dst = append(dst, target...)
+	dst = append(dst, " HTTP/1.1\r\n"...)
+	if r.Flags&FlagHasHost == 0 {
+		dst = append(dst, "Host: "...)
+		if a := absoluteAuthority(target); len(a) > 0 {
+			dst = append(dst, a...)
+		} else {
+			dst = append(dst, defaultHost...) // as nginx's $proxy_host: the upstream server's address
+		}
+		dst = append(dst, "\r\n"...)
+	}
+	clDone := false
+	for i := range hs {
+		name := hs[i].Name
+		if dropHopByHop(hs, name, r.connOther, keepUpgrade) {
+			continue
+		}
+		switch len(name) {
+		case 14:
+			if equalFoldLower(name, "content-length") {
+				dst, clDone = appendContentLength(dst, r.ContentLength, clDone)
+				continue
+			}
+		case 15:
+			if equalFoldLower(name, "x-forwarded-for") {
+				continue
+			}
+		case 16:
+			if equalFoldLower(name, "x-forwarded-host") {
+				continue
+			}
+		case 17:
+			if equalFoldLower(name, "x-forwarded-proto") {
+				continue
+			}
+		}
+		dst = appendHeader(dst, name, hs[i].Value)
+	}
+
+	dst = append(dst, "X-Forwarded-For: "...)
+	for i := range hs {
+		if len(hs[i].Value) > 0 && equalFoldLower(hs[i].Name, "x-forwarded-for") {
+			dst = append(dst, hs[i].Value...)
+			dst = append(dst, ", "...)
+		}
+	}
+	dst = append(dst, clientIP...)
+	dst = append(dst, "\r\nX-Forwarded-Proto: "...)
+	dst = append(dst, proto...)
+	dst = append(dst, "\r\n"...)
+	if r.Flags&FlagHasHost != 0 {
+		dst = appendHeader(dst, xForwardedHost, r.Host)
+	}
+	if keepUpgrade {
+		dst = append(dst, "Connection: upgrade\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+var xForwardedHost = []byte("X-Forwarded-Host")
+
+// AppendProxyResponse appends the head to send to the client:
+//
+//   - "HTTP/1.1 <status> <reason>\r\n", from a prebuilt line when the status is common and the reason
+//     is the standard one;
+//   - every header except the hop-by-hop ones (as for requests; Upgrade kept when keepUpgrade), and
+//     except Transfer-Encoding when omitTE; identical Content-Lengths become one;
+//   - "Connection: upgrade\r\n" when keepUpgrade; otherwise "Connection: close\r\n" when !keepAlive, or
+//     "Connection: keep-alive\r\n" when keepAlive and the client speaks HTTP/1.0; then "\r\n".
+//
+// keepUpgrade wins over keepAlive: a 101 response switching protocols must not also say "close".
+func AppendProxyResponse(dst []byte, r *Response, clientMinor uint8, keepAlive, omitTE, keepUpgrade bool) []byte {
+	hs := r.Headers[:r.NumHeaders]
+	dst = appendStatusLine(dst, r.Status, r.Reason)
+	clDone := false
+	for i := range hs {
+		name := hs[i].Name
+		if dropHopByHop(hs, name, r.connOther, keepUpgrade) {
+			continue
+		}
+		switch len(name) {
+		case 14:
+			if equalFoldLower(name, "content-length") {
+				dst, clDone = appendContentLength(dst, r.ContentLength, clDone)
+				continue
+			}
+		case 17:
+			if omitTE && equalFoldLower(name, "transfer-encoding") {
+				continue
+			}
+		}
+		dst = appendHeader(dst, name, hs[i].Value)
+	}
+	switch {
+	case keepUpgrade:
+		dst = append(dst, "Connection: upgrade\r\n"...)
+	case !keepAlive:
+		dst = append(dst, "Connection: close\r\n"...)
+	case clientMinor == 0:
+		dst = append(dst, "Connection: keep-alive\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+func appendHeader(dst, name, value []byte) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ": "...)
+	dst = append(dst, value...)
+	return append(dst, "\r\n"...)
+}
+
+func appendContentLength(dst []byte, n int64, done bool) ([]byte, bool) {
+	if done {
+		return dst, true
+	}
+	dst = append(dst, "Content-Length: "...)
+	dst = strconv.AppendInt(dst, n, 10)
+	return append(dst, "\r\n"...), true
+}
+
+// dropHopByHop reports whether the header called name must not cross the proxy (RFC 9110 7.6.1).
+func dropHopByHop(hs []Header, name []byte, connOther, keepUpgrade bool) bool {
+	switch len(name) {
+	case 2:
+		if equalFoldLower(name, "te") {
+			return true
+		}
+	case 7:
+		if equalFoldLower(name, "upgrade") {
+			return !keepUpgrade
+		}
+	case 10:
+		if equalFoldLower(name, "connection") || equalFoldLower(name, "keep-alive") {
+			return true
+		}
+	case 16:
+		if equalFoldLower(name, "proxy-connection") {
+			return true
+		}
+	}
+	if !connOther || framingHeader(name) {
+		return false
+	}
+	return namedInConnection(hs, name)
+}
+
+// framingHeader reports the headers a Connection token may not remove (see AppendProxyRequest).
+func framingHeader(name []byte) bool {
+	return equalFoldLower(name, "content-length") || equalFoldLower(name, "transfer-encoding") ||
+		equalFoldLower(name, "host")
+}
+
+func namedInConnection(hs []Header, name []byte) bool {
+	for i := range hs {
+		if !equalFoldLower(hs[i].Name, "connection") {
+			continue
+		}
+		it := listIter{list: hs[i].Value}
+		for tok, ok := it.next(); ok; tok, ok = it.next() {
+			if equalFold(tok, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// absoluteAuthority returns the authority of an absolute-form target ("http://a.example:8080/x" ->
+// "a.example:8080"), or nothing when the target is not absolute-form or the authority is not a valid
+// Host value (userinfo included: "user@host" is refused rather than forwarded as a Host).
+func absoluteAuthority(target []byte) []byte {
+	var rest []byte
+	switch {
+	case hasPrefixFold(target, "http://"):
+		rest = target[len("http://"):]
+	case hasPrefixFold(target, "https://"):
+		rest = target[len("https://"):]
+	default:
+		return nil
+	}
+	end := 0
+	for end < len(rest) && rest[end] != '/' && rest[end] != '?' && rest[end] != '#' {
+		if byteClass[rest[end]]&clsHost == 0 {
+			return nil
+		}
+		end++
+	}
+	return rest[:end]
+}
+
+// statusLines holds prebuilt "HTTP/1.1 NNN Reason\r\n" lines for common codes; statusReasons their
+// reason phrases. Both are filled once at initialisation and only read afterwards.
+var statusReasons = [...]string{
+	100: "Continue", 101: "Switching Protocols", 103: "Early Hints",
+	200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information", 204: "No Content",
+	206: "Partial Content",
+	301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
+	307: "Temporary Redirect", 308: "Permanent Redirect",
+	400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+	406: "Not Acceptable", 408: "Request Timeout", 409: "Conflict", 410: "Gone", 411: "Length Required",
+	412: "Precondition Failed", 413: "Content Too Large", 414: "URI Too Long",
+	415: "Unsupported Media Type", 416: "Range Not Satisfiable", 422: "Unprocessable Content",
+	429: "Too Many Requests", 431: "Request Header Fields Too Large",
+	500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+	504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+var statusLines = buildStatusLines()
+
+func buildStatusLines() (lines [len(statusReasons)]string) {
+	for code, reason := range statusReasons {
+		if reason != "" {
+			lines[code] = "HTTP/1.1 " + strconv.Itoa(code) + " " + reason + "\r\n"
+		}
+	}
+	return lines
+}
+
+// StatusReason returns the standard reason phrase for code, or "" when codec has none prebuilt.
+func StatusReason(code int) string {
+	if code >= 0 && code < len(statusReasons) {
+		return statusReasons[code]
+	}
+	return ""
+}
+
+func appendStatusLine(dst []byte, status int, reason []byte) []byte {
+	if status >= 0 && status < len(statusLines) && statusLines[status] != "" && string(reason) == statusReasons[status] {
+		return append(dst, statusLines[status]...)
+	}
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = append(dst, byte('0'+status/100%10), byte('0'+status/10%10), byte('0'+status%10), ' ')
+	dst = append(dst, reason...)
+	return append(dst, "\r\n"...)
+}

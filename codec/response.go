@@ -1,0 +1,139 @@
+package codec
+
+// Response is a parsed response head. Reason and Headers[i].Name/Value are views into the buffer given
+// to ParseResponse, valid while that buffer is neither modified nor reused. Not safe for concurrent use.
+type Response struct {
+	Minor         uint8
+	Status        int
+	Reason        []byte // view; may be empty
+	Flags         uint32
+	ContentLength int64 // -1 when absent
+	Headers       [MaxHeaders]Header
+	NumHeaders    int
+
+	connOther bool
+	synErr    SyntaxError
+}
+
+// ParseResponse parses one response head at the start of buf, with the same contract as ParseRequest
+// (it never allocates; n is the head length; ErrNeedMore means read more and call again). 1xx heads
+// parse like any other; the caller loops for the final response. Any error is a malformed response
+// (502), except ErrNeedMore and ErrTooManyHeaders (also 502 at the proxy, but distinguishable).
+//
+// Differences from requests: no Host rules; a Transfer-Encoding whose last coding is not chunked is
+// accepted and means the body runs until the backend closes (RFC 9112 6.3 rule 4), so Body returns
+// BodyUntilClose; Transfer-Encoding in an HTTP/1.0 response is a SyntaxError (faulty framing,
+// RFC 9112 6.1); Content-Length with Transfer-Encoding is ErrConflictingFraming.
+func ParseResponse(buf []byte, r *Response) (n int, err error) {
+	r.Minor, r.Status, r.Reason, r.Flags, r.ContentLength, r.NumHeaders, r.connOther = 0, 0, nil, 0, -1, 0, false
+	se := &r.synErr
+
+	cr, next, err := nextLine(buf, 0, se)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.parseStatusLine(buf[:cr], se); err != nil {
+		return 0, err
+	}
+
+	f := headFacts{contentLength: -1}
+	n, count, err := parseHeaders(buf, next, &r.Headers, &f, se, false)
+	r.NumHeaders = count
+	if err != nil {
+		return 0, err
+	}
+	if f.flags&FlagTransferEncoding != 0 {
+		switch {
+		case r.Minor == 0:
+			return 0, fail(se, f.teOffset, StateTransferEncoding)
+		case f.flags&FlagContentLength != 0:
+			return 0, ErrConflictingFraming
+		}
+		if f.lastChunked {
+			f.flags |= FlagChunked
+		}
+	}
+	r.Flags = f.flags
+	r.ContentLength = f.contentLength
+	r.connOther = f.connOther
+	return n, nil
+}
+
+// parseStatusLine parses "HTTP-version SP 3DIGIT [SP reason-phrase]" (CRLF already removed). A missing
+// SP before an empty reason is tolerated, as most clients do; it cannot change framing.
+func (r *Response) parseStatusLine(line []byte, se *SyntaxError) error {
+	if len(line) < 8 {
+		return fail(se, 0, StateVersion)
+	}
+	minor, err := parseVersion(line[:8], 0, se)
+	if err != nil {
+		return err
+	}
+	if len(line) < 12 || line[8] != ' ' {
+		return fail(se, 8, StateStatusCode)
+	}
+	c := line[9:12]
+	if c[0] < '1' || c[0] > '9' || !isDigit(c[1]) || !isDigit(c[2]) {
+		return fail(se, 9, StateStatusCode)
+	}
+	status := int(c[0]-'0')*100 + int(c[1]-'0')*10 + int(c[2]-'0')
+	var reason []byte
+	if len(line) > 12 {
+		if line[12] != ' ' {
+			return fail(se, 12, StateStatusCode)
+		}
+		reason = line[13:]
+		if j := invalidValueByte(reason); j >= 0 {
+			return fail(se, 13+j, StateReason)
+		}
+	} else {
+		reason = line[12:12]
+	}
+	r.Minor, r.Status, r.Reason = minor, status, reason
+	return nil
+}
+
+// KeepAlive reports whether the backend allows reuse of the connection after this response, judged by
+// version and Connection only: HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive". A response
+// whose Body is BodyUntilClose can never be reused whatever this says.
+func (r *Response) KeepAlive() bool {
+	if r.Flags&FlagConnClose != 0 {
+		return false
+	}
+	return r.Minor == 1 || r.Flags&FlagConnKeepAlive != 0
+}
+
+// Body says how the response body is framed (RFC 9112 6.3): none for a HEAD request, 1xx, 204 and 304;
+// chunked; Content-Length (0 is none); otherwise until the backend closes.
+func (r *Response) Body(requestWasHead bool) BodyKind {
+	switch {
+	case requestWasHead, r.Status < 200, r.Status == 204, r.Status == 304:
+		return BodyNone
+	case r.Flags&FlagChunked != 0:
+		return BodyChunked
+	case r.Flags&FlagTransferEncoding != 0:
+		return BodyUntilClose
+	case r.Flags&FlagContentLength != 0:
+		if r.ContentLength == 0 {
+			return BodyNone
+		}
+		return BodyLength
+	}
+	return BodyUntilClose
+}
+
+// HeaderList returns the headers that were parsed (a view of r.Headers[:r.NumHeaders]).
+func (r *Response) HeaderList() []Header { return r.Headers[:r.NumHeaders] }
+
+// Get returns the value of the first header named name (case-insensitive), or nil.
+func (r *Response) Get(name string) []byte { return getHeader(r.Headers[:r.NumHeaders], name) }
+
+// Has reports whether a header named name (case-insensitive) is present.
+func (r *Response) Has(name string) bool {
+	for i := 0; i < r.NumHeaders; i++ {
+		if equalFoldString(r.Headers[i].Name, name) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,273 @@
+package config
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+)
+
+// Config is a whole configuration file. After [Parse], [Load] or a nil
+// [Config.Validate] it is immutable: share it, never write to it.
+type Config struct {
+	Server    Server
+	TLS       *TLS   // nil when [tls] is absent
+	Admin     *Admin // nil when [admin] is absent
+	Log       Log
+	Cache     Cache
+	Upstreams []Upstream
+	Routes    []Route
+}
+
+// Server is the [server] section: the plain-HTTP listeners and the limits of
+// client connections.
+type Server struct {
+	Listen            []string      // host:port; a string or an array of strings in TOML
+	Loops             int           // event loops; 0 = one per CPU, resolved by the engine
+	MaxConnections    int           // client connections; connection MaxConnections+1 gets 503
+	HeaderBuffer      int           // bytes: the largest request head accepted
+	IOBuffer          int           // bytes buffered per direction per connection
+	ReadHeaderTimeout time.Duration // whole request head within this, else 408
+	IdleTimeout       time.Duration // idle keep-alive client connections closed after this
+	MaxBodySize       int64         // bytes; 0 = unlimited
+	ShutdownTimeout   time.Duration // requests in flight get this long on SIGTERM; 0 = none
+	ReusePort         bool          // SO_REUSEPORT
+}
+
+// TLS is the optional [tls] section: HTTPS termination.
+type TLS struct {
+	Listen       string        // host:port; default DefaultTLSListen
+	Certificates []Certificate // at least one; SNI picks among them
+	MinVersion   string        // "1.2" or "1.3"
+}
+
+// Certificate is one PEM certificate chain and its key. Paths are kept as
+// written (relative paths are relative to the working directory, as for
+// log.access); config does not read the files.
+type Certificate struct {
+	Cert, Key string
+}
+
+// Admin is the optional [admin] section.
+type Admin struct {
+	Listen string // host:port; default DefaultAdminListen
+}
+
+// Log is the [log] section.
+type Log struct {
+	Level        string // debug | info | warn | error
+	Format       string // text | json
+	Access       string // off | stdout | stderr | a file path
+	AccessFormat string // combined | json
+}
+
+// Cache is the [cache] section.
+type Cache struct {
+	MaxSize int64 // bytes; memory bound of the micro-cache; 0 = nothing is stored
+}
+
+// Upstream is one [[upstream]]: a named group of backend servers.
+type Upstream struct {
+	Name            string
+	Balance         string // round_robin | least_conn | ip_hash | p2c
+	Servers         []UpstreamServer
+	Keepalive       int           // idle backend connections kept per server; 0 = none
+	ConnectTimeout  time.Duration // > 0
+	ResponseTimeout time.Duration // > 0; request sent to response head received
+	MaxFails        int           // failures within FailTimeout that mark a server down; 0 = passive checks off
+	FailTimeout     time.Duration // > 0
+	Retries         int           // further servers tried; >= 0
+	HealthCheck     *HealthCheck  // nil when absent
+}
+
+// UpstreamServer is one entry of an upstream's servers array.
+type UpstreamServer struct {
+	Addr    string       // as written, host:port
+	TCPAddr *net.TCPAddr // resolved at load by Validate
+	Weight  int          // >= 1
+	Backup  bool         // used only while no other server is up
+}
+
+// HealthCheck is an upstream's optional active health check.
+type HealthCheck struct {
+	Path         string        // request path, starts with "/"
+	Interval     time.Duration // > 0
+	Timeout      time.Duration // > 0 and <= Interval
+	ExpectStatus int           // 100..599
+	Rise         int           // passing checks that bring a server back; >= 1
+	Fall         int           // failing checks that mark a server down; >= 1
+}
+
+// Route is one [[route]].
+type Route struct {
+	Host          string // "" = any host; exact name or "*.example.com"; lower-cased by Validate
+	PathPrefix    string // starts with "/"; default "/"
+	Upstream      string // name of an upstream
+	UpstreamIndex int    // index into Config.Upstreams, filled by Validate
+	StripPrefix   bool
+	CacheTTL      time.Duration // > 0 turns the micro-cache on; 0 = off
+}
+
+// Enumerated values and listener defaults.
+const (
+	DefaultListen      = "0.0.0.0:8080"
+	DefaultTLSListen   = "0.0.0.0:8443"
+	DefaultAdminListen = "127.0.0.1:9090" // never public by default
+
+	BalanceRoundRobin = "round_robin"
+	BalanceLeastConn  = "least_conn"
+	BalanceIPHash     = "ip_hash"
+	BalanceP2C        = "p2c"
+
+	AccessOff    = "off"
+	AccessStdout = "stdout"
+	AccessStderr = "stderr"
+)
+
+// resolveTimeout bounds each upstream name lookup at load, so that a dead
+// resolver makes `switchflow -t` fail instead of hang.
+const resolveTimeout = 5 * time.Second
+
+// DefaultServer returns the [server] defaults of SPEC section 2.
+func DefaultServer() Server {
+	return Server{
+		Listen:            []string{DefaultListen},
+		Loops:             0,
+		MaxConnections:    10000,
+		HeaderBuffer:      8 << 10,
+		IOBuffer:          64 << 10,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxBodySize:       0,
+		ShutdownTimeout:   15 * time.Second,
+		ReusePort:         true,
+	}
+}
+
+// DefaultTLS returns the [tls] defaults; Certificates has none.
+func DefaultTLS() TLS { return TLS{Listen: DefaultTLSListen, MinVersion: "1.2"} }
+
+// DefaultAdmin returns the [admin] defaults.
+func DefaultAdmin() Admin { return Admin{Listen: DefaultAdminListen} }
+
+// DefaultLog returns the [log] defaults.
+func DefaultLog() Log {
+	return Log{Level: "info", Format: "text", Access: AccessOff, AccessFormat: "combined"}
+}
+
+// DefaultCache returns the [cache] defaults.
+func DefaultCache() Cache { return Cache{MaxSize: 64 << 20} }
+
+// DefaultUpstream returns an upstream with every default filled in and no
+// name or servers.
+func DefaultUpstream() Upstream {
+	return Upstream{
+		Balance:         BalanceRoundRobin,
+		Keepalive:       256,
+		ConnectTimeout:  2 * time.Second,
+		ResponseTimeout: 30 * time.Second,
+		MaxFails:        3,
+		FailTimeout:     10 * time.Second,
+		Retries:         1,
+	}
+}
+
+// DefaultUpstreamServer returns a server with the default weight and no address.
+func DefaultUpstreamServer() UpstreamServer { return UpstreamServer{Weight: 1} }
+
+// DefaultHealthCheck returns the health_check defaults.
+func DefaultHealthCheck() HealthCheck {
+	return HealthCheck{
+		Path:         "/healthz",
+		Interval:     2 * time.Second,
+		Timeout:      time.Second,
+		ExpectStatus: 200,
+		Rise:         2,
+		Fall:         3,
+	}
+}
+
+// DefaultRoute returns a route with the default path prefix and no upstream.
+func DefaultRoute() Route { return Route{PathPrefix: "/"} }
+
+// Default returns a Config with every default and no upstreams or routes.
+// It is valid as it stands.
+func Default() *Config {
+	return &Config{
+		Server: DefaultServer(),
+		Log:    DefaultLog(),
+		Cache:  DefaultCache(),
+	}
+}
+
+// Load reads the file at path and parses it with [Parse]. Every error it
+// returns is *Errors; a read failure is one Problem with no key, and
+// errors.Is sees the underlying error (fs.ErrNotExist, ...).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Errors{Problems: []Problem{{Msg: err.Error()}}, cause: err}
+	}
+	return Parse(data)
+}
+
+// Parse decodes a TOML document, fills defaults and validates the result,
+// resolving upstream server addresses. On failure it returns nil and an
+// *Errors holding every problem found.
+func Parse(data []byte) (*Config, error) {
+	return parse(data, netResolver{})
+}
+
+func parse(data []byte, r resolver) (*Config, error) {
+	c, decodeProblems, badKeys, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	problems := decodeProblems
+	for _, p := range c.validate(r) {
+		if !coveredBy(p.Key, badKeys) {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		sortProblems(problems)
+		return nil, &Errors{Problems: problems}
+	}
+	return c, nil
+}
+
+// SlogLevel maps Level to its slog level; an unknown level maps to Info.
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// UpstreamByName returns the upstream called name, or nil.
+func (c *Config) UpstreamByName(name string) *Upstream {
+	for i := range c.Upstreams {
+		if c.Upstreams[i].Name == name {
+			return &c.Upstreams[i]
+		}
+	}
+	return nil
+}
+
+// resolver turns a host name into addresses. Tests and fuzzing swap in one
+// that never touches the network.
+type resolver interface {
+	lookupIP(ctx context.Context, host string) ([]net.IP, error)
+}
+
+type netResolver struct{}
+
+func (netResolver) lookupIP(ctx context.Context, host string) ([]net.IP, error) {
+	return net.DefaultResolver.LookupIP(ctx, "ip", host)
+}

@@ -1,0 +1,410 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate checks a Config built in code (Parse and Load call it for files)
+// and fills its derived fields: Route.UpstreamIndex, UpstreamServer.TCPAddr
+// (resolving names, each lookup bounded by a few seconds) and lower-cased
+// Route.Host. It returns nil or an *Errors with every problem, keyed as in a
+// file. After it returns nil, treat c as immutable.
+func (c *Config) Validate() error {
+	ps := c.validate(netResolver{})
+	if len(ps) == 0 {
+		return nil
+	}
+	sortProblems(ps)
+	return &Errors{Problems: ps}
+}
+
+var (
+	logLevels     = []string{"debug", "info", "warn", "error"}
+	logFormats    = []string{"text", "json"}
+	accessFormats = []string{"combined", "json"}
+	balances      = []string{BalanceRoundRobin, BalanceLeastConn, BalanceIPHash, BalanceP2C}
+	tlsVersions   = []string{"1.2", "1.3"}
+)
+
+const (
+	minHeaderBuffer = 1 << 10
+	maxHeaderBuffer = 1 << 20
+	minIOBuffer     = 4 << 10
+)
+
+func (c *Config) validate(r resolver) []Problem {
+	var ps problems
+	listeners := map[string]string{} // address → key that claimed it
+
+	claim := func(key, addr string) {
+		if !checkListen(&ps, key, addr) {
+			return
+		}
+		if prev, dup := listeners[addr]; dup {
+			ps.addf(key, "address %q is already used by %s", addr, prev)
+			return
+		}
+		listeners[addr] = key
+	}
+
+	s := &c.Server
+	if len(s.Listen) == 0 {
+		ps.addf("server.listen", "at least one listen address is required")
+	}
+	for i, addr := range s.Listen {
+		key := "server.listen"
+		if len(s.Listen) > 1 {
+			key = fmt.Sprintf("server.listen[%d]", i)
+		}
+		claim(key, addr)
+	}
+	if s.Loops < 0 {
+		ps.addf("server.loops", "must be >= 0 (0 = one per CPU core), got %d", s.Loops)
+	}
+	if s.MaxConnections < 1 {
+		ps.addf("server.max_connections", "must be >= 1, got %d", s.MaxConnections)
+	}
+	if s.HeaderBuffer < minHeaderBuffer || s.HeaderBuffer > maxHeaderBuffer {
+		ps.addf("server.header_buffer", "must be between 1KiB and 1MiB, got %s", FormatSize(int64(s.HeaderBuffer)))
+	}
+	if s.IOBuffer < minIOBuffer {
+		ps.addf("server.io_buffer", "must be at least 4KiB, got %s", FormatSize(int64(s.IOBuffer)))
+	}
+	positive(&ps, "server.read_header_timeout", s.ReadHeaderTimeout)
+	positive(&ps, "server.idle_timeout", s.IdleTimeout)
+	if s.MaxBodySize < 0 {
+		ps.addf("server.max_body_size", "must not be negative (0 = unlimited)")
+	}
+	nonNegative(&ps, "server.shutdown_timeout", s.ShutdownTimeout)
+
+	if t := c.TLS; t != nil {
+		if t.Listen == "" {
+			ps.addf("tls.listen", "is required")
+		} else {
+			claim("tls.listen", t.Listen)
+		}
+		if len(t.Certificates) == 0 {
+			ps.addf("tls.certificates", "at least one certificate is required")
+		}
+		for i, cert := range t.Certificates {
+			if cert.Cert == "" {
+				ps.addf(fmt.Sprintf("tls.certificates[%d].cert", i), "is required")
+			}
+			if cert.Key == "" {
+				ps.addf(fmt.Sprintf("tls.certificates[%d].key", i), "is required")
+			}
+		}
+		oneOf(&ps, "tls.min_version", t.MinVersion, tlsVersions)
+	}
+	if a := c.Admin; a != nil {
+		if a.Listen == "" {
+			ps.addf("admin.listen", "is required")
+		} else {
+			claim("admin.listen", a.Listen)
+		}
+	}
+
+	oneOf(&ps, "log.level", c.Log.Level, logLevels)
+	oneOf(&ps, "log.format", c.Log.Format, logFormats)
+	if c.Log.Access == "" {
+		ps.addf("log.access", `must be "off", "stdout", "stderr" or a file path`)
+	}
+	oneOf(&ps, "log.access_format", c.Log.AccessFormat, accessFormats)
+
+	if c.Cache.MaxSize < 0 {
+		ps.addf("cache.max_size", "must not be negative")
+	}
+
+	names := map[string]int{}
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		key := fmt.Sprintf("upstream[%d]", i)
+		if u.Name == "" {
+			ps.addf(key+".name", "is required")
+		} else if prev, dup := names[u.Name]; dup {
+			ps.addf(key+".name", "duplicate upstream name %q (also upstream[%d])", u.Name, prev)
+		} else {
+			names[u.Name] = i
+		}
+		validateUpstream(&ps, key, u, r)
+	}
+
+	type routeKey struct{ host, prefix string }
+	seenRoutes := map[routeKey]int{}
+	for i := range c.Routes {
+		rt := &c.Routes[i]
+		key := fmt.Sprintf("route[%d]", i)
+		hostOK := true
+		if rt.Host != "" {
+			host, msg := normalizeHost(rt.Host)
+			if msg != "" {
+				ps.addf(key+".host", "%s", msg)
+				hostOK = false
+			} else {
+				rt.Host = host
+			}
+		}
+		prefixOK := checkPathPrefix(&ps, key+".path_prefix", rt.PathPrefix)
+		switch idx, found := names[rt.Upstream]; {
+		case rt.Upstream == "":
+			ps.addf(key+".upstream", "is required")
+		case !found:
+			ps.addf(key+".upstream", "no upstream is named %q", rt.Upstream)
+		default:
+			rt.UpstreamIndex = idx
+		}
+		nonNegative(&ps, key+".cache_ttl", rt.CacheTTL)
+		if hostOK && prefixOK {
+			rk := routeKey{rt.Host, rt.PathPrefix}
+			if prev, dup := seenRoutes[rk]; dup {
+				ps.addf(key, "duplicates route[%d] (same host %q and path_prefix %q)", prev, rt.Host, rt.PathPrefix)
+			} else {
+				seenRoutes[rk] = i
+			}
+		}
+	}
+	return ps.list
+}
+
+func validateUpstream(ps *problems, key string, u *Upstream, r resolver) {
+	oneOf(ps, key+".balance", u.Balance, balances)
+	if len(u.Servers) == 0 {
+		ps.addf(key+".servers", "at least one server is required")
+	}
+	addrs := map[string]int{}
+	primaries := 0
+	for j := range u.Servers {
+		srv := &u.Servers[j]
+		skey := fmt.Sprintf("%s.servers[%d]", key, j)
+		if !srv.Backup {
+			primaries++
+		}
+		if srv.Weight < 1 {
+			ps.addf(skey+".weight", "must be >= 1, got %d", srv.Weight)
+		}
+		if srv.Addr == "" {
+			ps.addf(skey+".addr", "is required")
+			continue
+		}
+		if prev, dup := addrs[srv.Addr]; dup {
+			ps.addf(skey+".addr", "duplicate server %q (also servers[%d]; use weight instead)", srv.Addr, prev)
+			continue
+		}
+		addrs[srv.Addr] = j
+		tcp, msg := resolveBackend(srv.Addr, r)
+		if msg != "" {
+			ps.addf(skey+".addr", "%s", msg)
+			continue
+		}
+		srv.TCPAddr = tcp
+	}
+	if len(u.Servers) > 0 && primaries == 0 {
+		ps.addf(key+".servers", "every server is a backup; at least one must not be")
+	}
+	if u.Keepalive < 0 {
+		ps.addf(key+".keepalive", "must be >= 0, got %d", u.Keepalive)
+	}
+	positive(ps, key+".connect_timeout", u.ConnectTimeout)
+	positive(ps, key+".response_timeout", u.ResponseTimeout)
+	if u.MaxFails < 0 {
+		ps.addf(key+".max_fails", "must be >= 0 (0 = passive health checks off), got %d", u.MaxFails)
+	}
+	positive(ps, key+".fail_timeout", u.FailTimeout)
+	if u.Retries < 0 {
+		ps.addf(key+".retries", "must be >= 0, got %d", u.Retries)
+	}
+	if hc := u.HealthCheck; hc != nil {
+		hkey := key + ".health_check"
+		if !strings.HasPrefix(hc.Path, "/") {
+			ps.addf(hkey+".path", "must start with \"/\", got %q", hc.Path)
+		} else if bad := strings.IndexFunc(hc.Path, isBadPathRune); bad >= 0 {
+			ps.addf(hkey+".path", "must not contain spaces or control characters")
+		}
+		intervalOK := positive(ps, hkey+".interval", hc.Interval)
+		if positive(ps, hkey+".timeout", hc.Timeout) && intervalOK && hc.Timeout > hc.Interval {
+			ps.addf(hkey+".timeout", "must not exceed interval (%v), got %v", hc.Interval, hc.Timeout)
+		}
+		if hc.ExpectStatus < 100 || hc.ExpectStatus > 599 {
+			ps.addf(hkey+".expect_status", "must be an HTTP status between 100 and 599, got %d", hc.ExpectStatus)
+		}
+		if hc.Rise < 1 {
+			ps.addf(hkey+".rise", "must be >= 1, got %d", hc.Rise)
+		}
+		if hc.Fall < 1 {
+			ps.addf(hkey+".fall", "must be >= 1, got %d", hc.Fall)
+		}
+	}
+}
+
+func positive(ps *problems, key string, d time.Duration) bool {
+	if d <= 0 {
+		ps.addf(key, "must be greater than 0, got %v", d)
+		return false
+	}
+	return true
+}
+
+func nonNegative(ps *problems, key string, d time.Duration) {
+	if d < 0 {
+		ps.addf(key, "must not be negative, got %v", d)
+	}
+}
+
+func oneOf(ps *problems, key, v string, allowed []string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	ps.addf(key, "%q is not one of %s", v, quoteList(allowed))
+}
+
+func quoteList(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// splitHostPort splits host:port and parses the port as a decimal number.
+func splitHostPort(addr string) (host string, port int, msg string) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Sprintf("%q is not a host:port address", addr)
+	}
+	p, err := strconv.Atoi(portStr)
+	if err != nil || p < 0 || p > 65535 || portStr[0] == '+' {
+		return "", 0, fmt.Sprintf("%q: port %q is not a number between 0 and 65535", addr, portStr)
+	}
+	return host, p, ""
+}
+
+// checkListen checks a listener address: host:port with an optional IP or
+// host name and a numeric port. Nothing is resolved or bound here.
+func checkListen(ps *problems, key, addr string) bool {
+	host, _, msg := splitHostPort(addr)
+	if msg != "" {
+		ps.addf(key, "%s", msg)
+		return false
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil && !validHostname(host) {
+			ps.addf(key, "%q: %q is neither an IP address nor a host name", addr, host)
+			return false
+		}
+	}
+	return true
+}
+
+// resolveBackend turns an upstream server address into a TCP address.
+// Lookups prefer IPv4, as net.ResolveTCPAddr does.
+func resolveBackend(addr string, r resolver) (*net.TCPAddr, string) {
+	host, port, msg := splitHostPort(addr)
+	if msg != "" {
+		return nil, msg
+	}
+	if host == "" {
+		return nil, fmt.Sprintf("%q has no host", addr)
+	}
+	if port == 0 {
+		return nil, fmt.Sprintf("%q: port 0 cannot be dialled", addr)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return &net.TCPAddr{IP: net.IP(ip.Unmap().AsSlice()), Port: port, Zone: ip.Zone()}, ""
+	}
+	if !validHostname(host) {
+		return nil, fmt.Sprintf("%q: %q is neither an IP address nor a host name", addr, host)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	defer cancel()
+	ips, err := r.lookupIP(ctx, host)
+	if err != nil || len(ips) == 0 {
+		reason := "no addresses"
+		if err != nil {
+			reason = err.Error()
+		}
+		return nil, fmt.Sprintf("%q: host %q does not resolve: %s", addr, host, reason)
+	}
+	pick := ips[0]
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			pick = ip
+			break
+		}
+	}
+	return &net.TCPAddr{IP: pick, Port: port}, ""
+}
+
+// normalizeHost checks a route host pattern and lower-cases it. Accepted:
+// a host name, "*." followed by a host name, an IPv4 address, or a
+// bracketed IPv6 address. A port is refused: the request's port is ignored
+// when routing, so one in the pattern could never mean anything.
+func normalizeHost(h string) (string, string) {
+	lower := strings.ToLower(h)
+	if strings.HasPrefix(lower, "[") && strings.HasSuffix(lower, "]") {
+		if ip, err := netip.ParseAddr(lower[1 : len(lower)-1]); err == nil && ip.Is6() {
+			return lower, ""
+		}
+		return "", fmt.Sprintf("%q is not a valid bracketed IPv6 address", h)
+	}
+	if lower == "*" {
+		return "", `"*" is not a host pattern; leave host out to match any host`
+	}
+	name := strings.TrimPrefix(lower, "*.")
+	if strings.Contains(name, "*") {
+		return "", fmt.Sprintf("%q: a wildcard is allowed only as a whole leading label, as in \"*.example.com\"", h)
+	}
+	if _, _, err := net.SplitHostPort(name); err == nil || strings.Count(name, ":") == 1 {
+		return "", fmt.Sprintf("%q: host must not include a port (the request's port is ignored when routing)", h)
+	}
+	if !validHostname(strings.TrimSuffix(name, ".")) {
+		return "", fmt.Sprintf("%q is not a valid host name or \"*.\" pattern", h)
+	}
+	return strings.TrimSuffix(lower, "."), ""
+}
+
+// validHostname reports whether s is a DNS name: dot-separated labels of
+// letters, digits, '-' and '_', none empty, longer than 63 bytes or
+// starting or ending with '-'.
+func validHostname(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func checkPathPrefix(ps *problems, key, p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		ps.addf(key, "must start with \"/\", got %q", p)
+		return false
+	}
+	if strings.ContainsAny(p, "?#") {
+		ps.addf(key, "must be a path only, without a query or fragment, got %q", p)
+		return false
+	}
+	if strings.IndexFunc(p, isBadPathRune) >= 0 {
+		ps.addf(key, "must not contain spaces or control characters")
+		return false
+	}
+	return true
+}
+
+func isBadPathRune(r rune) bool { return r <= ' ' || r == 0x7f }

@@ -1,0 +1,413 @@
+package engine
+
+import (
+	"github.com/panjf2000/gnet/v2"
+
+	"switchflow/codec"
+	"switchflow/upstream"
+)
+
+// backendState is where a backend connection stands.
+type backendState uint8
+
+const (
+	bsDialing backendState = iota // a dialer worker is connecting; gc is nil
+	bsActive                      // carrying a client's request and response
+	bsIdle                        // parked in its loop's idle pool
+	bsClosing                     // Close requested or OnClose ran; ignore everything
+)
+
+// maxFreeRetries bounds the retries of a request after a pooled connection turned out closed by the
+// backend while idle: those are not the server's fault and do not use up `retries`.
+const maxFreeRetries = 8
+
+// backendConn is one backend connection (loop only), always on the loop of the client it serves.
+type backendConn struct {
+	listNode[backendConn]
+	gc     gnet.Conn
+	ls     *loopState
+	lt     *loopTable // the table whose idle pool it may return to
+	group  int
+	srv    *upstream.Server
+	state  backendState
+	client *clientConn
+	reused bool // taken from the idle pool for this request
+
+	deadline int64 // response_timeout, monotonic ns; 0 = none
+	counted  bool  // srv.Begin was called for the exchange in flight
+
+	// The response in flight.
+	gotBytes  bool
+	headDone  bool
+	body      codec.BodyKind
+	remaining int64
+	chunked   codec.ChunkedReader
+	dechunk   bool // chunked response to an HTTP/1.0 client: forward the payload only, then close
+	keepAlive bool // the connection may carry another request after this response
+}
+
+func (be *backendConn) node() *listNode[backendConn] { return &be.listNode }
+
+func (ls *loopState) attach(cc *clientConn, be *backendConn) {
+	cc.be = be
+	be.client = cc
+}
+
+// startExchange resets be for a new request. Loop only.
+func (be *backendConn) startExchange() {
+	be.gotBytes, be.headDone, be.dechunk, be.keepAlive = false, false, false, false
+	be.deadline = 0
+	if !be.counted {
+		be.counted = true
+		be.srv.Begin()
+	}
+}
+
+// requestSent arms response_timeout: SPEC 3.4 counts it from the request sent to the response head.
+func (ls *loopState) requestSent(be *backendConn) {
+	if be.headDone || be.state != bsActive {
+		return
+	}
+	be.deadline = ls.now + int64(ls.lt.tbl.groups[be.group].ResponseTimeout)
+	if be.lt != ls.lt {
+		be.deadline = ls.now + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
+	}
+	listPush(&ls.backends, be)
+}
+
+func (ls *loopState) endCount(be *backendConn) {
+	if be.counted {
+		be.counted = false
+		be.srv.End()
+	}
+}
+
+// backendOpened runs in OnOpen of a dialed connection. The client may have gone, or given up on this
+// dial, while it was being made: then the fresh connection is parked for the next request.
+func (ls *loopState) backendOpened(be *backendConn, c gnet.Conn) {
+	be.gc = c
+	cc := be.client
+	if cc == nil || cc.be != be || cc.state != csConnecting {
+		be.client = nil
+		ls.parkOrClose(be)
+		return
+	}
+	be.state = bsActive
+	ls.sendHead(cc, be)
+}
+
+// dialFailed runs on the loop when a dial failed or timed out.
+func (ls *loopState) dialFailed(ctx any, err error) {
+	be := ctx.(*backendConn)
+	be.state = bsClosing
+	cc := be.client
+	be.client = nil
+	be.srv.Fail(ls.now)
+	ls.s.log.Warn("upstream connect failed", "upstream", be.lt.tbl.groups[be.group].Name, "server", be.srv.Name, "error", err)
+	if cc == nil || cc.be != be || cc.state != csConnecting {
+		return
+	}
+	cc.be = nil
+	// Nothing was sent: any method may go to the next server (SPEC 3.4, refused or connect_timeout).
+	ls.retry(cc, 502, false)
+}
+
+// retry sends cc's request to the next server if retries allow and the request can be replayed, else
+// answers status. sent says whether the request was (partly) written to the failed server.
+func (ls *loopState) retry(cc *clientConn, status int, sent bool) {
+	g := cc.lt.tbl.groups[cc.route.group]
+	if cc.attempts > g.Retries || cc.respStarted || cc.bodyFromConn || (sent && !cc.idempotent) {
+		ls.failRequest(cc, status)
+		return
+	}
+	// The head and any body bytes are still in the slab: rewind to replay them.
+	cc.pos = cc.headLen
+	cc.reqDone = false
+	cc.reqSeen = 0
+	cc.reqRemaining = ls.contentLengthOf(cc)
+	cc.chunked.Reset()
+	cc.state = csConnecting
+	ls.connect(cc)
+}
+
+// contentLengthOf recovers the Content-Length of cc's request (the loop's scratch request may be another's).
+func (ls *loopState) contentLengthOf(cc *clientConn) int64 {
+	if cc.reqBody != codec.BodyLength {
+		return 0
+	}
+	var req codec.Request
+	if _, err := codec.ParseRequest(cc.buf[:cc.headLen], &req); err != nil {
+		return 0
+	}
+	return req.ContentLength
+}
+
+// parkOrClose returns an idle connection to its loop's pool, or closes it when the pool is full or
+// belongs to a table a reload replaced.
+func (ls *loopState) parkOrClose(be *backendConn) {
+	listRemove(&ls.backends, be)
+	ls.endCount(be)
+	be.client = nil
+	be.deadline = 0
+	if be.lt == ls.lt && be.lt.pools[be.group].Put(be.srv.Index, be) {
+		be.state = bsIdle
+		return
+	}
+	ls.closeBackend(be)
+}
+
+// closeBackend closes be; its OnClose will find it bsClosing and do nothing more.
+func (ls *loopState) closeBackend(be *backendConn) {
+	if be.state == bsIdle {
+		be.lt.pools[be.group].Remove(be.srv.Index, be)
+	}
+	listRemove(&ls.backends, be)
+	ls.endCount(be)
+	be.client = nil
+	dialing := be.state == bsDialing
+	be.state = bsClosing
+	if !dialing && be.gc != nil {
+		_ = be.gc.Close()
+	}
+}
+
+// abandonBackend is called when the client of be is gone or gave up on the exchange.
+func (ls *loopState) abandonBackend(be *backendConn) {
+	if be.state == bsDialing {
+		be.client = nil // OnOpen will park it, or dialFailed will drop it
+		return
+	}
+	ls.closeBackend(be)
+}
+
+// backendTraffic parses the response head and streams the body to the client.
+func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
+	switch be.state {
+	case bsIdle:
+		// Traefik's rule: an idle pooled connection that receives unsolicited bytes is broken.
+		be.lt.pools[be.group].Remove(be.srv.Index, be)
+		be.state = bsClosing
+		return gnet.Close
+	case bsActive:
+	default:
+		_, _ = be.gc.Discard(-1)
+		return gnet.None
+	}
+	cc := be.client
+	if cc == nil {
+		ls.closeBackend(be)
+		return gnet.None
+	}
+	for {
+		data, _ := be.gc.Peek(-1)
+		if len(data) == 0 {
+			return gnet.None
+		}
+		be.gotBytes = true
+		var head []byte
+		consumed := 0
+		if !be.headDone {
+			resp := &ls.resp
+			n, err := codec.ParseResponse(data, resp)
+			if err == codec.ErrNeedMore {
+				if len(data) > 2*ls.s.headerBuffer {
+					ls.backendBroken(be, "response head too large")
+				}
+				return gnet.None
+			}
+			if err != nil {
+				ls.backendBroken(be, "malformed response head")
+				return gnet.None
+			}
+			if resp.Status < 200 {
+				if resp.Status == 101 {
+					ls.backendBroken(be, "101 to a request that asked for no upgrade")
+					return gnet.None
+				}
+				if resp.Status == 100 && cc.minor == 1 {
+					_, _ = cc.gc.Write(continue100)
+				}
+				discard(be.gc, n)
+				continue
+			}
+			be.headDone = true
+			be.deadline = 0
+			listRemove(&ls.backends, be)
+			be.body = resp.Body(cc.isHead)
+			be.remaining = resp.ContentLength
+			be.chunked.Reset()
+			be.dechunk = be.body == codec.BodyChunked && cc.minor == 0
+			be.keepAlive = resp.KeepAlive() && be.body != codec.BodyUntilClose && cc.reqDone
+			clientKeep := cc.keepAlive && cc.reqDone && !ls.s.draining.Load() &&
+				be.body != codec.BodyUntilClose && !be.dechunk
+			cc.closeAfterRes = !clientKeep
+			head = codec.AppendProxyResponse(ls.headBuf[:0], resp, cc.minor, clientKeep, be.dechunk, false)
+			ls.headBuf = head[:0]
+			cc.respStarted = true
+			consumed = n
+			data = data[n:]
+		}
+		if be.dechunk {
+			if head != nil {
+				_, _ = cc.gc.Write(head)
+			}
+			discard(be.gc, consumed)
+			if ls.dechunkBody(be, cc) {
+				ls.finishExchange(be, cc)
+			}
+			return gnet.None
+		}
+		k, done := 0, false
+		switch be.body {
+		case codec.BodyNone:
+			done = true
+		case codec.BodyLength:
+			k = len(data)
+			if int64(k) > be.remaining {
+				k = int(be.remaining)
+			}
+			be.remaining -= int64(k)
+			done = be.remaining == 0
+		case codec.BodyChunked:
+			var err error
+			k, done, err = be.chunked.Skip(data)
+			if err != nil {
+				if head != nil {
+					cc.respStarted = false
+				}
+				ls.backendBroken(be, "malformed chunked response body")
+				return gnet.None
+			}
+		case codec.BodyUntilClose:
+			k = len(data)
+		}
+		if head != nil && k > 0 {
+			ls.iov[0], ls.iov[1] = head, data[:k]
+			_, _ = cc.gc.Writev(ls.iov[:])
+			ls.iov[0], ls.iov[1] = nil, nil
+		} else if head != nil {
+			_, _ = cc.gc.Write(head)
+		} else if k > 0 {
+			_, _ = cc.gc.Write(data[:k])
+		}
+		discard(be.gc, consumed+k)
+		if done {
+			ls.finishExchange(be, cc)
+			return gnet.None
+		}
+		if k == 0 {
+			return gnet.None
+		}
+	}
+}
+
+// dechunkBody forwards the payload of a chunked response without its framing (for HTTP/1.0 clients, who
+// then see the end of the body as the close). It reports whether the body is complete.
+func (ls *loopState) dechunkBody(be *backendConn, cc *clientConn) bool {
+	for {
+		data, _ := be.gc.Peek(-1)
+		if len(data) == 0 {
+			return false
+		}
+		n, piece, done, err := be.chunked.Next(data)
+		if err != nil {
+			ls.backendBroken(be, "malformed chunked response body")
+			return false
+		}
+		if len(piece) > 0 {
+			_, _ = cc.gc.Write(piece)
+		}
+		discard(be.gc, n)
+		if done {
+			return true
+		}
+		if n == 0 {
+			return false
+		}
+	}
+}
+
+// finishExchange completes a response: the backend connection goes back to the pool if it can carry
+// another request, and the client goes on to its next request or closes.
+func (ls *loopState) finishExchange(be *backendConn, cc *clientConn) {
+	cc.be = nil
+	if be.keepAlive && cc.reqDone && be.gc.InboundBuffered() == 0 {
+		ls.parkOrClose(be)
+	} else {
+		ls.closeBackend(be)
+	}
+	if cc.closeAfterRes || !cc.reqDone {
+		ls.closeClient(cc)
+		return
+	}
+	ls.finishClient(cc)
+}
+
+// backendBroken handles a backend that broke the protocol: it is closed, counted as a failure, and the
+// client gets 502 if its response has not started, else a close (SPEC 3.4).
+func (ls *loopState) backendBroken(be *backendConn, why string) {
+	cc := be.client
+	be.srv.Fail(ls.now)
+	ls.s.log.Warn("upstream response rejected", "server", be.srv.Name, "reason", why)
+	ls.closeBackend(be)
+	if cc == nil {
+		return
+	}
+	cc.be = nil
+	ls.failRequest(cc, 502)
+}
+
+// backendTimedOut: no response head within response_timeout (SPEC 3.4: 504).
+func (ls *loopState) backendTimedOut(be *backendConn) {
+	cc := be.client
+	be.srv.Fail(ls.now)
+	ls.s.log.Warn("upstream response timeout", "server", be.srv.Name)
+	ls.closeBackend(be)
+	if cc == nil {
+		return
+	}
+	cc.be = nil
+	ls.failRequest(cc, 504)
+}
+
+// backendClosed runs from OnClose of a backend connection.
+func (ls *loopState) backendClosed(be *backendConn, err error) {
+	state := be.state
+	be.state = bsClosing
+	switch state {
+	case bsIdle:
+		be.lt.pools[be.group].Remove(be.srv.Index, be)
+		return
+	case bsActive:
+	default:
+		return
+	}
+	listRemove(&ls.backends, be)
+	ls.endCount(be)
+	cc := be.client
+	be.client = nil
+	if cc == nil {
+		return
+	}
+	cc.be = nil
+	if !be.headDone {
+		// Closed or reset before a complete response head (SPEC 3.4): idempotent requests go to the next
+		// server, others get 502. A pooled connection that the backend had closed while idle is not the
+		// server's fault and does not use up a retry.
+		if be.reused && !be.gotBytes && cc.freeRetries < maxFreeRetries {
+			cc.freeRetries++
+			cc.attempts--
+			cc.tried &^= 1 << uint(be.srv.Index)
+		} else {
+			be.srv.Fail(ls.now)
+		}
+		ls.retry(cc, 502, true)
+		return
+	}
+	if be.body == codec.BodyUntilClose {
+		// The close is the end of this body: the response is complete.
+		cc.closeAfterRes = true
+	}
+	// Otherwise the backend died mid-body: closing the client shows a truncated body, never a wrong one.
+	ls.closeClient(cc)
+}

@@ -1,0 +1,439 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"switchflow/bufpool"
+	"switchflow/codec"
+)
+
+// clientState is where a client connection stands in its request/response cycle.
+type clientState uint8
+
+const (
+	csHead       clientState = iota // reading a request head into the slab
+	csConnecting                    // head parsed; waiting for a backend connection to open
+	csForwarding                    // head sent; streaming the request body and/or the response
+	csClosing                       // last bytes queued; closed once the outbound buffer drains
+	csClosed                        // OnClose ran; nothing may touch gc
+)
+
+// clientConn is one client connection (loop only). Its request head lives in its header slab from parse
+// until the response completes, so that a retry can rebuild the head and the parsed views stay valid.
+//
+// Slab layout: buf[:headLen] is the current head, buf[pos:filled] bytes read after it (body, or the next
+// pipelined request) not yet processed.
+type clientConn struct {
+	listNode[clientConn]
+	gc    gnet.Conn
+	ls    *loopState
+	slab  *bufpool.Slab
+	buf   []byte
+	state clientState
+
+	filled, headLen, pos int
+	deadline             int64 // monotonic ns; 0 = none
+	headTimer            bool  // deadline is read_header_timeout (else idle_timeout)
+
+	ip    [64]byte // client address for X-Forwarded-For
+	ipLen int
+
+	// The request in flight.
+	lt            *loopTable
+	route         *routeRT
+	minor         uint8
+	isHead        bool
+	keepAlive     bool
+	idempotent    bool
+	reqBody       codec.BodyKind
+	reqRemaining  int64 // Content-Length bytes still to forward
+	reqSeen       int64 // body bytes forwarded, for max_body_size on chunked bodies
+	reqDone       bool  // whole request (head and body) forwarded
+	bodyFromConn  bool  // some body bytes were read past the slab: the request cannot be replayed
+	chunked       codec.ChunkedReader
+	tried         uint64 // servers tried for this request, bit per server index
+	attempts      int
+	be            *backendConn
+	respStarted   bool // response head sent to the client
+	closeAfterRes bool
+	inReadHead    bool // readHead is on the stack: finishClient must not re-enter it
+	freeRetries   int
+}
+
+func (cc *clientConn) node() *listNode[clientConn] { return &cc.listNode }
+
+// clientOpened admits a connection: a header slab, or the prebuilt 503 when all max_connections are taken.
+func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
+	if ls.s.draining.Load() {
+		return nil, gnet.Close
+	}
+	slab, err := ls.s.slabs.Get()
+	if err != nil {
+		// SPEC 3.3: connection max_connections+1 gets ready bytes and a close; nothing is allocated for it.
+		return ls.rs.get(503, false), gnet.Close
+	}
+	cc := &clientConn{gc: c, ls: ls, slab: slab, buf: slab.Buf}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			cc.ipLen = len(ip.Unmap().AppendTo(cc.ip[:0]))
+		}
+	}
+	c.SetContext(cc)
+	listPush(&ls.clients, cc)
+	ls.clientsOpen.Add(1)
+	ls.waitHead(cc)
+	return nil, gnet.None
+}
+
+// clientClosed runs from OnClose, exactly once per client connection.
+func (ls *loopState) clientClosed(cc *clientConn) {
+	if cc.state == csClosed {
+		return
+	}
+	cc.state = csClosed
+	if be := cc.be; be != nil {
+		cc.be = nil
+		ls.abandonBackend(be)
+	}
+	listRemove(&ls.clients, cc)
+	ls.clientsOpen.Add(-1)
+	if ls.reqOwner == cc {
+		ls.reqOwner = nil
+	}
+	ls.s.slabs.Put(cc.slab)
+	cc.slab, cc.buf = nil, nil
+}
+
+// closeClient closes cc once what is queued for it has been written. Loop only.
+func (ls *loopState) closeClient(cc *clientConn) {
+	if cc.state == csClosed || cc.state == csClosing {
+		return
+	}
+	if be := cc.be; be != nil {
+		cc.be = nil
+		ls.abandonBackend(be)
+	}
+	cc.state = csClosing
+	cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+	if cc.gc.OutboundBuffered() == 0 {
+		_ = cc.gc.Close()
+	}
+	// Otherwise the sweep closes it once gnet has flushed the buffer, or at the deadline.
+}
+
+// waitHead puts cc back to reading a request head, with the idle timeout running. Loop only.
+func (ls *loopState) waitHead(cc *clientConn) {
+	cc.state = csHead
+	cc.headLen = 0
+	cc.headTimer = false
+	cc.deadline = ls.now + int64(ls.current().tbl.idleTimeout)
+	cc.be = nil
+	cc.route = nil
+	cc.tried, cc.attempts = 0, 0
+	cc.respStarted, cc.closeAfterRes, cc.reqDone, cc.bodyFromConn = false, false, false, false
+	cc.reqSeen = 0
+	cc.freeRetries = 0
+}
+
+func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
+	switch cc.state {
+	case csHead:
+		ls.readHead(cc)
+	case csForwarding:
+		if !cc.reqDone && cc.be != nil && cc.be.gc != nil {
+			ls.forwardBody(cc)
+		}
+		// A finished request leaves later pipelined bytes in gnet's buffer until its response is done.
+	case csClosing:
+		// Whatever a closing client still sends is dropped.
+		_, _ = cc.gc.Discard(-1)
+	}
+	return gnet.None
+}
+
+// readHead moves bytes into the slab and parses the head, rescanning the bounded slab on each read.
+func (ls *loopState) readHead(cc *clientConn) {
+	cc.inReadHead = true
+	defer func() { cc.inReadHead = false }()
+	for cc.state == csHead {
+		if cc.filled < len(cc.buf) {
+			if in, _ := cc.gc.Peek(-1); len(in) > 0 {
+				n := copy(cc.buf[cc.filled:], in)
+				discard(cc.gc, n)
+				cc.filled += n
+			}
+		}
+		if cc.filled == 0 {
+			return
+		}
+		if !cc.headTimer {
+			cc.headTimer = true
+			cc.deadline = ls.now + int64(ls.current().tbl.readHeaderTimeout)
+		}
+		req := &ls.req
+		n, err := codec.ParseRequest(cc.buf[:cc.filled], req)
+		if err == codec.ErrNeedMore {
+			if cc.filled < len(cc.buf) {
+				return
+			}
+			if bytes.IndexByte(cc.buf, '\n') < 0 {
+				ls.reject(cc, 414) // the request line alone does not fit the slab
+			} else {
+				ls.reject(cc, 431)
+			}
+			return
+		}
+		if err != nil {
+			ls.reject(cc, statusForParseError(err))
+			return
+		}
+		cc.headLen, cc.pos = n, n
+		cc.deadline = 0
+		ls.reqOwner = cc
+		ls.startRequest(cc, req)
+		// startRequest either sent a response and went back to csHead (loop for a pipelined request), or
+		// waits for a backend.
+	}
+}
+
+func statusForParseError(err error) int {
+	switch {
+	case errors.Is(err, codec.ErrTooManyHeaders):
+		return 431
+	case errors.Is(err, codec.ErrUnsupportedTransferEncoding):
+		return 501
+	case errors.Is(err, codec.ErrUnsupportedVersion):
+		return 505
+	default:
+		return 400
+	}
+}
+
+// reject answers a request the proxy refuses itself, with the prebuilt response, and closes.
+func (ls *loopState) reject(cc *clientConn, status int) {
+	_, _ = cc.gc.Write(ls.rs.get(status, false))
+	ls.closeClient(cc)
+}
+
+// respondLocal answers without a backend. Keep-alive survives only for a request without a body, so
+// that an unread body is never parsed as the next request.
+func (ls *loopState) respondLocal(cc *clientConn, req *codec.Request, status int) {
+	keep := req.KeepAlive() && req.Body() == codec.BodyNone && !ls.s.draining.Load()
+	_, _ = cc.gc.Write(ls.rs.get(status, keep))
+	if !keep {
+		ls.closeClient(cc)
+		return
+	}
+	ls.finishClient(cc)
+}
+
+// startRequest routes a parsed request and asks for a backend. Loop only.
+func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
+	lt := ls.current()
+	authority, path := splitTarget(req.Target)
+	host := req.Host
+	if authority != nil {
+		host = authority
+	}
+	route := lt.tbl.routes.match(hostWithoutPort(host), path)
+	if route == nil {
+		ls.respondLocal(cc, req, 404)
+		return
+	}
+	body := req.Body()
+	if max := lt.tbl.maxBodySize; max > 0 && body == codec.BodyLength && req.ContentLength > max {
+		ls.reject(cc, 413)
+		return
+	}
+	cc.lt = lt
+	cc.route = route
+	cc.minor = req.Minor
+	cc.isHead = req.IsHead()
+	cc.keepAlive = req.KeepAlive()
+	cc.idempotent = req.Idempotent()
+	cc.reqBody = body
+	cc.reqRemaining = req.ContentLength
+	cc.chunked.Reset()
+	ls.connect(cc)
+}
+
+// connect sends the request to the next server: an idle pooled connection if there is one, else a dial.
+func (ls *loopState) connect(cc *clientConn) {
+	lt := cc.lt
+	g := lt.tbl.groups[cc.route.group]
+	srv := lt.pickers[cc.route.group].Pick(ls.now, cc.tried)
+	if srv == nil {
+		if cc.attempts == 0 {
+			ls.failRequest(cc, 503)
+		} else {
+			ls.failRequest(cc, 502)
+		}
+		return
+	}
+	cc.tried |= 1 << uint(srv.Index)
+	cc.attempts++
+	if be, ok := lt.pools[cc.route.group].Get(srv.Index); ok {
+		be.state = bsActive
+		be.reused = true
+		ls.attach(cc, be)
+		ls.sendHead(cc, be)
+		return
+	}
+	be := &backendConn{ls: ls, lt: lt, group: cc.route.group, srv: srv, state: bsDialing, client: cc}
+	cc.be = be
+	cc.state = csConnecting
+	if err := ls.s.dialer.Dial(ls.loop, srv.Addr, g.ConnectTimeout, be, ls.dialFailed); err != nil {
+		cc.be = nil
+		ls.failRequest(cc, 502)
+	}
+}
+
+// failRequest answers a request that could not be served upstream and closes the client: the request
+// body, if any, may be half read.
+func (ls *loopState) failRequest(cc *clientConn, status int) {
+	if cc.respStarted {
+		ls.closeClient(cc)
+		return
+	}
+	if !cc.bodyFromConn && cc.reqBody == codec.BodyNone && cc.keepAlive && !ls.s.draining.Load() {
+		_, _ = cc.gc.Write(ls.rs.get(status, true))
+		ls.finishClient(cc)
+		return
+	}
+	_, _ = cc.gc.Write(ls.rs.get(status, false))
+	ls.closeClient(cc)
+}
+
+// finishClient ends the current exchange on a kept-alive client and starts on the next pipelined request.
+func (ls *loopState) finishClient(cc *clientConn) {
+	// Move what followed the request (the next pipelined request) to the front of the slab.
+	rest := copy(cc.buf, cc.buf[cc.pos:cc.filled])
+	cc.filled, cc.pos = rest, 0
+	ls.waitHead(cc)
+	if !cc.inReadHead && (cc.filled > 0 || cc.gc.InboundBuffered() > 0) {
+		ls.readHead(cc)
+	}
+}
+
+// sendHead writes the request head (and any body bytes already in the slab) to be. The loop's scratch
+// Request still holds cc's parse on the fast path; after a dial or a retry another connection may have
+// used it, and the head is parsed again from the slab.
+func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
+	req := &ls.req
+	if ls.reqOwner != cc {
+		if _, err := codec.ParseRequest(cc.buf[:cc.headLen], req); err != nil {
+			ls.failRequest(cc, 500) // cannot happen: the same bytes parsed before
+			return
+		}
+		ls.reqOwner = cc
+	}
+	target := req.Target
+	if cc.route.stripPrefix {
+		_, path := splitTarget(req.Target)
+		ls.pathBuf = appendStripped(ls.pathBuf[:0], path, cc.route.prefix)
+		target = ls.pathBuf
+	}
+	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, cc.ip[:cc.ipLen], protoHTTP, be.srv.HostHeader, false)
+	ls.headBuf = head[:0] // keep a grown buffer
+	cc.state = csForwarding
+	be.startExchange()
+	_, _ = be.gc.Write(head)
+	if cc.reqBody == codec.BodyNone {
+		cc.reqDone = true
+		ls.requestSent(be)
+		return
+	}
+	ls.forwardBody(cc)
+}
+
+var protoHTTP = []byte("http")
+
+// forwardBody streams request body bytes to the backend: first those already in the slab, then those in
+// gnet's buffer. Loop only.
+func (ls *loopState) forwardBody(cc *clientConn) {
+	be := cc.be
+	for !cc.reqDone {
+		var src []byte
+		fromSlab := cc.pos < cc.filled
+		if fromSlab {
+			src = cc.buf[cc.pos:cc.filled]
+		} else {
+			src, _ = cc.gc.Peek(-1)
+			if len(src) == 0 {
+				return
+			}
+		}
+		var n int
+		switch cc.reqBody {
+		case codec.BodyLength:
+			n = len(src)
+			if int64(n) > cc.reqRemaining {
+				n = int(cc.reqRemaining)
+			}
+			cc.reqRemaining -= int64(n)
+			cc.reqDone = cc.reqRemaining == 0
+		case codec.BodyChunked:
+			var done bool
+			var err error
+			n, done, err = cc.chunked.Skip(src)
+			if err != nil {
+				ls.abortRequest(cc, 400)
+				return
+			}
+			cc.reqDone = done
+		default:
+			cc.reqDone = true
+		}
+		cc.reqSeen += int64(n)
+		if max := cc.lt.tbl.maxBodySize; max > 0 && cc.reqSeen > max && cc.reqBody == codec.BodyChunked {
+			ls.abortRequest(cc, 413)
+			return
+		}
+		if n > 0 {
+			_, _ = be.gc.Write(src[:n])
+		}
+		if fromSlab {
+			cc.pos += n
+		} else {
+			cc.bodyFromConn = true
+			discard(cc.gc, n)
+		}
+		if cc.reqDone {
+			ls.requestSent(be)
+		} else if n == 0 {
+			return
+		}
+	}
+}
+
+// abortRequest gives up on a request whose body turned out bad: the backend connection is closed (it has
+// a partial request), and the client gets status and a close.
+func (ls *loopState) abortRequest(cc *clientConn, status int) {
+	if be := cc.be; be != nil {
+		cc.be = nil
+		ls.abandonBackend(be)
+	}
+	if !cc.respStarted {
+		_, _ = cc.gc.Write(ls.rs.get(status, false))
+	}
+	ls.closeClient(cc)
+}
+
+// clientTimedOut handles a client deadline: 408 for a head not complete in time, a silent close for an
+// idle keep-alive connection (as nginx does), a forced close for a client that would not drain.
+func (ls *loopState) clientTimedOut(cc *clientConn) {
+	cc.deadline = 0
+	switch {
+	case cc.state == csHead && cc.filled > 0:
+		ls.reject(cc, 408)
+	case cc.state == csClosing:
+		_ = cc.gc.Close()
+	default:
+		ls.closeClient(cc)
+	}
+}

@@ -1,0 +1,167 @@
+package engine
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"switchflow/codec"
+)
+
+// loopState is everything one event loop owns. Every field is loop only, except the atomic counters,
+// which other goroutines read (shutdown, metrics) but only the loop writes.
+type loopState struct {
+	s    *Server
+	loop gnet.EventLoop
+	lt   *loopTable // routes, balancers and idle pools of the table this loop last saw
+	now  int64      // monotonic ns since s.base, refreshed by each sweep (tickInterval resolution)
+	rs   *responseSet
+
+	// Scratch space reused by every connection of the loop inside one callback; nothing keeps it.
+	req      codec.Request
+	reqOwner *clientConn // whose head req holds; any other parse into req must reset it
+	resp     codec.Response
+	headBuf  []byte    // outgoing request or response head
+	pathBuf  []byte    // rewritten target (strip_prefix)
+	iov      [2][]byte // head + first body piece, one writev
+
+	clients  connList[clientConn]  // every open client connection, for timeouts
+	backends connList[backendConn] // backend connections with a request in flight, for response_timeout
+
+	sweepRunnable gnet.Runnable
+
+	clientsOpen atomic.Int64 // mirrors clients.len for other goroutines
+}
+
+func newLoopState(s *Server, el gnet.EventLoop) *loopState {
+	ls := &loopState{
+		s:       s,
+		loop:    el,
+		rs:      newResponseSet(time.Now()),
+		headBuf: make([]byte, 0, 2*s.headerBuffer+1024),
+		pathBuf: make([]byte, 0, s.headerBuffer),
+	}
+	ls.now = int64(time.Since(s.base))
+	ls.lt = newLoopTable(s.tbl.Load())
+	ls.sweepRunnable = gnet.RunnableFunc(func(context.Context) error {
+		ls.sweep()
+		return nil
+	})
+	return ls
+}
+
+// current returns this loop's state for the newest table, rebuilding it after a reload. The idle pools of
+// the old table are closed: their servers may be gone from the new one. Loop only.
+func (ls *loopState) current() *loopTable {
+	if t := ls.s.tbl.Load(); t != ls.lt.tbl {
+		old := ls.lt
+		ls.lt = newLoopTable(t)
+		for _, p := range old.pools {
+			p.Each(func(_ int, be *backendConn) {
+				be.state = bsClosing
+				_ = be.gc.Close()
+			})
+		}
+	}
+	return ls.lt
+}
+
+// sweep enforces timeouts and refreshes Date. It runs on the loop every tickInterval.
+func (ls *loopState) sweep() {
+	wall := time.Now()
+	ls.now = int64(wall.Sub(ls.s.base))
+	ls.rs.refreshDate(wall)
+	ls.current()
+	now := ls.now
+	for cc := ls.clients.head; cc != nil; {
+		next := cc.next
+		if cc.deadline != 0 && now >= cc.deadline {
+			ls.clientTimedOut(cc)
+		} else if cc.state == csClosing && cc.gc.OutboundBuffered() == 0 {
+			_ = cc.gc.Close()
+		}
+		cc = next
+	}
+	for be := ls.backends.head; be != nil; {
+		next := be.next
+		if be.deadline != 0 && now >= be.deadline {
+			ls.backendTimedOut(be)
+		}
+		be = next
+	}
+}
+
+// drain closes idle keep-alive clients and makes busy ones close after their response. Loop only.
+func (ls *loopState) drain() {
+	for cc := ls.clients.head; cc != nil; {
+		next := cc.next
+		if cc.state == csHead && cc.filled == 0 {
+			ls.closeClient(cc)
+		}
+		cc = next
+	}
+}
+
+// listNode is embedded by connections kept on a connList.
+type listNode[T any] struct {
+	prev, next *T
+	onList     bool
+}
+
+// connList is an intrusive doubly linked list: insertion and removal without allocation.
+type connList[T any] struct {
+	head *T
+	n    int
+}
+
+type linked[T any] interface {
+	node() *listNode[T]
+}
+
+func listPush[T any, P interface {
+	*T
+	linked[T]
+}](l *connList[T], x P) {
+	n := x.node()
+	if n.onList {
+		return
+	}
+	n.onList = true
+	n.prev = nil
+	n.next = l.head
+	if l.head != nil {
+		P(l.head).node().prev = (*T)(x)
+	}
+	l.head = (*T)(x)
+	l.n++
+}
+
+func listRemove[T any, P interface {
+	*T
+	linked[T]
+}](l *connList[T], x P) {
+	n := x.node()
+	if !n.onList {
+		return
+	}
+	if n.prev != nil {
+		P(n.prev).node().next = n.next
+	} else {
+		l.head = n.next
+	}
+	if n.next != nil {
+		P(n.next).node().prev = n.prev
+	}
+	n.prev, n.next, n.onList = nil, nil, false
+	l.n--
+}
+
+// discard drops n bytes from c's inbound buffer. gnet's Discard treats n <= 0 as "everything", so a
+// zero-length step of a state machine must not reach it.
+func discard(c gnet.Conn, n int) {
+	if n > 0 {
+		_, _ = c.Discard(n)
+	}
+}

@@ -1,0 +1,92 @@
+package engine
+
+import (
+	"strconv"
+	"time"
+)
+
+// Every response the proxy builds itself is prebuilt at start (SPEC 3.7): the status line, Server, a Date
+// header whose 29 bytes are patched in place at most once a second, a short plain-text body naming the
+// status, and Connection. Sending one is a single Write of ready bytes.
+
+const dateLen = len("Mon, 02 Jan 2006 15:04:05 GMT")
+
+var builtStatuses = []int{400, 403, 404, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504, 505}
+
+var statusText = map[int]string{
+	100: "Continue", 200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+	408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
+	431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+	502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+// prebuilt is one ready response with the offset of its Date value.
+type prebuilt struct {
+	b       []byte
+	dateOff int
+}
+
+// responseSet holds the prebuilt responses of one event loop (loop only): each loop patches its own copy
+// of Date, so no loop reads memory another writes.
+type responseSet struct {
+	close, keep [600]*prebuilt // by status
+	all         []*prebuilt
+	lastSecond  int64
+}
+
+func buildResponse(status int, keepAlive bool) *prebuilt {
+	text := strconv.Itoa(status) + " " + statusText[status]
+	body := text + "\n"
+	conn := "close"
+	if keepAlive {
+		conn = "keep-alive"
+	}
+	head := "HTTP/1.1 " + text + "\r\nServer: switchflow\r\nDate: "
+	rest := "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) +
+		"\r\nConnection: " + conn + "\r\n\r\n" + body
+	b := make([]byte, 0, len(head)+dateLen+len(rest))
+	b = append(b, head...)
+	b = append(b, make([]byte, dateLen)...)
+	b = append(b, rest...)
+	return &prebuilt{b: b, dateOff: len(head)}
+}
+
+func newResponseSet(now time.Time) *responseSet {
+	rs := &responseSet{}
+	for _, st := range builtStatuses {
+		rs.close[st] = buildResponse(st, false)
+		rs.keep[st] = buildResponse(st, true)
+		rs.all = append(rs.all, rs.close[st], rs.keep[st])
+	}
+	rs.refreshDate(now)
+	return rs
+}
+
+// refreshDate rewrites Date in every prebuilt response if the second changed. Loop only.
+func (rs *responseSet) refreshDate(now time.Time) {
+	sec := now.Unix()
+	if sec == rs.lastSecond {
+		return
+	}
+	rs.lastSecond = sec
+	var d [dateLen]byte
+	now.UTC().AppendFormat(d[:0], "Mon, 02 Jan 2006 15:04:05 GMT")
+	for _, p := range rs.all {
+		copy(p.b[p.dateOff:], d[:])
+	}
+}
+
+// get returns the prebuilt response for status; unknown statuses fall back to 500.
+func (rs *responseSet) get(status int, keepAlive bool) []byte {
+	set := &rs.close
+	if keepAlive {
+		set = &rs.keep
+	}
+	if status < 0 || status >= len(set) || set[status] == nil {
+		return set[500].b
+	}
+	return set[status].b
+}
+
+// continue100 is sent to a client when the backend answers Expect: 100-continue.
+var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")

@@ -1,0 +1,239 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"switchflow/bufpool"
+	"switchflow/config"
+	"switchflow/upstream"
+)
+
+// tickInterval is the resolution of every timeout the engine enforces and of the Date header refresh.
+const tickInterval = 100 * time.Millisecond
+
+// Server is the proxy: a gnet event handler whose loops carry both the client connections and the backend
+// connections that serve them.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	cfg    *config.Config // the configuration the listeners were started with
+	log    *slog.Logger
+	slabs  *bufpool.SlabPool
+	dialer *upstream.Dialer
+	base   time.Time // origin of the monotonic nanoseconds every loop uses
+
+	tbl      atomic.Pointer[table]
+	loops    sync.Map // gnet.EventLoop -> *loopState
+	nloops   int
+	draining atomic.Bool
+	engine   gnet.Engine
+	booted   chan struct{}
+	stopped  chan struct{}
+
+	headerBuffer int
+}
+
+var _ gnet.EventHandler = (*Server)(nil)
+
+// ErrTLSUnsupported is returned by New for a configuration with [tls]: gnet has no TLS, and silently
+// serving plain HTTP where HTTPS was asked for is worse than refusing to start.
+var ErrTLSUnsupported = errors.New("engine: [tls] is configured but TLS termination is not available in this build")
+
+// New prepares a Server for cfg: it allocates the header slabs for max_connections clients and builds the
+// routing table. Nothing listens until Serve.
+func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if cfg.TLS != nil {
+		return nil, ErrTLSUnsupported
+	}
+	t, err := newTable(cfg)
+	if err != nil {
+		return nil, err
+	}
+	loops := cfg.Server.Loops
+	if loops <= 0 {
+		loops = runtime.NumCPU()
+	}
+	s := &Server{
+		cfg:          cfg,
+		log:          log,
+		slabs:        bufpool.NewSlabPool(cfg.Server.MaxConnections, cfg.Server.HeaderBuffer),
+		dialer:       upstream.NewDialer(8+4*loops, 4096),
+		base:         time.Now(),
+		nloops:       loops,
+		booted:       make(chan struct{}),
+		stopped:      make(chan struct{}),
+		headerBuffer: cfg.Server.HeaderBuffer,
+	}
+	s.tbl.Store(t)
+	return s, nil
+}
+
+// Serve runs the event loops until Shutdown or Stop; it blocks.
+func (s *Server) Serve() error {
+	defer close(s.stopped)
+	addrs := make([]string, len(s.cfg.Server.Listen))
+	for i, a := range s.cfg.Server.Listen {
+		addrs[i] = "tcp://" + a
+	}
+	err := gnet.Rotate(s, addrs,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(s.nloops),
+		gnet.WithReuseAddr(true),
+		gnet.WithReusePort(s.cfg.Server.ReusePort),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTicker(true),
+		gnet.WithLoadBalancing(gnet.LeastConnections),
+		gnet.WithReadBufferCap(64*1024),
+		gnet.WithLogger(gnetLogger{s.log}),
+	)
+	s.dialer.Close()
+	return err
+}
+
+// Ready is closed once the listeners accept connections.
+func (s *Server) Ready() <-chan struct{} { return s.booted }
+
+// OnBoot records the engine so Shutdown can stop it.
+func (s *Server) OnBoot(e gnet.Engine) gnet.Action {
+	s.engine = e
+	close(s.booted)
+	return gnet.None
+}
+
+// Reload swaps in a new configuration for new requests: routes, upstreams and per-request settings.
+// Listener addresses, loops, max_connections and header_buffer keep the values the server started with.
+// Safe from any goroutine.
+func (s *Server) Reload(cfg *config.Config) error {
+	t, err := newTable(cfg)
+	if err != nil {
+		return err
+	}
+	s.tbl.Store(t)
+	return nil
+}
+
+// Shutdown stops accepting, lets requests in flight finish until ctx ends, then stops the loops.
+// Safe from any goroutine.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	select {
+	case <-s.booted:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.eachLoop(func(ls *loopState) { ls.drain() })
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for s.clientsOpen() > 0 {
+		select {
+		case <-ctx.Done():
+			s.stopEngine()
+			return fmt.Errorf("engine: %d client connections still open at shutdown_timeout", s.clientsOpen())
+		case <-tick.C:
+		}
+	}
+	s.stopEngine()
+	return nil
+}
+
+func (s *Server) stopEngine() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.engine.Stop(ctx)
+	<-s.stopped
+}
+
+func (s *Server) clientsOpen() int64 {
+	var n int64
+	s.loops.Range(func(_, v any) bool {
+		n += v.(*loopState).clientsOpen.Load()
+		return true
+	})
+	return n
+}
+
+// eachLoop runs fn on every loop that has seen a connection, on that loop's goroutine.
+func (s *Server) eachLoop(fn func(*loopState)) {
+	s.loops.Range(func(_, v any) bool {
+		ls := v.(*loopState)
+		_ = ls.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			fn(ls)
+			return nil
+		}))
+		return true
+	})
+}
+
+// loopFor returns the state of the loop c belongs to, creating it on the loop's first connection.
+func (s *Server) loopFor(c gnet.Conn) *loopState {
+	el := c.EventLoop()
+	if v, ok := s.loops.Load(el); ok {
+		return v.(*loopState)
+	}
+	ls := newLoopState(s, el)
+	v, _ := s.loops.LoadOrStore(el, ls)
+	return v.(*loopState)
+}
+
+// OnOpen starts a client connection, or completes a backend dial.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if be, ok := c.Context().(*backendConn); ok {
+		be.ls.backendOpened(be, c)
+		return nil, gnet.None
+	}
+	ls := s.loopFor(c)
+	return ls.clientOpened(c)
+}
+
+// OnTraffic hands bytes to the connection's state machine.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	switch x := c.Context().(type) {
+	case *clientConn:
+		return x.ls.clientTraffic(x)
+	case *backendConn:
+		return x.ls.backendTraffic(x)
+	}
+	return gnet.Close
+}
+
+// OnClose releases what the connection held.
+func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
+	switch x := c.Context().(type) {
+	case *clientConn:
+		x.ls.clientClosed(x)
+	case *backendConn:
+		x.ls.backendClosed(x, err)
+	}
+	return gnet.None
+}
+
+// OnTick runs on gnet's ticker goroutine, not on a loop: it only schedules each loop's sweep there.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	s.loops.Range(func(_, v any) bool {
+		ls := v.(*loopState)
+		_ = ls.loop.Execute(context.Background(), ls.sweepRunnable)
+		return true
+	})
+	return tickInterval, gnet.None
+}
+
+// SlabsInUse reports the header slabs handed out, for tests and metrics.
+func (s *Server) SlabsInUse() int { return s.slabs.InUse() }
+
+// gnetLogger routes gnet's own log lines into slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(format string, args ...any) {}
+func (g gnetLogger) Infof(format string, args ...any)  { g.l.Info(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Warnf(format string, args ...any)  { g.l.Warn(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Errorf(format string, args ...any) { g.l.Error(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Fatalf(format string, args ...any) { g.l.Error(fmt.Sprintf(format, args...)) }

@@ -1,0 +1,92 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"switchflow/config"
+	"switchflow/upstream"
+)
+
+// table is everything a SIGHUP may change: routes, upstream groups and the per-request settings. It is
+// immutable once built; a reload builds a new one and swaps the pointer, and each loop notices the swap
+// at its next request (see loopState.current).
+type table struct {
+	cfg    *config.Config
+	groups []*upstream.Group
+	routes *routeTable
+
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	maxBodySize       int64
+}
+
+func newTable(cfg *config.Config) (*table, error) {
+	t := &table{
+		cfg:               cfg,
+		readHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		idleTimeout:       cfg.Server.IdleTimeout,
+		maxBodySize:       cfg.Server.MaxBodySize,
+	}
+	index := map[string]int{}
+	for i := range cfg.Upstreams {
+		u := &cfg.Upstreams[i]
+		specs := make([]upstream.ServerSpec, len(u.Servers))
+		for j, s := range u.Servers {
+			specs[j] = upstream.ServerSpec{Name: s.Addr, Addr: s.TCPAddr, Weight: s.Weight, Backup: s.Backup}
+		}
+		g, err := upstream.NewGroup(u.Name, specs, upstream.Settings{
+			Balance:         u.Balance,
+			Keepalive:       u.Keepalive,
+			ConnectTimeout:  u.ConnectTimeout,
+			ResponseTimeout: u.ResponseTimeout,
+			MaxFails:        u.MaxFails,
+			FailTimeout:     u.FailTimeout,
+			Retries:         u.Retries,
+		})
+		if err != nil {
+			return nil, err
+		}
+		index[u.Name] = len(t.groups)
+		t.groups = append(t.groups, g)
+	}
+	routes := make([]*routeRT, 0, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		gi, ok := index[r.Upstream]
+		if !ok {
+			return nil, fmt.Errorf("route[%d].upstream: no upstream named %q", i, r.Upstream)
+		}
+		host, wildcard := compileHost(r.Host)
+		prefix := r.PathPrefix
+		if prefix == "" {
+			prefix = "/"
+		}
+		routes = append(routes, &routeRT{
+			host:        host,
+			wildcard:    wildcard,
+			prefix:      []byte(prefix),
+			group:       gi,
+			stripPrefix: r.StripPrefix,
+			name:        r.Host + prefix,
+		})
+	}
+	t.routes = newRouteTable(routes)
+	return t, nil
+}
+
+// loopTable is one loop's working state for one table: a balancer and an idle pool per group.
+// Loop only.
+type loopTable struct {
+	tbl     *table
+	pickers []*upstream.Picker
+	pools   []*upstream.IdlePool[*backendConn]
+}
+
+func newLoopTable(t *table) *loopTable {
+	lt := &loopTable{tbl: t}
+	for _, g := range t.groups {
+		lt.pickers = append(lt.pickers, upstream.NewPicker(g))
+		lt.pools = append(lt.pools, upstream.NewIdlePool[*backendConn](len(g.Servers), g.Keepalive))
+	}
+	return lt
+}

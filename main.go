@@ -1,0 +1,136 @@
+// Command switchflow is an HTTP/1.1 reverse proxy and load balancer on gnet event loops.
+//
+//	switchflow -config switchflow.toml   run the proxy
+//	switchflow -t -config FILE           check FILE and exit 0 (ok) or 1 (every problem printed)
+//	switchflow -version                  print the version and the Go and gnet versions
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"switchflow/config"
+	"switchflow/engine"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; the default names a development build.
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("switchflow", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "switchflow.toml", "configuration file")
+	check := fs.Bool("t", false, "check the configuration file and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "switchflow %s (%s, gnet %s)\n", version, runtime.Version(), gnetVersion())
+		return 0
+	}
+	cfg, err := config.Load(*path)
+	if *check {
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: configuration check failed:\n%v\n", *path, err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "configuration ok")
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", *path, err)
+		return 1
+	}
+	log := newLogger(cfg, stderr)
+	srv, err := engine.New(cfg, log)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	select {
+	case <-srv.Ready():
+		log.Info("switchflow started", "listen", cfg.Server.Listen, "version", version)
+	case err := <-served:
+		log.Error("cannot listen", "error", err)
+		return 1
+	}
+	for {
+		select {
+		case err := <-served:
+			if err != nil {
+				log.Error("event loops stopped", "error", err)
+				return 1
+			}
+			return 0
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				next, err := config.Load(*path)
+				if err == nil {
+					err = srv.Reload(next)
+				}
+				if err != nil {
+					log.Error("reload refused; the running configuration stays", "file", *path, "error", err)
+					continue
+				}
+				log.Info("configuration reloaded", "file", *path)
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String(), "timeout", cfg.Server.ShutdownTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			err := srv.Shutdown(ctx)
+			cancel()
+			if err != nil {
+				log.Warn("shutdown timeout reached", "error", err)
+			}
+			return 0
+		}
+	}
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	switch cfg.Log.Level {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	default:
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func gnetVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/panjf2000/gnet/v2" {
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,122 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// ErrDialQueueFull is returned by Dial when more dials wait than the queue holds.
+var ErrDialQueueFull = errors.New("upstream: dial queue full")
+
+// ErrDialerClosed is returned by Dial after Close.
+var ErrDialerClosed = errors.New("upstream: dialer closed")
+
+// DialFailure is called on the loop that asked for the dial when it failed; ctx is the value given to Dial.
+type DialFailure func(ctx any, err error)
+
+type dialJob struct {
+	loop     gnet.EventLoop
+	addr     *net.TCPAddr
+	deadline time.Time
+	ctx      any
+	onFail   DialFailure
+}
+
+// Dialer opens backend connections without blocking an event loop. gnet's EventLoop.Register dials with
+// no timeout on a pool goroutine and reports a failure only on a channel that no callback may wait on, so
+// SwitchFlow does the same thing in two halves it controls: a fixed set of workers dials with
+// connect_timeout, then EventLoop.Enroll hands the socket to the client's loop, which calls OnOpen there
+// with ctx as the connection's context. A failure comes back to the same loop through EventLoop.Execute.
+type Dialer struct {
+	jobs   chan dialJob
+	wg     sync.WaitGroup
+	mu     sync.RWMutex
+	closed bool
+}
+
+// NewDialer starts workers dialing goroutines with a queue of queue jobs.
+func NewDialer(workers, queue int) *Dialer {
+	d := &Dialer{jobs: make(chan dialJob, queue)}
+	for i := 0; i < workers; i++ {
+		d.wg.Add(1)
+		go d.work()
+	}
+	return d
+}
+
+// Dial asks for a connection to addr on loop. Exactly one of two things follows, both on loop: OnOpen for
+// a connection whose Context() is ctx, or onFail(ctx, err). An error returned here means neither follows.
+// Safe from any goroutine; never blocks.
+func (d *Dialer) Dial(loop gnet.EventLoop, addr *net.TCPAddr, timeout time.Duration, ctx any, onFail DialFailure) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return ErrDialerClosed
+	}
+	select {
+	case d.jobs <- dialJob{loop: loop, addr: addr, deadline: time.Now().Add(timeout), ctx: ctx, onFail: onFail}:
+		return nil
+	default:
+		return ErrDialQueueFull
+	}
+}
+
+// Close stops the workers once the queued dials are done.
+func (d *Dialer) Close() {
+	d.mu.Lock()
+	if !d.closed {
+		d.closed = true
+		close(d.jobs)
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+}
+
+func (d *Dialer) work() {
+	defer d.wg.Done()
+	for j := range d.jobs {
+		d.dial(j)
+	}
+}
+
+var errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: errTimeout{}}
+
+type errTimeout struct{}
+
+func (errTimeout) Error() string { return "connect timeout" }
+func (errTimeout) Timeout() bool { return true }
+
+func (d *Dialer) dial(j dialJob) {
+	fail := func(err error) {
+		// Execute fails only when the engine is shutting down; the loop is gone then and nobody waits.
+		_ = j.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			j.onFail(j.ctx, err)
+			return nil
+		}))
+	}
+	timeout := time.Until(j.deadline)
+	if timeout <= 0 {
+		fail(errConnectTimeout) // waited in the queue for the whole connect_timeout
+		return
+	}
+	conn, err := net.DialTimeout("tcp", j.addr.String(), timeout)
+	if err != nil {
+		fail(err)
+		return
+	}
+	res, err := j.loop.Enroll(gnet.NewContext(context.Background(), j.ctx), conn)
+	if err != nil {
+		_ = conn.Close()
+		fail(err)
+		return
+	}
+	// Waiting here is safe: this is a dialer goroutine, not a loop callback. Enroll closes conn itself.
+	if r := <-res; r.Err != nil {
+		fail(r.Err)
+	}
+}
