@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"switchflow/config"
@@ -34,6 +35,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "switchflow.toml", "configuration file")
 	check := fs.Bool("t", false, "check the configuration file and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit (diagnostics)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -55,6 +57,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg, stderr)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Error("cannot write CPU profile", "error", err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Error("cannot start CPU profile", "error", err)
+			return 1
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	srv, err := engine.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "error", err)

@@ -40,8 +40,9 @@ type clientConn struct {
 	deadline             int64 // monotonic ns; 0 = none
 	headTimer            bool  // deadline is read_header_timeout (else idle_timeout)
 
-	ip    [64]byte // client address for X-Forwarded-For
-	ipLen int
+	ip     [64]byte // client address for X-Forwarded-For
+	ipLen  int
+	ipHash uint32 // FNV-1a of the client address, for ip_hash
 
 	// The request in flight.
 	lt            *loopTable
@@ -80,7 +81,13 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	cc := &clientConn{gc: c, ls: ls, slab: slab, buf: slab.Buf}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			cc.ipLen = len(ip.Unmap().AppendTo(cc.ip[:0]))
+			ip = ip.Unmap()
+			cc.ipLen = len(ip.AppendTo(cc.ip[:0]))
+			h := uint32(2166136261)
+			for _, b := range ip.AsSlice() {
+				h = (h ^ uint32(b)) * 16777619
+			}
+			cc.ipHash = h
 		}
 	}
 	c.SetContext(cc)
@@ -266,7 +273,7 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 func (ls *loopState) connect(cc *clientConn) {
 	lt := cc.lt
 	g := lt.tbl.groups[cc.route.group]
-	srv := lt.pickers[cc.route.group].Pick(ls.now, cc.tried)
+	srv := lt.pickers[cc.route.group].Pick(ls.now, cc.tried, cc.ipHash)
 	if srv == nil {
 		if cc.attempts == 0 {
 			ls.failRequest(cc, 503)
