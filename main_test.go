@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestVersionAndConfigCheck(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"-version"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "gnet v2.") || !strings.Contains(out.String(), "go1.") {
+		t.Fatalf("-version: exit %d, %q", code, out.String())
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	os.WriteFile(good, []byte("[[upstream]]\nname = \"a\"\nservers = [ { addr = \"127.0.0.1:9\" } ]\n[[route]]\nupstream = \"a\"\n"), 0o644)
+	out.Reset()
+	if code := run([]string{"-t", "-config", good}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "configuration ok" {
+		t.Fatalf("-t on a good file: exit %d, %q %q", code, out.String(), errb.String())
+	}
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[server]\nmax_connections = 0\nlisen = \"x\"\n[[route]]\nupstream = \"nope\"\n"), 0o644)
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"-t", "-config", bad}, &out, &errb); code != 1 {
+		t.Fatalf("-t on a bad file: exit %d", code)
+	}
+	for _, key := range []string{"server.max_connections", "server.lisen", "route[0].upstream"} {
+		if !strings.Contains(errb.String(), key) {
+			t.Errorf("-t output does not name %s:\n%s", key, errb.String())
+		}
+	}
+	if code := run([]string{"-config", bad}, &out, &errb); code != 1 {
+		t.Fatalf("running on a bad file: exit %d, want 1", code)
+	}
+}
+
+// TestSignals drives the real binary: SIGHUP swaps routes without dropping a request, a bad file on SIGHUP
+// is refused, and SIGTERM lets a request in flight finish before exiting 0.
+func TestSignals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "switchflow")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	a, b := testOrigin(t, "a"), testOrigin(t, "b")
+	addr := freeAddr(t)
+	cfgPath := filepath.Join(dir, "sf.toml")
+	write := func(origin string) {
+		os.WriteFile(cfgPath, []byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 2\nshutdown_timeout = \"5s\"\n[[upstream]]\nname = \"o\"\nservers = [ { addr = %q } ]\n[[route]]\nupstream = \"o\"\n", addr, origin)), 0o644)
+	}
+	write(a)
+	cmd := exec.Command(bin, "-config", cfgPath)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitListening(t, addr)
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v\n%s", path, err, logs.String())
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if _, body := get("/"); body != "a" {
+		t.Fatalf("before reload: %q", body)
+	}
+	write(b)
+	cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		code, body := get("/")
+		if code != 200 {
+			t.Fatalf("request during reload failed: %d", code)
+		}
+		if body == "b" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not switch the upstream")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	os.WriteFile(cfgPath, []byte("[[route]]\nupstream = \"missing\"\n"), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	if _, body := get("/"); body != "b" {
+		t.Fatalf("a bad file replaced the running configuration: %q", body)
+	}
+	if !strings.Contains(logs.String(), "reload refused") {
+		t.Fatalf("refused reload not logged:\n%s", logs.String())
+	}
+
+	// A slow request in flight when SIGTERM arrives still completes.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("request in flight at SIGTERM: %v %v", resp, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(6 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+// testOrigin answers its name, and "/slow" after 500 ms.
+func testOrigin(t *testing.T, name string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(500 * time.Millisecond)
+		}
+		io.WriteString(w, name)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitListening(t *testing.T, addr string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never listened", addr)
+}
