@@ -2,7 +2,9 @@ package bufpool
 
 import (
 	"errors"
+	"os"
 	"sync"
+	"syscall"
 )
 
 // ErrExhausted is returned by Get when every slab is handed out.
@@ -26,13 +28,17 @@ type SlabPool struct {
 	size  int
 }
 
-// NewSlabPool allocates count slabs of size bytes in one block. The block is reserved address space: the
-// kernel backs a page with memory only once a connection writes into it.
+// NewSlabPool allocates count slabs of size bytes in one anonymous mapping, outside the Go heap so the
+// garbage collector never scans or moves it. The block is reserved address space: the kernel backs a page
+// with memory only once a connection writes into it, and Release hands pages back.
 func NewSlabPool(count, size int) *SlabPool {
 	if count < 1 || size < 1 {
 		panic("bufpool: NewSlabPool needs count >= 1 and size >= 1")
 	}
-	block := make([]byte, count*size)
+	block, err := syscall.Mmap(-1, 0, count*size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	if err != nil {
+		block = make([]byte, count*size) // no mmap: the heap still gives one block, without Release
+	}
 	p := &SlabPool{
 		free:  make([]int32, count),
 		slabs: make([]Slab, count),
@@ -69,6 +75,24 @@ func (p *SlabPool) Put(s *Slab) {
 	}
 	p.free = append(p.free, s.id)
 	p.mu.Unlock()
+}
+
+// Release gives the memory pages of s back to the kernel while its connection is idle; its bytes read
+// as zero afterwards, and the next write faults a fresh page in. Only whole pages inside the slab are
+// released. It costs one madvise system call, so callers release slabs idle for a while, not after every
+// request.
+func (p *SlabPool) Release(s *Slab) {
+	page := os.Getpagesize()
+	b := s.Buf[:cap(s.Buf)]
+	if len(b) < page {
+		return
+	}
+	addr := uintptrOf(b)
+	start := (page - int(addr%uintptr(page))) % page
+	end := start + (len(b)-start)/page*page
+	if end > start {
+		_ = syscall.Madvise(b[start:end], madvDontNeed)
+	}
 }
 
 // InUse reports how many slabs are handed out.

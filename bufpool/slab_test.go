@@ -88,3 +88,21 @@ func TestConcurrentGetPut(t *testing.T) {
 		t.Fatalf("InUse %d after all Puts", p.InUse())
 	}
 }
+
+func TestReleaseZeroesAndKeepsSlabUsable(t *testing.T) {
+	p := NewSlabPool(4, 8192)
+	s, _ := p.Get()
+	for i := range s.Buf {
+		s.Buf[i] = 0xAB
+	}
+	p.Release(s)
+	for i, b := range s.Buf {
+		if b != 0 {
+			t.Fatalf("byte %d is %#x after Release, want 0 (pages handed back)", i, b)
+		}
+	}
+	s.Buf[100] = 7 // faults a fresh page in
+	if s.Buf[100] != 7 {
+		t.Fatal("slab unusable after Release")
+	}
+}

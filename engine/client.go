@@ -38,6 +38,8 @@ type clientConn struct {
 
 	filled, headLen, pos int
 	deadline             int64 // monotonic ns; 0 = none
+	idleSince            int64 // monotonic ns when the connection last went back to waiting for a head
+	slabDirty            bool  // the slab's pages hold bytes; released after a while idle
 	headTimer            bool  // deadline is read_header_timeout (else idle_timeout)
 
 	ip     [64]byte // client address for X-Forwarded-For
@@ -136,6 +138,7 @@ func (ls *loopState) closeClient(cc *clientConn) {
 // waitHead puts cc back to reading a request head, with the idle timeout running. Loop only.
 func (ls *loopState) waitHead(cc *clientConn) {
 	cc.state = csHead
+	cc.idleSince = ls.now
 	cc.headLen = 0
 	cc.headTimer = false
 	cc.deadline = ls.now + int64(ls.current().tbl.idleTimeout)
@@ -171,6 +174,7 @@ func (ls *loopState) readHead(cc *clientConn) {
 		if cc.filled < len(cc.buf) {
 			if in, _ := cc.gc.Peek(-1); len(in) > 0 {
 				n := copy(cc.buf[cc.filled:], in)
+				cc.slabDirty = true
 				discard(cc.gc, n)
 				cc.filled += n
 			}

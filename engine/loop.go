@@ -10,6 +10,10 @@ import (
 	"switchflow/codec"
 )
 
+// slabReleaseAfter is how long a keep-alive connection waits idle before its header slab's pages are given
+// back to the kernel: long enough that a busy connection never pays the madvise and the page fault.
+const slabReleaseAfter = 2 * time.Second
+
 // loopState is everything one event loop owns. Every field is loop only, except the atomic counters,
 // which other goroutines read (shutdown, metrics) but only the loop writes.
 type loopState struct {
@@ -81,6 +85,10 @@ func (ls *loopState) sweep() {
 			ls.clientTimedOut(cc)
 		} else if cc.state == csClosing && cc.gc.OutboundBuffered() == 0 {
 			_ = cc.gc.Close()
+		} else if cc.state == csHead && cc.filled == 0 && cc.slabDirty && now-cc.idleSince >= int64(slabReleaseAfter) {
+			// An idle keep-alive connection should cost what nginx's does, not a header page.
+			cc.slabDirty = false
+			ls.s.slabs.Release(cc.slab)
 		}
 		cc = next
 	}
