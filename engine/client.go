@@ -55,7 +55,7 @@ type clientConn struct {
 	idempotent    bool
 	reqBody       codec.BodyKind
 	reqRemaining  int64 // Content-Length bytes still to forward
-	reqSeen       int64 // body bytes forwarded, for max_body_size on chunked bodies
+	reqSeen       int64 // chunked payload bytes forwarded, for max_body_size
 	reqDone       bool  // whole request (head and body) forwarded
 	bodyFromConn  bool  // some body bytes were read past the slab: the request cannot be replayed
 	chunked       codec.ChunkedReader
@@ -270,7 +270,56 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 	cc.reqBody = body
 	cc.reqRemaining = req.ContentLength
 	cc.chunked.Reset()
+	if body == codec.BodyChunked {
+		if status := ls.precheckChunked(cc, lt.tbl.maxBodySize); status != 0 {
+			ls.reject(cc, status)
+			return
+		}
+	}
 	ls.connect(cc)
+}
+
+// precheckChunked validates the chunked framing of every body byte already received, before the head goes
+// to a backend: a bad chunk size or an oversized body that arrived with the head is answered here, so the
+// backend never sees any part of that request (SPEC 3.2). Bytes that arrive later are checked as they
+// stream; an error there aborts the half-sent request by closing the backend connection, so the backend
+// still never sees a complete request.
+func (ls *loopState) precheckChunked(cc *clientConn, max int64) int {
+	var d codec.ChunkedReader
+	var seen int64
+	for i, src := range [2][]byte{cc.buf[cc.pos:cc.filled], nil} {
+		if i == 1 {
+			src, _ = cc.gc.Peek(-1)
+		}
+		_, payload, done, err := scanChunked(&d, src)
+		seen += payload
+		switch {
+		case err != nil:
+			return 400
+		case max > 0 && seen > max:
+			return 413
+		case done:
+			return 0
+		}
+	}
+	return 0
+}
+
+// scanChunked runs d over buf as far as the body goes, reporting the bytes consumed (framing included) and
+// the payload bytes among them.
+func scanChunked(d *codec.ChunkedReader, buf []byte) (consumed int, payload int64, done bool, err error) {
+	for consumed < len(buf) {
+		n, data, fin, err := d.Next(buf[consumed:])
+		consumed += n
+		payload += int64(len(data))
+		if err != nil || fin {
+			return consumed, payload, fin, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return consumed, payload, false, nil
 }
 
 // connect sends the request to the next server: an idle pooled connection if there is one, else a dial.
@@ -389,21 +438,22 @@ func (ls *loopState) forwardBody(cc *clientConn) {
 			cc.reqRemaining -= int64(n)
 			cc.reqDone = cc.reqRemaining == 0
 		case codec.BodyChunked:
+			var payload int64
 			var done bool
 			var err error
-			n, done, err = cc.chunked.Skip(src)
+			n, payload, done, err = scanChunked(&cc.chunked, src)
 			if err != nil {
 				ls.abortRequest(cc, 400)
 				return
 			}
 			cc.reqDone = done
+			cc.reqSeen += payload
+			if max := cc.lt.tbl.maxBodySize; max > 0 && cc.reqSeen > max {
+				ls.abortRequest(cc, 413)
+				return
+			}
 		default:
 			cc.reqDone = true
-		}
-		cc.reqSeen += int64(n)
-		if max := cc.lt.tbl.maxBodySize; max > 0 && cc.reqSeen > max && cc.reqBody == codec.BodyChunked {
-			ls.abortRequest(cc, 413)
-			return
 		}
 		if n > 0 {
 			_, _ = be.gc.Write(src[:n])
