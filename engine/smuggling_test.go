@@ -594,8 +594,6 @@ func waitSlabs(t *testing.T, srv *Server, want int) {
 	}
 }
 
-
-
 // TestChunkedMaxBodySizeCountsPayload: max_body_size bounds the body (payload) bytes, not the chunked
 // framing: 1000 payload bytes in 100 chunks (about 1.6 KB on the wire) fit in max_body_size = 1KiB.
 func TestChunkedMaxBodySizeCountsPayload(t *testing.T) {
@@ -616,4 +614,37 @@ func TestChunkedMaxBodySizeCountsPayload(t *testing.T) {
 		t.Fatalf("1000-byte chunked body (%d bytes on the wire) with max_body_size 1KiB: %d %q, want 200 and the body echoed",
 			b.Len(), resp.StatusCode, body[:min(len(body), 60)])
 	}
+}
+
+// TestBadChunkStreamedAfterHead: when the bad chunk arrives after the head was forwarded, the proxy
+// can no longer keep the head from the backend, but it must still answer 400, close both sides, and
+// forward nothing from the bad chunk on: the request smuggled behind it never reaches the origin.
+func TestBadChunkStreamedAfterHead(t *testing.T) {
+	forLoops(t, func(t *testing.T, loops int) {
+		o := startRawOrigin(t, nil)
+		addr, srv := startProxy(t, loops, simpleRawConfig("", o))
+		c, br := dial(t, addr)
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		_, _ = io.WriteString(c, reqPOST+"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		time.Sleep(100 * time.Millisecond)
+		_, _ = io.WriteString(c, "3\r\nabcdef\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no response: %v", err)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		if resp.StatusCode != 400 {
+			t.Errorf("status %d, want 400", resp.StatusCode)
+		}
+		expectClosed(t, c, br)
+		c.Close()
+		time.Sleep(50 * time.Millisecond)
+		if n := o.reqs.Load(); n != 0 {
+			t.Errorf("the origin read %d complete requests, want 0", n)
+		}
+		if got := o.rawSince(0); strings.Contains(got, "abc") || strings.Contains(got, "smuggled") {
+			t.Errorf("bytes from the bad chunk on reached the origin:\n%q", got)
+		}
+		waitSlabs(t, srv, 0)
+	})
 }
