@@ -66,7 +66,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		cfg:          cfg,
 		log:          log,
 		slabs:        bufpool.NewSlabPool(cfg.Server.MaxConnections, cfg.Server.HeaderBuffer),
-		dialer:       upstream.NewDialer(8+4*loops, 4096),
+		dialer:       upstream.NewDialer(64+16*loops, 8192),
 		base:         time.Now(),
 		nloops:       loops,
 		booted:       make(chan struct{}),

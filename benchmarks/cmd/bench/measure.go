@@ -112,8 +112,9 @@ func (r *runner) measureIdle(smp sample, s scenario, name, addr string, target *
 	if _, err := fmt.Sscanf(strings.TrimSpace(line), "ready ok=%d failed=%d", &ok, &failed); err != nil {
 		return smp, fmt.Errorf("idleconns: unexpected output %q: %s", line, ic.lastLogLine())
 	}
-	// Give the proxy a moment to finish any lazy per-connection work.
-	sleepCtx(r.ctx, time.Second)
+	// Measure connections that are idle, not just-served: give every proxy a few seconds to finish lazy
+	// per-connection work and settle (SwitchFlow hands an idle connection's header page back after 2 s).
+	sleepCtx(r.ctx, 3*time.Second)
 	if target.exited() {
 		return smp, fmt.Errorf("%s exited holding idle connections (%v): %s", name, target.err, target.lastLogLine())
 	}
