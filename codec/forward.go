@@ -37,33 +37,7 @@ func AppendProxyRequest(dst []byte, r *Request, target, clientIP, proto, default
 		}
 		dst = append(dst, "\r\n"...)
 	}
-	clDone := false
-	for i := range hs {
-		name := hs[i].Name
-		if dropHopByHop(hs, name, r.connOther, keepUpgrade) {
-			continue
-		}
-		switch len(name) {
-		case 14:
-			if equalFoldLower(name, "content-length") {
-				dst, clDone = appendContentLength(dst, r.ContentLength, clDone)
-				continue
-			}
-		case 15:
-			if equalFoldLower(name, "x-forwarded-for") {
-				continue
-			}
-		case 16:
-			if equalFoldLower(name, "x-forwarded-host") {
-				continue
-			}
-		case 17:
-			if equalFoldLower(name, "x-forwarded-proto") {
-				continue
-			}
-		}
-		dst = appendHeader(dst, name, hs[i].Value)
-	}
+	dst = appendEndToEnd(dst, hs, r.ContentLength, r.connOther, keepUpgrade, true, false)
 
 	dst = append(dst, "X-Forwarded-For: "...)
 	for i := range hs {
@@ -100,25 +74,7 @@ var xForwardedHost = []byte("X-Forwarded-Host")
 func AppendProxyResponse(dst []byte, r *Response, clientMinor uint8, keepAlive, omitTE, keepUpgrade bool) []byte {
 	hs := r.Headers[:r.NumHeaders]
 	dst = appendStatusLine(dst, r.Status, r.Reason)
-	clDone := false
-	for i := range hs {
-		name := hs[i].Name
-		if dropHopByHop(hs, name, r.connOther, keepUpgrade) {
-			continue
-		}
-		switch len(name) {
-		case 14:
-			if equalFoldLower(name, "content-length") {
-				dst, clDone = appendContentLength(dst, r.ContentLength, clDone)
-				continue
-			}
-		case 17:
-			if omitTE && equalFoldLower(name, "transfer-encoding") {
-				continue
-			}
-		}
-		dst = appendHeader(dst, name, hs[i].Value)
-	}
+	dst = appendEndToEnd(dst, hs, r.ContentLength, r.connOther, keepUpgrade, false, omitTE)
 	switch {
 	case keepUpgrade:
 		dst = append(dst, "Connection: upgrade\r\n"...)
@@ -260,4 +216,39 @@ func appendStatusLine(dst []byte, status int, reason []byte) []byte {
 	dst = append(dst, byte('0'+status/100%10), byte('0'+status/10%10), byte('0'+status%10), ' ')
 	dst = append(dst, reason...)
 	return append(dst, "\r\n"...)
+}
+
+// appendEndToEnd appends every end-to-end header of hs: hop-by-hop ones are dropped, identical
+// Content-Lengths become one, the client's X-Forwarded-* are dropped when dropForwarded (the proxy writes
+// its own), and Transfer-Encoding is dropped when omitTE.
+func appendEndToEnd(dst []byte, hs []Header, contentLength int64, connOther, keepUpgrade, dropForwarded, omitTE bool) []byte {
+	clDone := false
+	for i := range hs {
+		name := hs[i].Name
+		if dropHopByHop(hs, name, connOther, keepUpgrade) {
+			continue
+		}
+		switch len(name) {
+		case 14:
+			if equalFoldLower(name, "content-length") {
+				dst, clDone = appendContentLength(dst, contentLength, clDone)
+				continue
+			}
+		case 15:
+			if dropForwarded && equalFoldLower(name, "x-forwarded-for") {
+				continue
+			}
+		case 16:
+			if dropForwarded && equalFoldLower(name, "x-forwarded-host") {
+				continue
+			}
+		case 17:
+			if (dropForwarded && equalFoldLower(name, "x-forwarded-proto")) ||
+				(omitTE && equalFoldLower(name, "transfer-encoding")) {
+				continue
+			}
+		}
+		dst = appendHeader(dst, name, hs[i].Value)
+	}
+	return dst
 }

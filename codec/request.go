@@ -55,18 +55,8 @@ func ParseRequest(buf []byte, r *Request) (n int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	if f.flags&FlagTransferEncoding != 0 {
-		switch {
-		case r.Minor == 0:
-			// HTTP/1.0 has no chunked coding; a 1.0 hop may ignore TE and read the body as
-			// Content-Length or as the next request (RFC 9112 6.1).
-			return 0, fail(se, f.teOffset, StateTransferEncoding)
-		case f.flags&FlagContentLength != 0:
-			return 0, ErrConflictingFraming
-		case !f.lastChunked:
-			return 0, ErrUnsupportedTransferEncoding
-		}
-		f.flags |= FlagChunked
+	if err := f.checkTransferEncoding(r.Minor, se, true); err != nil {
+		return 0, err
 	}
 	if f.hostCount > 1 || (r.Minor == 1 && f.hostCount == 0) {
 		return 0, ErrMissingHost

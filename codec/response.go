@@ -42,16 +42,8 @@ func ParseResponse(buf []byte, r *Response) (n int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	if f.flags&FlagTransferEncoding != 0 {
-		switch {
-		case r.Minor == 0:
-			return 0, fail(se, f.teOffset, StateTransferEncoding)
-		case f.flags&FlagContentLength != 0:
-			return 0, ErrConflictingFraming
-		}
-		if f.lastChunked {
-			f.flags |= FlagChunked
-		}
+	if err := f.checkTransferEncoding(r.Minor, se, false); err != nil {
+		return 0, err
 	}
 	r.Flags = f.flags
 	r.ContentLength = f.contentLength
@@ -136,4 +128,27 @@ func (r *Response) Has(name string) bool {
 		}
 	}
 	return false
+}
+
+// checkTransferEncoding applies the framing rules every message with Transfer-Encoding shares, and sets
+// FlagChunked when the last coding is chunked. A request whose last coding is not chunked has no
+// determinable length (501); a response's body then runs until close (RFC 9112 6.3).
+func (f *headFacts) checkTransferEncoding(minor uint8, se *SyntaxError, request bool) error {
+	if f.flags&FlagTransferEncoding == 0 {
+		return nil
+	}
+	switch {
+	case minor == 0:
+		// HTTP/1.0 has no chunked coding; a 1.0 hop may ignore TE and read the body as
+		// Content-Length or as the next message (RFC 9112 6.1).
+		return fail(se, f.teOffset, StateTransferEncoding)
+	case f.flags&FlagContentLength != 0:
+		return ErrConflictingFraming
+	case !f.lastChunked && request:
+		return ErrUnsupportedTransferEncoding
+	}
+	if f.lastChunked {
+		f.flags |= FlagChunked
+	}
+	return nil
 }
