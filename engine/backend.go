@@ -14,6 +14,7 @@ const (
 	bsDialing backendState = iota // a dialer worker is connecting; gc is nil
 	bsActive                      // carrying a client's request and response
 	bsIdle                        // parked in its loop's idle pool
+	bsTunnel                      // carrying an upgraded connection's bytes; never pooled
 	bsClosing                     // Close requested or OnClose ran; ignore everything
 )
 
@@ -189,6 +190,11 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		be.state = bsClosing
 		return gnet.Close
 	case bsActive:
+	case bsTunnel:
+		if cc := be.client; cc != nil {
+			ls.tunnelCopy(be.gc, cc.gc, cc)
+		}
+		return gnet.None
 	default:
 		_, _ = be.gc.Discard(-1)
 		return gnet.None
@@ -221,7 +227,15 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			}
 			if resp.Status < 200 {
 				if resp.Status == 101 {
-					ls.backendBroken(be, "101 to a request that asked for no upgrade")
+					if !cc.upgrade || !cc.reqDone {
+						ls.backendBroken(be, "101 to a request that asked for no upgrade")
+						return gnet.None
+					}
+					head := codec.AppendProxyResponse(ls.headBuf[:0], resp, cc.minor, false, false, true)
+					ls.headBuf = head[:0]
+					_, _ = cc.gc.Write(head)
+					discard(be.gc, n)
+					ls.startTunnel(cc, be)
 					return gnet.None
 				}
 				if resp.Status == 100 && cc.minor == 1 {
@@ -378,6 +392,12 @@ func (ls *loopState) backendClosed(be *backendConn, err error) {
 	case bsIdle:
 		be.lt.pools[be.group].Remove(be.srv.Index, be)
 		return
+	case bsTunnel:
+		if cc := be.client; cc != nil {
+			be.client, cc.be = nil, nil
+			ls.closeClient(cc)
+		}
+		return
 	case bsActive:
 	default:
 		return
@@ -410,4 +430,33 @@ func (ls *loopState) backendClosed(be *backendConn, err error) {
 	}
 	// Otherwise the backend died mid-body: closing the client shows a truncated body, never a wrong one.
 	ls.closeClient(cc)
+}
+
+// startTunnel switches an upgraded exchange to byte passing (SPEC 3.1: Upgrade after a 101). The
+// backend connection is spent: it is closed with the tunnel, never pooled. The tunnel lives until either
+// side closes or both stay silent for idle_timeout.
+func (ls *loopState) startTunnel(cc *clientConn, be *backendConn) {
+	listRemove(&ls.backends, be)
+	ls.endCount(be)
+	be.deadline = 0
+	be.headDone = true
+	be.state = bsTunnel
+	cc.state = csTunnel
+	cc.respStarted = true
+	// Bytes the client sent after its request head (the first frames of the new protocol) go first.
+	if cc.pos < cc.filled {
+		_, _ = be.gc.Write(cc.buf[cc.pos:cc.filled])
+		cc.pos = cc.filled
+	}
+	ls.tunnelCopy(cc.gc, be.gc, cc)
+	ls.tunnelCopy(be.gc, cc.gc, cc)
+}
+
+// tunnelCopy moves whatever from has buffered to to, and restarts the tunnel's idle clock.
+func (ls *loopState) tunnelCopy(from, to gnet.Conn, cc *clientConn) {
+	if in, _ := from.Peek(-1); len(in) > 0 {
+		_, _ = to.Write(in)
+		discard(from, len(in))
+	}
+	cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
 }

@@ -19,6 +19,7 @@ const (
 	csHead       clientState = iota // reading a request head into the slab
 	csConnecting                    // head parsed; waiting for a backend connection to open
 	csForwarding                    // head sent; streaming the request body and/or the response
+	csTunnel                        // after a 101: bytes pass both ways untouched until either side closes
 	csClosing                       // last bytes queued; closed once the outbound buffer drains
 	csClosed                        // OnClose ran; nothing may touch gc
 )
@@ -51,6 +52,7 @@ type clientConn struct {
 	route         *routeRT
 	minor         uint8
 	isHead        bool
+	upgrade       bool // the request asks for a protocol upgrade (Upgrade + Connection: upgrade)
 	keepAlive     bool
 	idempotent    bool
 	reqBody       codec.BodyKind
@@ -159,6 +161,10 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 			ls.forwardBody(cc)
 		}
 		// A finished request leaves later pipelined bytes in gnet's buffer until its response is done.
+	case csTunnel:
+		if cc.be != nil && cc.be.gc != nil {
+			ls.tunnelCopy(cc.gc, cc.be.gc, cc)
+		}
 	case csClosing:
 		// Whatever a closing client still sends is dropped.
 		_, _ = cc.gc.Discard(-1)
@@ -265,6 +271,7 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 	cc.route = route
 	cc.minor = req.Minor
 	cc.isHead = req.IsHead()
+	cc.upgrade = req.Minor == 1 && req.Flags&codec.FlagUpgrade != 0 && req.Flags&codec.FlagConnUpgrade != 0
 	cc.keepAlive = req.KeepAlive()
 	cc.idempotent = req.Idempotent()
 	cc.reqBody = body
@@ -398,7 +405,7 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 		ls.pathBuf = appendStripped(ls.pathBuf[:0], path, cc.route.prefix)
 		target = ls.pathBuf
 	}
-	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, cc.ip[:cc.ipLen], protoHTTP, be.srv.HostHeader, false)
+	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, cc.ip[:cc.ipLen], protoHTTP, be.srv.HostHeader, cc.upgrade)
 	ls.headBuf = head[:0] // keep a grown buffer
 	cc.state = csForwarding
 	be.startExchange()
