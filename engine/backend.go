@@ -69,10 +69,8 @@ func (ls *loopState) requestSent(be *backendConn) {
 	if be.headDone || be.state != bsActive {
 		return
 	}
-	be.deadline = ls.now + int64(ls.lt.tbl.groups[be.group].ResponseTimeout)
-	if be.lt != ls.lt {
-		be.deadline = ls.now + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
-	}
+	// be.lt, not ls.lt: after a reload the request keeps the settings of the table it was routed by.
+	be.deadline = ls.now + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
 	listPush(&ls.backends, be)
 }
 

@@ -71,11 +71,7 @@ func TestExpect100Continue(t *testing.T) {
 			t.Fatalf("connection after a rejected 100-continue: %v, want EOF", err)
 		}
 		c.Close()
-		deadline := time.Now().Add(2 * time.Second)
-		for srv.SlabsInUse() != 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := srv.SlabsInUse(); n != 0 {
+		if n := slabsInUseSettled(srv); n != 0 {
 			t.Fatalf("%d slabs still in use", n)
 		}
 	})

@@ -139,9 +139,18 @@ func startProxy(t *testing.T, loops int, toml string) (string, *Server) {
 
 // simpleConfig routes everything to one upstream of the given origins.
 func simpleConfig(extraServer string, origins ...*origin) string {
+	addrs := make([]string, len(origins))
+	for i, o := range origins {
+		addrs[i] = o.addr
+	}
+	return upstreamConfig(extraServer, addrs...)
+}
+
+// upstreamConfig is extraServer ([server] keys) plus one upstream of addrs that every path routes to.
+func upstreamConfig(extraServer string, addrs ...string) string {
 	var servers []string
-	for _, o := range origins {
-		servers = append(servers, fmt.Sprintf("{ addr = %q }", o.addr))
+	for _, a := range addrs {
+		servers = append(servers, fmt.Sprintf("{ addr = %q }", a))
 	}
 	return extraServer + fmt.Sprintf(`
 [[upstream]]
@@ -154,6 +163,16 @@ response_timeout = "2s"
 path_prefix = "/"
 upstream = "app"
 `, strings.Join(servers, ", "))
+}
+
+// slabsInUseSettled polls until every header slab is back in the pool or 2 s pass, and returns the count
+// still in use: clients' closes reach the proxy asynchronously.
+func slabsInUseSettled(srv *Server) int {
+	deadline := time.Now().Add(2 * time.Second)
+	for srv.SlabsInUse() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return srv.SlabsInUse()
 }
 
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {

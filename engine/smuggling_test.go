@@ -433,11 +433,7 @@ upstream = "app"
 				}
 			})
 		}
-		deadline := time.Now().Add(2 * time.Second)
-		for srv.SlabsInUse() != 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := srv.SlabsInUse(); n != 0 {
+		if n := slabsInUseSettled(srv); n != 0 {
 			t.Errorf("%d header slabs still in use after every client closed", n)
 		}
 	})
@@ -482,19 +478,11 @@ func TestTransferEncodingIdentityChunked(t *testing.T) {
 }
 
 func simpleRawConfig(extraServer string, origins ...*rawOrigin) string {
-	var servers []string
-	for _, o := range origins {
-		servers = append(servers, fmt.Sprintf("{ addr = %q }", o.addr))
+	addrs := make([]string, len(origins))
+	for i, o := range origins {
+		addrs[i] = o.addr
 	}
-	return extraServer + fmt.Sprintf(`
-[[upstream]]
-name = "app"
-servers = [ %s ]
-connect_timeout = "1s"
-response_timeout = "2s"
-[[route]]
-upstream = "app"
-`, strings.Join(servers, ", "))
+	return upstreamConfig(extraServer, addrs...)
 }
 
 // TestSlowlorisHeadGets408: a head dripped a byte every 100 ms is cut off with 408 at read_header_timeout.

@@ -84,11 +84,7 @@ func TestWebSocketTunnel(t *testing.T) {
 			t.Fatal("bytes changed in the tunnel")
 		}
 		c.Close()
-		deadline := time.Now().Add(2 * time.Second)
-		for srv.SlabsInUse() != 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := srv.SlabsInUse(); n != 0 {
+		if n := slabsInUseSettled(srv); n != 0 {
 			t.Fatalf("%d slabs in use after the tunnel closed", n)
 		}
 	})
