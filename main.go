@@ -69,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
+	warnUnbuilt(cfg, log)
 	srv, err := engine.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "error", err)
@@ -115,6 +116,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 				log.Warn("shutdown timeout reached", "error", err)
 			}
 			return 0
+		}
+	}
+}
+
+// warnUnbuilt says at start which configured features this build accepts but does not serve yet, so that
+// a setting never does nothing silently.
+func warnUnbuilt(cfg *config.Config, log *slog.Logger) {
+	if cfg.Admin != nil {
+		log.Warn("[admin] is not served by this version; /metrics, /healthz and /status are not available", "listen", cfg.Admin.Listen)
+	}
+	if cfg.Log.Access != "off" {
+		log.Warn("log.access is not written by this version", "access", cfg.Log.Access)
+	}
+	for i, u := range cfg.Upstreams {
+		if u.HealthCheck != nil {
+			log.Warn("active health checks are not run by this version; passive checks (max_fails) still apply",
+				"key", fmt.Sprintf("upstream[%d].health_check", i))
+		}
+	}
+	for i, r := range cfg.Routes {
+		if r.CacheTTL > 0 {
+			log.Warn("the micro-cache is not built in this version; the route is proxied uncached",
+				"key", fmt.Sprintf("route[%d].cache_ttl", i))
 		}
 	}
 }
