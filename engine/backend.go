@@ -1,6 +1,10 @@
 package engine
 
 import (
+	"net"
+	"os"
+	"syscall"
+
 	"github.com/panjf2000/gnet/v2"
 
 	"switchflow/codec"
@@ -11,11 +15,13 @@ import (
 type backendState uint8
 
 const (
-	bsDialing backendState = iota // a dialer worker is connecting; gc is nil
-	bsActive                      // carrying a client's request and response
-	bsIdle                        // parked in its loop's idle pool
-	bsTunnel                      // carrying an upgraded connection's bytes; never pooled
-	bsClosing                     // Close requested or OnClose ran; ignore everything
+	bsDialing  backendState = iota // a dialer worker is connecting; gc is nil
+	bsActive                       // carrying a client's request and response
+	bsIdle                         // parked in its loop's idle pool
+	bsTunnel                       // carrying an upgraded connection's bytes; never pooled
+	bsParked                       // reading paused for a slow client: gnet's conn closed, the socket kept as parkedFD
+	bsResuming                     // parkedFD handed back to the loop; OnOpen will resume it
+	bsClosing                      // Close requested or OnClose ran; ignore everything
 )
 
 // maxFreeRetries bounds the retries of a request after a pooled connection turned out closed by the
@@ -35,6 +41,7 @@ type backendConn struct {
 	reused bool // taken from the idle pool for this request
 
 	deadline int64 // response_timeout, monotonic ns; 0 = none
+	parkedFD int   // the socket while bsParked
 	counted  bool  // srv.Begin was called for the exchange in flight
 
 	// The response in flight.
@@ -85,6 +92,10 @@ func (ls *loopState) endCount(be *backendConn) {
 // dial, while it was being made: then the fresh connection is parked for the next request.
 func (ls *loopState) backendOpened(be *backendConn, c gnet.Conn) {
 	be.gc = c
+	if be.state == bsResuming || be.state == bsClosing {
+		ls.resumed(be)
+		return
+	}
 	cc := be.client
 	if cc == nil || cc.be != be || cc.state != csConnecting {
 		be.client = nil
@@ -163,9 +174,18 @@ func (ls *loopState) closeBackend(be *backendConn) {
 	listRemove(&ls.backends, be)
 	ls.endCount(be)
 	be.client = nil
-	dialing := be.state == bsDialing
+	switch be.state {
+	case bsDialing, bsResuming:
+		// No gnet conn yet: OnOpen finds the client gone and closes it, or the failure callback fires.
+		be.state = bsClosing
+		return
+	case bsParked:
+		_ = syscall.Close(be.parkedFD)
+		be.state = bsClosing
+		return
+	}
 	be.state = bsClosing
-	if !dialing && be.gc != nil {
+	if be.gc != nil {
 		_ = be.gc.Close()
 	}
 }
@@ -205,6 +225,9 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 	for {
 		data, _ := be.gc.Peek(-1)
 		if len(data) == 0 {
+			if be.headDone && cc.reqDone && !be.dechunk && cc.gc.OutboundBuffered() > ls.s.ioBuffer {
+				return ls.parkBackend(be)
+			}
 			return gnet.None
 		}
 		be.gotBytes = true
@@ -384,6 +407,9 @@ func (ls *loopState) backendTimedOut(be *backendConn) {
 
 // backendClosed runs from OnClose of a backend connection.
 func (ls *loopState) backendClosed(be *backendConn, err error) {
+	if be.state == bsParked || be.state == bsResuming {
+		return // gnet closed its conn; the socket lives on as parkedFD
+	}
 	state := be.state
 	be.state = bsClosing
 	switch state {
@@ -457,4 +483,73 @@ func (ls *loopState) tunnelCopy(from, to gnet.Conn, cc *clientConn) {
 		discard(from, len(in))
 	}
 	cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+}
+
+// Backpressure, response direction (SPEC 3.3). gnet cannot stop reading a socket, so a backend whose
+// client reads slowly is parked: its socket is duplicated, gnet's conn for it closed (gnet's close does
+// not shut the socket down), and nobody reads the duplicate, so TCP flow control holds the backend back.
+// The sweep hands the socket back to the loop once the client has drained to half of io_buffer.
+
+// parkBackend parks be from its own OnTraffic; the returned Close makes gnet drop its conn.
+func (ls *loopState) parkBackend(be *backendConn) gnet.Action {
+	fd, err := be.gc.Dup()
+	if err != nil {
+		return gnet.None // cannot park: keep forwarding, bounded only by the client
+	}
+	be.parkedFD = fd
+	be.state = bsParked
+	be.gc = nil
+	listPush(&ls.backends, be) // the sweep looks at parked connections on this list
+	return gnet.Close
+}
+
+// maybeResume runs from the sweep for a parked backend.
+func (ls *loopState) maybeResume(be *backendConn) {
+	cc := be.client
+	if cc == nil || cc.be != be || cc.state != csForwarding {
+		ls.closeBackend(be)
+		return
+	}
+	if cc.gc.OutboundBuffered() > ls.s.ioBuffer/2 {
+		return
+	}
+	listRemove(&ls.backends, be)
+	f := os.NewFile(uintptr(be.parkedFD), "parked-backend")
+	nc, err := net.FileConn(f) // dups the descriptor; f's own is closed next
+	_ = f.Close()
+	be.parkedFD = -1
+	be.state = bsResuming
+	if err == nil {
+		if err = ls.s.dialer.Adopt(ls.loop, nc, be, ls.resumeFailed); err != nil {
+			_ = nc.Close()
+		}
+	}
+	if err != nil {
+		ls.resumeFailed(be, err)
+	}
+}
+
+// resumed runs in OnOpen of a parked socket handed back to the loop.
+func (ls *loopState) resumed(be *backendConn) {
+	cc := be.client
+	if be.state != bsResuming || cc == nil || cc.be != be {
+		be.state = bsClosing
+		_ = be.gc.Close()
+		return
+	}
+	be.state = bsActive
+}
+
+// resumeFailed: the parked socket could not be handed back; the client sees a truncated body.
+func (ls *loopState) resumeFailed(ctx any, err error) {
+	be := ctx.(*backendConn)
+	if be.state != bsResuming {
+		return
+	}
+	be.state = bsClosing
+	ls.s.log.Warn("cannot resume a parked backend connection", "server", be.srv.Name, "error", err)
+	if cc := be.client; cc != nil {
+		be.client, cc.be = nil, nil
+		ls.closeClient(cc)
+	}
 }

@@ -94,7 +94,9 @@ func (ls *loopState) sweep() {
 	}
 	for be := ls.backends.head; be != nil; {
 		next := be.next
-		if be.deadline != 0 && now >= be.deadline {
+		if be.state == bsParked {
+			ls.maybeResume(be)
+		} else if be.deadline != 0 && now >= be.deadline {
 			ls.backendTimedOut(be)
 		}
 		be = next

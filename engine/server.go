@@ -40,6 +40,7 @@ type Server struct {
 	stopped  chan struct{}
 
 	headerBuffer int
+	ioBuffer     int // bytes queued for a client before its backend is parked
 }
 
 var _ gnet.EventHandler = (*Server)(nil)
@@ -72,6 +73,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		booted:       make(chan struct{}),
 		stopped:      make(chan struct{}),
 		headerBuffer: cfg.Server.HeaderBuffer,
+		ioBuffer:     cfg.Server.IOBuffer,
 	}
 	s.tbl.Store(t)
 	return s, nil

@@ -21,6 +21,7 @@ type DialFailure func(ctx any, err error)
 
 type dialJob struct {
 	loop     gnet.EventLoop
+	conn     net.Conn // set for Adopt: an open socket to hand to loop, no dial
 	addr     *net.TCPAddr
 	deadline time.Time
 	ctx      any
@@ -66,6 +67,23 @@ func (d *Dialer) Dial(loop gnet.EventLoop, addr *net.TCPAddr, timeout time.Durat
 	}
 }
 
+// Adopt hands an already open socket to loop, as Dial does after connecting: OnOpen follows on loop with
+// ctx as the connection's context, or onFail(ctx, err). The engine uses it to resume a parked socket.
+// Safe from any goroutine; never blocks.
+func (d *Dialer) Adopt(loop gnet.EventLoop, conn net.Conn, ctx any, onFail DialFailure) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return ErrDialerClosed
+	}
+	select {
+	case d.jobs <- dialJob{loop: loop, conn: conn, ctx: ctx, onFail: onFail}:
+		return nil
+	default:
+		return ErrDialQueueFull
+	}
+}
+
 // Close stops the workers once the queued dials are done.
 func (d *Dialer) Close() {
 	d.mu.Lock()
@@ -99,15 +117,18 @@ func (d *Dialer) dial(j dialJob) {
 			return nil
 		}))
 	}
-	timeout := time.Until(j.deadline)
-	if timeout <= 0 {
-		fail(errConnectTimeout) // waited in the queue for the whole connect_timeout
-		return
-	}
-	conn, err := net.DialTimeout("tcp", j.addr.String(), timeout)
-	if err != nil {
-		fail(err)
-		return
+	conn := j.conn
+	if conn == nil {
+		timeout := time.Until(j.deadline)
+		if timeout <= 0 {
+			fail(errConnectTimeout) // waited in the queue for the whole connect_timeout
+			return
+		}
+		var err error
+		if conn, err = net.DialTimeout("tcp", j.addr.String(), timeout); err != nil {
+			fail(err)
+			return
+		}
 	}
 	res, err := j.loop.Enroll(gnet.NewContext(context.Background(), j.ctx), conn)
 	if err != nil {
