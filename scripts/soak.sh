@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs engine.TestSoak for longer than CI does (CI runs it for its 20 s default inside go test ./...).
+#
+#   scripts/soak.sh            # 10 minutes, with the race detector
+#   scripts/soak.sh 1h         # any Go duration
+#   RACE= scripts/soak.sh 30m  # without -race
+#
+# The test mixes keep-alive, connection-per-request, pipelined and ~5% malformed requests against two
+# loopback origins, one killed and restarted every 1.5 s, and fails on any error on a well-formed
+# request, on descriptors or header slabs not back to baseline, or on heap growth over 8 MiB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dur="${1:-10m}"
+race="${RACE--race}"
+exec go test $race -count=1 -run '^TestSoak$' -timeout 0 -v ./engine -soak="$dur"
