@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -375,12 +376,7 @@ func TestFaultBodyAfterHeadResponse(t *testing.T) {
 					t.Fatalf("HEAD: %d %q", resp.StatusCode, body)
 				}
 				time.Sleep(v.pause)
-				for i := 0; i < 3; i++ {
-					resp, body = roundTrip(t, c, br, reqGET+"\r\n")
-					if resp.StatusCode != 200 || string(body) != "good" {
-						t.Fatalf("GET %d after a HEAD answered with a body: %d %q, want 200 \"good\"", i, resp.StatusCode, body)
-					}
-				}
+				expectGood(t, c, br, 3, "after a HEAD answered with a body")
 				c.Close()
 				check()
 			})
@@ -405,12 +401,7 @@ func TestFaultExtraBytesAfterResponse(t *testing.T) {
 		if resp.StatusCode != 200 || string(body) != "first" {
 			t.Fatalf("first: %d %q", resp.StatusCode, body)
 		}
-		for i := 0; i < 3; i++ {
-			resp, body = roundTrip(t, c, br, reqGET+"\r\n")
-			if resp.StatusCode != 200 || string(body) != "good" {
-				t.Fatalf("GET %d after a response with trailing bytes: %d %q, want 200 \"good\"", i, resp.StatusCode, body)
-			}
-		}
+		expectGood(t, c, br, 3, "after a response with trailing bytes")
 		c.Close()
 		check()
 	})
@@ -463,4 +454,16 @@ func TestFaultPooledConnectionClosedRightAfterResponse(t *testing.T) {
 		c.Close()
 		check()
 	})
+}
+
+// expectGood sends n GETs on c and requires each to get the origin's 200 "good": the proof that a pooled
+// connection left desynchronised by the previous response was not reused.
+func expectGood(t *testing.T, c net.Conn, br *bufio.Reader, n int, after string) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		resp, body := roundTrip(t, c, br, reqGET+"\r\n")
+		if resp.StatusCode != 200 || string(body) != "good" {
+			t.Fatalf("GET %d %s: %d %q, want 200 \"good\"", i, after, resp.StatusCode, body)
+		}
+	}
 }
