@@ -254,13 +254,17 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 					}
 					head := codec.AppendProxyResponse(ls.headBuf[:0], resp, cc.minor, false, false, true)
 					ls.headBuf = head[:0]
-					_, _ = cc.gc.Write(head)
+					if _, _ = cc.gc.Write(head); lost(cc, be) {
+						return gnet.None
+					}
 					discard(be.gc, n)
 					ls.startTunnel(cc, be)
 					return gnet.None
 				}
 				if resp.Status == 100 && cc.minor == 1 {
-					_, _ = cc.gc.Write(continue100)
+					if _, _ = cc.gc.Write(continue100); lost(cc, be) {
+						return gnet.None
+					}
 				}
 				discard(be.gc, n)
 				continue
@@ -284,7 +288,9 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		}
 		if be.dechunk {
 			if head != nil {
-				_, _ = cc.gc.Write(head)
+				if _, _ = cc.gc.Write(head); lost(cc, be) {
+					return gnet.None
+				}
 			}
 			discard(be.gc, consumed)
 			if ls.dechunkBody(be, cc) {
@@ -325,6 +331,9 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		} else if k > 0 {
 			_, _ = cc.gc.Write(data[:k])
 		}
+		if lost(cc, be) {
+			return gnet.None
+		}
 		discard(be.gc, consumed+k)
 		if done {
 			ls.finishExchange(be, cc)
@@ -350,7 +359,9 @@ func (ls *loopState) dechunkBody(be *backendConn, cc *clientConn) bool {
 			return false
 		}
 		if len(piece) > 0 {
-			_, _ = cc.gc.Write(piece)
+			if _, _ = cc.gc.Write(piece); lost(cc, be) {
+				return false
+			}
 		}
 		discard(be.gc, n)
 		if done {
@@ -552,4 +563,11 @@ func (ls *loopState) resumeFailed(ctx any, err error) {
 		be.client, cc.be = nil, nil
 		ls.closeClient(cc)
 	}
+}
+
+// lost reports whether cc or be went away during the last Write: gnet closes a connection whose write
+// fails inside the Write call itself, so OnClose (and everything it triggers: abandoning the backend, a
+// retry on another server) has already run, and the caller must stop using what it holds.
+func lost(cc *clientConn, be *backendConn) bool {
+	return cc.state == csClosed || cc.be != be || be.state != bsActive
 }

@@ -378,6 +378,9 @@ func (ls *loopState) failRequest(cc *clientConn, status int) {
 
 // finishClient ends the current exchange on a kept-alive client and starts on the next pipelined request.
 func (ls *loopState) finishClient(cc *clientConn) {
+	if cc.state == csClosed {
+		return // the response's last Write failed and closed it
+	}
 	// Move what followed the request (the next pipelined request) to the front of the slab.
 	rest := copy(cc.buf, cc.buf[cc.pos:cc.filled])
 	cc.filled, cc.pos = rest, 0
@@ -409,7 +412,9 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 	ls.headBuf = head[:0] // keep a grown buffer
 	cc.state = csForwarding
 	be.startExchange()
-	_, _ = be.gc.Write(head)
+	if _, _ = be.gc.Write(head); lost(cc, be) {
+		return
+	}
 	if cc.reqBody == codec.BodyNone {
 		cc.reqDone = true
 		ls.requestSent(be)
@@ -463,7 +468,9 @@ func (ls *loopState) forwardBody(cc *clientConn) {
 			cc.reqDone = true
 		}
 		if n > 0 {
-			_, _ = be.gc.Write(src[:n])
+			if _, _ = be.gc.Write(src[:n]); lost(cc, be) {
+				return // nothing consumed: a retry rewinds and replays what it may
+			}
 		}
 		if fromSlab {
 			cc.pos += n
