@@ -88,7 +88,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 			ip = ip.Unmap()
 			cc.ipLen = len(ip.AppendTo(cc.ip[:0]))
 			h := uint32(2166136261)
-			for _, b := range ip.AsSlice() {
+			for _, b := range ip.As16() { // the array form: AsSlice would allocate per connection
 				h = (h ^ uint32(b)) * 16777619
 			}
 			cc.ipHash = h
@@ -237,38 +237,11 @@ func (ls *loopState) reject(cc *clientConn, status int) {
 	ls.closeClient(cc)
 }
 
-// respondLocal answers without a backend. Keep-alive survives only for a request without a body, so
-// that an unread body is never parsed as the next request.
-func (ls *loopState) respondLocal(cc *clientConn, req *codec.Request, status int) {
-	keep := req.KeepAlive() && req.Body() == codec.BodyNone && !ls.s.draining.Load()
-	_, _ = cc.gc.Write(ls.rs.get(status, keep))
-	if !keep {
-		ls.closeClient(cc)
-		return
-	}
-	ls.finishClient(cc)
-}
-
 // startRequest routes a parsed request and asks for a backend. Loop only.
 func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 	lt := ls.current()
-	authority, path := splitTarget(req.Target)
-	host := req.Host
-	if authority != nil {
-		host = authority
-	}
-	route := lt.tbl.routes.match(hostWithoutPort(host), path)
-	if route == nil {
-		ls.respondLocal(cc, req, 404)
-		return
-	}
 	body := req.Body()
-	if max := lt.tbl.maxBodySize; max > 0 && body == codec.BodyLength && req.ContentLength > max {
-		ls.reject(cc, 413)
-		return
-	}
 	cc.lt = lt
-	cc.route = route
 	cc.minor = req.Minor
 	cc.isHead = req.IsHead()
 	cc.upgrade = req.Minor == 1 && req.Flags&codec.FlagUpgrade != 0 && req.Flags&codec.FlagConnUpgrade != 0
@@ -277,6 +250,20 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 	cc.reqBody = body
 	cc.reqRemaining = req.ContentLength
 	cc.chunked.Reset()
+	authority, path := splitTarget(req.Target)
+	host := req.Host
+	if authority != nil {
+		host = authority
+	}
+	cc.route = lt.tbl.routes.match(hostWithoutPort(host), path)
+	if cc.route == nil {
+		ls.failRequest(cc, 404) // keeps the connection when the request has no body
+		return
+	}
+	if max := lt.tbl.maxBodySize; max > 0 && body == codec.BodyLength && req.ContentLength > max {
+		ls.reject(cc, 413)
+		return
+	}
 	if body == codec.BodyChunked {
 		if status := ls.precheckChunked(cc, lt.tbl.maxBodySize); status != 0 {
 			ls.reject(cc, status)
@@ -360,8 +347,9 @@ func (ls *loopState) connect(cc *clientConn) {
 	}
 }
 
-// failRequest answers a request that could not be served upstream and closes the client: the request
-// body, if any, may be half read.
+// failRequest answers a request with a prebuilt response, without (or instead of) the backend's. The
+// connection stays open only for a request without a body, so that an unread body is never parsed as the
+// next request; otherwise the client is closed.
 func (ls *loopState) failRequest(cc *clientConn, status int) {
 	if cc.respStarted {
 		ls.closeClient(cc)
