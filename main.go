@@ -135,12 +135,6 @@ func warnUnbuilt(cfg *config.Config, log *slog.Logger) {
 				"key", fmt.Sprintf("upstream[%d].health_check", i))
 		}
 	}
-	for i, r := range cfg.Routes {
-		if r.CacheTTL > 0 {
-			log.Warn("the micro-cache is not built in this version; the route is proxied uncached",
-				"key", fmt.Sprintf("route[%d].cache_ttl", i))
-		}
-	}
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {

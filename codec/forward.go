@@ -252,3 +252,42 @@ func appendEndToEnd(dst []byte, hs []Header, contentLength int64, connOther, kee
 	}
 	return dst
 }
+
+// AppendStoredResponse appends the head of a response as a cache keeps it: the status line and every
+// end-to-end header, without the final "\r\n" and without the headers a cache writes itself — Date
+// and Age (patched in when served), Transfer-Encoding and Content-Length (the stored body is de-chunked
+// and its length known only at its end) and any X-Cache of the backend's. The caller appends those.
+func AppendStoredResponse(dst []byte, r *Response) []byte {
+	hs := r.Headers[:r.NumHeaders]
+	dst = appendStatusLine(dst, r.Status, r.Reason)
+	for i := range hs {
+		name := hs[i].Name
+		if dropHopByHop(hs, name, r.connOther, false) {
+			continue
+		}
+		switch len(name) {
+		case 3:
+			if equalFoldLower(name, "age") {
+				continue
+			}
+		case 4:
+			if equalFoldLower(name, "date") {
+				continue
+			}
+		case 7:
+			if equalFoldLower(name, "x-cache") {
+				continue
+			}
+		case 14:
+			if equalFoldLower(name, "content-length") {
+				continue
+			}
+		case 17:
+			if equalFoldLower(name, "transfer-encoding") {
+				continue
+			}
+		}
+		dst = appendHeader(dst, name, hs[i].Value)
+	}
+	return dst
+}

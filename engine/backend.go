@@ -281,7 +281,13 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 				be.body != codec.BodyUntilClose && !be.dechunk
 			cc.closeAfterRes = !clientKeep
 			head = codec.AppendProxyResponse(ls.headBuf[:0], resp, cc.minor, clientKeep, be.dechunk, false)
+			if cc.cacheTag != "" {
+				head = appendXCache(head, cc.cacheTag)
+			}
 			ls.headBuf = head[:0]
+			if cc.cacheLeader {
+				ls.startCapture(cc, be, resp)
+			}
 			cc.respStarted = true
 			consumed = n
 			data = data[n:]
@@ -334,6 +340,9 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		if lost(cc, be) {
 			return gnet.None
 		}
+		if cc.capture != nil && k > 0 {
+			cc.capture.Write(data[:k])
+		}
 		discard(be.gc, consumed+k)
 		if done {
 			ls.finishExchange(be, cc)
@@ -377,6 +386,7 @@ func (ls *loopState) dechunkBody(be *backendConn, cc *clientConn) bool {
 // another request, and the client goes on to its next request or closes.
 func (ls *loopState) finishExchange(be *backendConn, cc *clientConn) {
 	cc.be = nil
+	ls.finishCapture(cc)
 	if be.keepAlive && cc.reqDone && be.gc.InboundBuffered() == 0 {
 		ls.parkOrClose(be)
 	} else {

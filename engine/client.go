@@ -9,6 +9,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"switchflow/bufpool"
+	"switchflow/cache"
 	"switchflow/codec"
 )
 
@@ -20,6 +21,8 @@ const (
 	csConnecting                    // head parsed; waiting for a backend connection to open
 	csForwarding                    // head sent; streaming the request body and/or the response
 	csTunnel                        // after a 101: bytes pass both ways untouched until either side closes
+	csCacheWait                     // head parsed; waiting for another request's fetch of the same cache key
+	csCacheSend                     // writing a large cache hit as the client drains
 	csClosing                       // last bytes queued; closed once the outbound buffer drains
 	csClosed                        // OnClose ran; nothing may touch gc
 )
@@ -68,6 +71,15 @@ type clientConn struct {
 	closeAfterRes bool
 	inReadHead    bool // readHead is on the stack: finishClient must not re-enter it
 	freeRetries   int
+
+	// The micro-cache (cache.go), on routes with cache_ttl.
+	cacheTag    string         // X-Cache value for a forwarded response; "" off the cache
+	cacheLeader bool           // this request fetches cacheKey for every request waiting on it
+	cacheKey    string         // while cacheLeader
+	capture     *cache.Builder // the leader's response, collected as it streams
+	wait        *cacheWait     // while csCacheWait
+	hit         *cache.Entry   // while csCacheSend: the entry being written, from body offset hitOff
+	hitOff      int
 }
 
 func (cc *clientConn) node() *listNode[clientConn] { return &cc.listNode }
@@ -111,13 +123,14 @@ func (ls *loopState) clientClosed(cc *clientConn) {
 		cc.be = nil
 		ls.abandonBackend(be)
 	}
+	ls.cacheForget(cc)
 	listRemove(&ls.clients, cc)
 	ls.clientsOpen.Add(-1)
 	if ls.reqOwner == cc {
 		ls.reqOwner = nil
 	}
 	ls.s.slabs.Put(cc.slab)
-	cc.slab, cc.buf = nil, nil
+	cc.slab, cc.buf, cc.hit = nil, nil, nil
 }
 
 // closeClient closes cc once what is queued for it has been written. Loop only.
@@ -125,10 +138,12 @@ func (ls *loopState) closeClient(cc *clientConn) {
 	if cc.state == csClosed || cc.state == csClosing {
 		return
 	}
+	cc.hit = nil
 	if be := cc.be; be != nil {
 		cc.be = nil
 		ls.abandonBackend(be)
 	}
+	ls.cacheForget(cc)
 	cc.state = csClosing
 	cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
 	if cc.gc.OutboundBuffered() == 0 {
@@ -139,6 +154,8 @@ func (ls *loopState) closeClient(cc *clientConn) {
 
 // waitHead puts cc back to reading a request head, with the idle timeout running. Loop only.
 func (ls *loopState) waitHead(cc *clientConn) {
+	ls.cacheForget(cc)
+	cc.cacheTag = ""
 	cc.state = csHead
 	cc.idleSince = ls.now
 	cc.headLen = 0
@@ -255,7 +272,8 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 	if authority != nil {
 		host = authority
 	}
-	cc.route = lt.tbl.routes.match(hostWithoutPort(host), path)
+	host = hostWithoutPort(host)
+	cc.route = lt.tbl.routes.match(host, path)
 	if cc.route == nil {
 		ls.failRequest(cc, 404) // keeps the connection when the request has no body
 		return
@@ -269,6 +287,9 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 			ls.reject(cc, status)
 			return
 		}
+	}
+	if cc.route.cacheTTL > 0 && ls.cacheRequest(cc, req, host) {
+		return
 	}
 	ls.connect(cc)
 }
@@ -496,6 +517,9 @@ func (ls *loopState) clientTimedOut(cc *clientConn) {
 		ls.reject(cc, 408)
 	case cc.state == csClosing:
 		_ = cc.gc.Close()
+	case cc.state == csCacheWait:
+		ls.leaveWait(cc)
+		ls.cacheMissGo(cc)
 	default:
 		ls.closeClient(cc)
 	}

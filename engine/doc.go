@@ -39,5 +39,5 @@
 //
 // # Imports
 //
-// engine imports codec, config, upstream and bufpool. Nothing imports engine but main.
+// engine imports codec, cache, config, upstream and bufpool. Nothing imports engine but main.
 package engine

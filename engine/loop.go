@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"switchflow/cache"
 	"switchflow/codec"
 )
 
@@ -30,6 +31,13 @@ type loopState struct {
 	headBuf  []byte    // outgoing request or response head
 	pathBuf  []byte    // rewritten target (strip_prefix)
 	iov      [2][]byte // head + first body piece, one writev
+	iov3     [3][]byte // a cache hit: stored head, per-response headers, body
+	hitBuf   []byte    // a cache hit's per-response headers
+	keyBuf   []byte    // a cache key being looked up
+
+	shard          *cache.Shard          // this loop's view of the micro-cache
+	waits          map[string]*cacheWait // clients waiting for a fetch, by key
+	lastCacheSweep int64
 
 	clients  connList[clientConn]  // every open client connection, for timeouts
 	backends connList[backendConn] // backend connections with a request in flight, for response_timeout
@@ -46,6 +54,10 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 		rs:      newResponseSet(time.Now()),
 		headBuf: make([]byte, 0, 2*s.headerBuffer+1024),
 		pathBuf: make([]byte, 0, s.headerBuffer),
+		hitBuf:  make([]byte, 0, 128),
+		keyBuf:  make([]byte, 0, s.headerBuffer),
+		shard:   cache.NewShard(s.cache),
+		waits:   make(map[string]*cacheWait),
 	}
 	ls.now = int64(time.Since(s.base))
 	ls.lt = newLoopTable(s.tbl.Load())
@@ -79,12 +91,18 @@ func (ls *loopState) sweep() {
 	ls.rs.refreshDate(wall)
 	ls.current()
 	now := ls.now
+	if now-ls.lastCacheSweep >= int64(time.Second) {
+		ls.lastCacheSweep = now
+		ls.shard.Sweep(now)
+	}
 	for cc := ls.clients.head; cc != nil; {
 		next := cc.next
 		if cc.deadline != 0 && now >= cc.deadline {
 			ls.clientTimedOut(cc)
 		} else if cc.state == csClosing && cc.gc.OutboundBuffered() == 0 {
 			_ = cc.gc.Close()
+		} else if cc.state == csCacheSend && cc.gc.OutboundBuffered() <= ls.s.ioBuffer/2 {
+			ls.pumpHit(cc)
 		} else if cc.state == csHead && cc.filled == 0 && cc.slabDirty && now-cc.idleSince >= int64(slabReleaseAfter) {
 			// An idle keep-alive connection should cost what nginx's does, not a header page.
 			cc.slabDirty = false

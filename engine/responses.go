@@ -32,6 +32,7 @@ type responseSet struct {
 	close, keep [600]*prebuilt // by status
 	all         []*prebuilt
 	lastSecond  int64
+	date        [dateLen]byte // the current Date value, for responses assembled per request (cache hits)
 }
 
 func buildResponse(status int, keepAlive bool) *prebuilt {
@@ -69,10 +70,9 @@ func (rs *responseSet) refreshDate(now time.Time) {
 		return
 	}
 	rs.lastSecond = sec
-	var d [dateLen]byte
-	now.UTC().AppendFormat(d[:0], "Mon, 02 Jan 2006 15:04:05 GMT")
+	now.UTC().AppendFormat(rs.date[:0], "Mon, 02 Jan 2006 15:04:05 GMT")
 	for _, p := range rs.all {
-		copy(p.b[p.dateOff:], d[:])
+		copy(p.b[p.dateOff:], rs.date[:])
 	}
 }
 

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"bytes"
 	"sort"
 	"strings"
@@ -13,7 +15,8 @@ type routeRT struct {
 	prefix      []byte
 	group       int // index into table.groups
 	stripPrefix bool
-	name        string // for logs and metrics: host+prefix
+	cacheTTL    time.Duration // > 0: the micro-cache answers for this route
+	name        string        // for logs and metrics: host+prefix
 }
 
 // routeTable picks a route as nginx picks a server block and then a location: first the most specific

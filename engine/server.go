@@ -13,6 +13,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"switchflow/bufpool"
+	"switchflow/cache"
 	"switchflow/config"
 	"switchflow/upstream"
 )
@@ -29,7 +30,8 @@ type Server struct {
 	log    *slog.Logger
 	slabs  *bufpool.SlabPool
 	dialer *upstream.Dialer
-	base   time.Time // origin of the monotonic nanoseconds every loop uses
+	cache  *cache.Store // the micro-cache, shared by the loops; bounded by [cache] max_size
+	base   time.Time    // origin of the monotonic nanoseconds every loop uses
 
 	tbl      atomic.Pointer[table]
 	loops    sync.Map // gnet.EventLoop -> *loopState
@@ -68,6 +70,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		log:          log,
 		slabs:        bufpool.NewSlabPool(cfg.Server.MaxConnections, cfg.Server.HeaderBuffer),
 		dialer:       upstream.NewDialer(64+16*loops, 8192),
+		cache:        cache.NewStore(cfg.Cache.MaxSize),
 		base:         time.Now(),
 		nloops:       loops,
 		booted:       make(chan struct{}),

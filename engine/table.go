@@ -67,6 +67,7 @@ func newTable(cfg *config.Config) (*table, error) {
 			prefix:      []byte(prefix),
 			group:       gi,
 			stripPrefix: r.StripPrefix,
+			cacheTTL:    r.CacheTTL,
 			name:        r.Host + prefix,
 		})
 	}
