@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"net"
-	"os"
 	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
@@ -39,6 +37,7 @@ type backendConn struct {
 	state  backendState
 	client *clientConn
 	reused bool // taken from the idle pool for this request
+	tunnel bool // carries an upgraded connection: back to bsTunnel, not bsActive, after a park
 
 	deadline int64 // response_timeout, monotonic ns; 0 = none
 	parkedFD int   // the socket while bsParked
@@ -126,7 +125,7 @@ func (ls *loopState) dialFailed(ctx any, err error) {
 // answers status. sent says whether the request was (partly) written to the failed server.
 func (ls *loopState) retry(cc *clientConn, status int, sent bool) {
 	g := cc.lt.tbl.groups[cc.route.group]
-	if cc.attempts > g.Retries || cc.respStarted || cc.bodyFromConn || (sent && !cc.idempotent) {
+	if cc.attempts > g.Retries || cc.respStarted || cc.bodyFromConn || cc.parked || (sent && !cc.idempotent) {
 		ls.failRequest(cc, status)
 		return
 	}
@@ -209,8 +208,17 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		return gnet.Close
 	case bsActive:
 	case bsTunnel:
-		if cc := be.client; cc != nil {
-			ls.tunnelCopy(be.gc, cc.gc, cc)
+		cc := be.client
+		if cc == nil {
+			return gnet.None
+		}
+		if cc.parked {
+			ls.maybeResumeClient(cc, true) // its OnOpen copies what waits here
+			return gnet.None
+		}
+		ls.tunnelCopy(be.gc, cc.gc, cc)
+		if cc.state == csTunnel && be.state == bsTunnel && parkable(cc.gc, be.gc, ls.s.ioBuffer) {
+			return ls.parkBackend(be)
 		}
 		return gnet.None
 	default:
@@ -222,10 +230,15 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		ls.closeBackend(be)
 		return gnet.None
 	}
+	if cc.parked {
+		// An answer while the upload is paused: bring the client back; its OnOpen runs this again.
+		ls.maybeResumeClient(cc, true)
+		return gnet.None
+	}
 	for {
 		data, _ := be.gc.Peek(-1)
 		if len(data) == 0 {
-			if be.headDone && cc.reqDone && !be.dechunk && cc.gc.OutboundBuffered() > ls.s.ioBuffer {
+			if be.headDone && cc.reqDone && !be.dechunk && parkable(cc.gc, be.gc, ls.s.ioBuffer) {
 				return ls.parkBackend(be)
 			}
 			return gnet.None
@@ -486,6 +499,7 @@ func (ls *loopState) startTunnel(cc *clientConn, be *backendConn) {
 	be.deadline = 0
 	be.headDone = true
 	be.state = bsTunnel
+	be.tunnel = true
 	cc.state = csTunnel
 	cc.respStarted = true
 	// Bytes the client sent after its request head (the first frames of the new protocol) go first.
@@ -524,28 +538,22 @@ func (ls *loopState) parkBackend(be *backendConn) gnet.Action {
 	return gnet.Close
 }
 
-// maybeResume runs from the sweep for a parked backend.
-func (ls *loopState) maybeResume(be *backendConn) {
+// maybeResume runs from the sweep for a parked backend, and from clientTraffic when the client of a
+// parked tunnel sends (force).
+func (ls *loopState) maybeResume(be *backendConn, force bool) {
 	cc := be.client
-	if cc == nil || cc.be != be || cc.state != csForwarding {
+	if cc == nil || cc.be != be || (cc.state != csForwarding && cc.state != csTunnel) {
 		ls.closeBackend(be)
 		return
 	}
-	if cc.gc.OutboundBuffered() > ls.s.ioBuffer/2 {
+	if !force && cc.gc.OutboundBuffered() > ls.s.ioBuffer/2 {
 		return
 	}
 	listRemove(&ls.backends, be)
-	f := os.NewFile(uintptr(be.parkedFD), "parked-backend")
-	nc, err := net.FileConn(f) // dups the descriptor; f's own is closed next
-	_ = f.Close()
+	fd := be.parkedFD
 	be.parkedFD = -1
 	be.state = bsResuming
-	if err == nil {
-		if err = ls.s.dialer.Adopt(ls.loop, nc, be, ls.resumeFailed); err != nil {
-			_ = nc.Close()
-		}
-	}
-	if err != nil {
+	if err := ls.adoptFD(fd, "parked-backend", be, ls.resumeFailed); err != nil {
 		ls.resumeFailed(be, err)
 	}
 }
@@ -559,6 +567,19 @@ func (ls *loopState) resumed(be *backendConn) {
 		return
 	}
 	be.state = bsActive
+	if be.tunnel {
+		be.state = bsTunnel
+		if cc.gc.InboundBuffered() > 0 { // the client's bytes that woke it
+			ls.tunnelCopy(cc.gc, be.gc, cc)
+		}
+	}
+}
+
+// parkable reports whether the reading side (from) should be parked: more than ioBuffer waits for the
+// slow side (to), and from has nothing unread or unsent in gnet, so that closing its gnet conn loses no
+// byte (gnet's close drops what it could not flush at once).
+func parkable(to, from gnet.Conn, ioBuffer int) bool {
+	return to.OutboundBuffered() > ioBuffer && from.InboundBuffered() == 0 && from.OutboundBuffered() == 0
 }
 
 // resumeFailed: the parked socket could not be handed back; the client sees a truncated body.

@@ -45,6 +45,8 @@ type clientConn struct {
 	idleSince            int64 // monotonic ns when the connection last went back to waiting for a head
 	slabDirty            bool  // the slab's pages hold bytes; released after a while idle
 	headTimer            bool  // deadline is read_header_timeout (else idle_timeout)
+	parked               bool  // reading paused for a slow backend (park.go): gc is nil
+	parkedFD             int   // the socket while parked; -1 once handed back to the loop
 
 	ip     [64]byte // client address for X-Forwarded-For
 	ipLen  int
@@ -94,7 +96,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 		// SPEC 3.3: connection max_connections+1 gets ready bytes and a close; nothing is allocated for it.
 		return ls.rs.get(503, false), gnet.Close
 	}
-	cc := &clientConn{gc: c, ls: ls, slab: slab, buf: slab.Buf}
+	cc := &clientConn{gc: c, ls: ls, slab: slab, buf: slab.Buf, parkedFD: -1}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok {
 			ip = ip.Unmap()
@@ -113,8 +115,16 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-// clientClosed runs from OnClose, exactly once per client connection.
-func (ls *loopState) clientClosed(cc *clientConn) {
+// clientClosed runs from OnClose of a client's gnet conn.
+func (ls *loopState) clientClosed(cc *clientConn, c gnet.Conn) {
+	if cc.gc != c {
+		return // the conn of a parked client: the client lives on without it
+	}
+	ls.clientGone(cc)
+}
+
+// clientGone releases everything a client held, exactly once: OnClose, or the end of a parked client.
+func (ls *loopState) clientGone(cc *clientConn) {
 	if cc.state == csClosed {
 		return
 	}
@@ -136,6 +146,10 @@ func (ls *loopState) clientClosed(cc *clientConn) {
 // closeClient closes cc once what is queued for it has been written. Loop only.
 func (ls *loopState) closeClient(cc *clientConn) {
 	if cc.state == csClosed || cc.state == csClosing {
+		return
+	}
+	if cc.parked {
+		ls.closeParked(cc, 0)
 		return
 	}
 	cc.hit = nil
@@ -176,11 +190,25 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 	case csForwarding:
 		if !cc.reqDone && cc.be != nil && cc.be.gc != nil {
 			ls.forwardBody(cc)
+			// Upload backpressure (park.go): the backend has io_buffer unread and everything the client
+			// sent so far is forwarded.
+			if !cc.reqDone && cc.state == csForwarding && cc.be != nil && cc.be.gc != nil &&
+				cc.be.state == bsActive && parkable(cc.be.gc, cc.gc, ls.s.ioBuffer) {
+				return ls.parkClient(cc)
+			}
 		}
 		// A finished request leaves later pipelined bytes in gnet's buffer until its response is done.
 	case csTunnel:
-		if cc.be != nil && cc.be.gc != nil {
-			ls.tunnelCopy(cc.gc, cc.be.gc, cc)
+		be := cc.be
+		switch {
+		case be == nil:
+		case be.state == bsParked:
+			ls.maybeResume(be, true) // its OnOpen copies what waits here
+		case be.state == bsTunnel:
+			ls.tunnelCopy(cc.gc, be.gc, cc)
+			if cc.state == csTunnel && parkable(be.gc, cc.gc, ls.s.ioBuffer) {
+				return ls.parkClient(cc)
+			}
 		}
 	case csClosing:
 		// Whatever a closing client still sends is dropped.
@@ -372,6 +400,10 @@ func (ls *loopState) connect(cc *clientConn) {
 // connection stays open only for a request without a body, so that an unread body is never parsed as the
 // next request; otherwise the client is closed.
 func (ls *loopState) failRequest(cc *clientConn, status int) {
+	if cc.parked {
+		ls.closeParked(cc, status)
+		return
+	}
 	if cc.respStarted {
 		ls.closeClient(cc)
 		return
@@ -498,6 +530,10 @@ func (ls *loopState) forwardBody(cc *clientConn) {
 // abortRequest gives up on a request whose body turned out bad: the backend connection is closed (it has
 // a partial request), and the client gets status and a close.
 func (ls *loopState) abortRequest(cc *clientConn, status int) {
+	if cc.parked {
+		ls.closeParked(cc, status)
+		return
+	}
 	if be := cc.be; be != nil {
 		cc.be = nil
 		ls.abandonBackend(be)
@@ -513,6 +549,14 @@ func (ls *loopState) abortRequest(cc *clientConn, status int) {
 func (ls *loopState) clientTimedOut(cc *clientConn) {
 	cc.deadline = 0
 	switch {
+	case cc.parked && cc.state == csTunnel:
+		ls.closeParked(cc, 0) // a tunnel whose backend read nothing for idle_timeout
+	case cc.parked:
+		// The backend read nothing of the body for idle_timeout (nginx: proxy_send_timeout, 504).
+		if be := cc.be; be != nil {
+			be.srv.Fail(ls.now)
+		}
+		ls.closeParked(cc, 504)
 	case cc.state == csHead && cc.filled > 0:
 		ls.reject(cc, 408)
 	case cc.state == csClosing:

@@ -23,13 +23,33 @@
 // # Backpressure
 //
 // gnet (v2.9, v2.10) cannot stop reading a socket (its issues #712, #722): it reads into an unbounded
-// buffer while the other side waits. SwitchFlow parks instead, within gnet's public API, rather than
-// patching gnet: only slow peers pay for it and the fast path is untouched. When more than io_buffer
-// bytes wait for a client, its backend's socket is duplicated (Conn.Dup) and gnet's conn for it closed
-// from its own OnTraffic (gnet's close does not shut the socket down); nobody reads the duplicate, so TCP
-// flow control holds the backend back. The loop's sweep hands the socket back with EventLoop.Enroll once
-// the client has drained to half of io_buffer, and OnOpen resumes the exchange where it stood. A client
-// that leaves while its backend is parked closes the duplicate. The upload direction is not parked yet.
+// buffer while the other side waits. Of the two ways out — a patch of ours to gnet adding pause/resume
+// of read interest, applied at build time to a copy of the module, or parking within gnet's public API —
+// SwitchFlow parks. Parking needs no build step and no fork to keep in step with gnet's releases (the
+// README's two commands stay plain `go build` / `go test`), only slow peers pay for it, and the fast path
+// is untouched; its cost is a dup, a close and an Enroll per pause, on connections that are by definition
+// waiting anyway. The tests decide: a 32 MiB stream to a slow side grows the heap by well under 2 MiB with
+// parking and by nearly the whole stream without it, in each direction (backpressure_test.go,
+// tunnel_test.go).
+//
+// How: the reading side's socket is duplicated (Conn.Dup) and gnet's conn for it closed from its own
+// OnTraffic (gnet's close does not shut the socket down); nobody reads the duplicate, so TCP flow control
+// holds the sender back. The loop's sweep hands the socket back with EventLoop.Enroll (through the dialer
+// workers) once the slow side has drained to half of io_buffer, and OnOpen resumes where it stood.
+//
+//   - Responses (parkBackend): the backend is parked when more than io_buffer waits for its client.
+//   - Uploads (park.go): the client is parked when more than io_buffer of its body waits for the backend.
+//     An answer from the backend while the client is parked (an early 413, say) brings the client back at
+//     once; a backend that dies answers the parked client straight on its socket (502) and closes it; one
+//     that reads nothing for idle_timeout gets the client a 504.
+//   - Tunnels: either side, by the same rules; bytes from the parked side's peer bring it back at once.
+//
+// A side is parked only when gnet holds nothing unread and nothing unsent for it, because gnet's close
+// drops what it cannot flush at once: no byte is lost. Bytes that arrive while parked wait in the
+// kernel; EOF or a reset while parked is seen when the socket is resumed. A peer that leaves while the
+// other side is parked closes the duplicate. The one case this does not bound is a tunnel whose two ends
+// both send faster than they read at the same time (each side then always has unsent bytes, so neither
+// may be parked); memory then grows with what the slower reader leaves unread.
 //
 // # Writes can close
 //

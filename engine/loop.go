@@ -99,6 +99,8 @@ func (ls *loopState) sweep() {
 		next := cc.next
 		if cc.deadline != 0 && now >= cc.deadline {
 			ls.clientTimedOut(cc)
+		} else if cc.parked {
+			ls.maybeResumeClient(cc, false)
 		} else if cc.state == csClosing && cc.gc.OutboundBuffered() == 0 {
 			_ = cc.gc.Close()
 		} else if cc.state == csCacheSend && cc.gc.OutboundBuffered() <= ls.s.ioBuffer/2 {
@@ -113,7 +115,7 @@ func (ls *loopState) sweep() {
 	for be := ls.backends.head; be != nil; {
 		next := be.next
 		if be.state == bsParked {
-			ls.maybeResume(be)
+			ls.maybeResume(be, false)
 		} else if be.deadline != 0 && now >= be.deadline {
 			ls.backendTimedOut(be)
 		}

@@ -191,8 +191,12 @@ func (s *Server) loopFor(c gnet.Conn) *loopState {
 
 // OnOpen starts a client connection, or completes a backend dial.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	if be, ok := c.Context().(*backendConn); ok {
-		be.ls.backendOpened(be, c)
+	switch x := c.Context().(type) {
+	case *backendConn:
+		x.ls.backendOpened(x, c)
+		return nil, gnet.None
+	case *clientConn:
+		x.ls.clientResumed(x, c)
 		return nil, gnet.None
 	}
 	ls := s.loopFor(c)
@@ -214,7 +218,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *clientConn:
-		x.ls.clientClosed(x)
+		x.ls.clientClosed(x, c)
 	case *backendConn:
 		x.ls.backendClosed(x, err)
 	}
