@@ -18,6 +18,10 @@
 //	/echo          the request body back, with the request's Content-Type
 //	/slow?ms=N     sleeps N ms (at most 60000), then 200 "Hello, World!"
 //	/status?code=N answers status N (200..599; anything else gets 400)
+//	/cached/...    200, the same 4 KiB JSON as /json with "Cache-Control: max-age=1",
+//	               for the benchmark's cache scenarios; requests are counted per path
+//	/stats         200, JSON {"cached":{"/cached/json":N,...}}: requests per /cached/ path
+//	               since start ("Cache-Control: no-store")
 //
 // The server logs nothing per request: it must not be the bottleneck of a
 // benchmark it takes part in.

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -11,6 +12,8 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,6 +26,11 @@ const (
 	chunkSize     = 4 << 10
 	jsonSize      = 4 << 10
 	maxSlowMillis = 60_000
+
+	// cachedPrefix is the path prefix of the cacheable responses of the
+	// benchmark's cache scenarios; cachedMaxAge is their Cache-Control.
+	cachedPrefix = "/cached/"
+	cachedMaxAge = "max-age=1"
 )
 
 var (
@@ -117,11 +125,58 @@ func main() {
 	}
 }
 
+// counters counts the requests for each path under cachedPrefix, so that a
+// benchmark can tell how many requests a proxy's cache let through.
+type counters struct {
+	mu sync.RWMutex
+	m  map[string]*atomic.Int64
+}
+
+func (c *counters) inc(path []byte) {
+	c.mu.RLock()
+	n := c.m[string(path)] // no allocation for the lookup
+	c.mu.RUnlock()
+	if n == nil {
+		c.mu.Lock()
+		if n = c.m[string(path)]; n == nil {
+			n = new(atomic.Int64)
+			c.m[string(path)] = n
+		}
+		c.mu.Unlock()
+	}
+	n.Add(1)
+}
+
+// snapshot returns the counts so far, path → requests since start.
+func (c *counters) snapshot() map[string]int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]int64, len(c.m))
+	for k, n := range c.m {
+		out[k] = n.Load()
+	}
+	return out
+}
+
 func handler(name string) fasthttp.RequestHandler {
 	nameBytes := []byte(name)
+	cached := &counters{m: map[string]*atomic.Int64{}}
 	return func(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetBytesV("X-Origin", nameBytes)
-		switch string(ctx.Path()) {
+		path := ctx.Path()
+		if bytes.HasPrefix(path, []byte(cachedPrefix)) {
+			cached.inc(path)
+			ctx.Response.Header.Set("Cache-Control", cachedMaxAge)
+			ctx.SetContentType("application/json")
+			ctx.SetBody(jsonBody)
+			return
+		}
+		switch string(path) {
+		case "/stats":
+			b, _ := json.Marshal(map[string]any{"cached": cached.snapshot()})
+			ctx.Response.Header.Set("Cache-Control", "no-store")
+			ctx.SetContentType("application/json")
+			ctx.SetBody(b)
 		case "/json":
 			ctx.SetContentType("application/json")
 			ctx.SetBody(jsonBody)

@@ -106,6 +106,7 @@ type runner struct {
 	outDir     string
 	bins       map[string]string // tool or proxy name → binary path
 	skip       map[string]string // proxy → why it is skipped
+	skipCache  map[string]string // proxy → why it is skipped in the cache scenarios
 	origin     *proc
 	originAddr string
 	hz         float64
@@ -147,7 +148,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	r := &runner{opt: o, ctx: ctx, sup: newSupervisor(), repoRoot: root, outDir: out,
-		bins: map[string]string{}, skip: map[string]string{}, hz: clockTicks()}
+		bins: map[string]string{}, skip: map[string]string{}, skipCache: map[string]string{}, hz: clockTicks()}
 	defer r.sup.stopAll()
 
 	raiseFileLimit()
@@ -156,6 +157,16 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	if err := r.build(); err != nil {
 		return err
+	}
+	for _, p := range o.proxies {
+		if !contains(cachingProxies, p) {
+			r.skipCache[p] = "no cache"
+		}
+	}
+	if hasCache(scens) && contains(o.proxies, "haproxy") && r.skip["haproxy"] == "" {
+		if why := r.checkHAProxyCache(); why != "" {
+			r.skipCache["haproxy"] = why
+		}
 	}
 	if err := r.startOrigin(); err != nil {
 		return err
@@ -172,6 +183,9 @@ func run(ctx context.Context, o options) (err error) {
 	for _, s := range scens {
 		for _, p := range o.proxies {
 			c := &cell{Scenario: s.name, Proxy: p, Skipped: r.skip[p]}
+			if c.Skipped == "" && s.cache {
+				c.Skipped = r.skipCache[p]
+			}
 			res.cells[s.name+"/"+p] = c
 			res.Cells = append(res.Cells, c)
 		}
@@ -179,6 +193,8 @@ func run(ctx context.Context, o options) (err error) {
 	for _, p := range o.proxies {
 		if why := r.skip[p]; why != "" {
 			fmt.Fprintf(os.Stderr, "bench: skipping %s: %s\n", p, why)
+		} else if why := r.skipCache[p]; why != "" && hasCache(scens) {
+			fmt.Fprintf(os.Stderr, "bench: skipping %s in the cache scenarios: %s\n", p, why)
 		}
 	}
 
@@ -228,6 +244,15 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Fprintf(os.Stderr, "bench: wrote %s and %s\n", filepath.Join(out, "results.json"), filepath.Join(out, "chart.png"))
 	return nil
+}
+
+func hasCache(scens []scenario) bool {
+	for _, s := range scens {
+		if s.cache {
+			return true
+		}
+	}
+	return false
 }
 
 func firstLine(s string) string {

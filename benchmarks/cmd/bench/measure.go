@@ -20,7 +20,8 @@ func (r *runner) measure(round int, s scenario, name string) (sample, error) {
 			return smp, err
 		}
 	}
-	p, err := r.startProxy(name, addr)
+	p, cleanup, err := r.startProxy(name, addr, s.cache)
+	defer cleanup() // deferred first: runs after the proxy is stopped
 	if err != nil {
 		return smp, err
 	}
@@ -46,9 +47,24 @@ func (r *runner) measure(round int, s scenario, name string) (sample, error) {
 			return smp, fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	if s.cache {
+		// Two GETs in a row: the second should come from the cache.
+		if smp.XCache, err = s.cacheProbe(addr); err != nil {
+			return smp, fmt.Errorf("cache probe: %w", err)
+		}
+		if smp.XCache == "" {
+			smp.XCache = "none"
+		}
+	}
 	sleepCtx(r.ctx, 200*time.Millisecond)
 	if target.exited() {
 		return smp, fmt.Errorf("%s exited during warm-up (%v): %s", name, target.err, target.lastLogLine())
+	}
+	var origin0 int64
+	if s.cache {
+		if origin0, err = originCount(r.originAddr, s.path); err != nil {
+			return smp, err
+		}
 	}
 
 	pids := treePIDs(target.pid())
@@ -62,6 +78,15 @@ func (r *runner) measure(round int, s scenario, name string) (sample, error) {
 	stopSampling()
 	if err != nil {
 		return smp, err
+	}
+	if s.cache {
+		origin1, err := originCount(r.originAddr, s.path)
+		if err != nil {
+			return smp, err
+		}
+		// One key (s.path): the origin's requests per second for it.
+		smp.OriginRequests = origin1 - origin0
+		smp.OriginRPSPerKey = float64(smp.OriginRequests) / elapsed.Seconds()
 	}
 	if target.exited() {
 		return smp, fmt.Errorf("%s exited during the run (%v): %s", name, target.err, target.lastLogLine())

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/template"
 	"time"
 )
@@ -21,59 +23,138 @@ const maxConns = 20000
 type templateData struct {
 	Dir, Listen, Upstream string
 	MaxConns              int
+	// Cache is set in the cache scenarios only: the templates then add the
+	// cache for CachePrefix, and nothing else changes. CacheDir is nginx's
+	// proxy_cache_path (on tmpfs), CacheTTL the TTL in whole seconds.
+	Cache       bool
+	CacheDir    string
+	CachePrefix string
+	CacheTTL    int
 }
+
+// cachingProxies are the proxies that run the cache scenarios; the others
+// have no response cache and are skipped there.
+var cachingProxies = []string{"switchflow", "nginx", "haproxy", "direct"}
 
 // startProxy starts a fresh instance of the named proxy on listen, pinned to
 // the proxy CPU, forwarding to the origin, and waits until it answers.
-// direct starts nothing and returns nil.
-func (r *runner) startProxy(name, listen string) (*proc, error) {
+// With cache set, the proxy's response cache is on for cachePrefix. The
+// returned cleanup removes what the run left outside the out dir (nginx's
+// cache directory on tmpfs); call it after stopping the proxy. direct starts
+// nothing and returns a nil proc.
+func (r *runner) startProxy(name, listen string, cache bool) (p *proc, cleanup func(), err error) {
+	cleanup = func() {}
 	dir := filepath.Join(r.outDir, "run", name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+		return nil, cleanup, err
 	}
 	logPath := filepath.Join(dir, name+".log")
 	goEnv := []string{"GOMAXPROCS=1"}
-	var p *proc
-	var err error
+	td := r.templateData(dir, listen)
 	switch name {
 	case "direct":
-		return nil, nil
+		return nil, cleanup, nil
 	case "switchflow":
 		cfg := filepath.Join(dir, "switchflow.toml")
-		if err := os.WriteFile(cfg, []byte(switchflowConfig(listen, r.originAddr)), 0o644); err != nil {
-			return nil, err
+		if err := os.WriteFile(cfg, []byte(switchflowConfig(listen, r.originAddr, cache)), 0o644); err != nil {
+			return nil, cleanup, err
 		}
 		p, err = r.sup.start(name, r.opt.proxyCPU, logPath, goEnv, false, r.bins["switchflow"], "-config", cfg)
 	case "nginx":
+		if cache {
+			base, err := cacheBaseDir(dir)
+			if err != nil {
+				return nil, cleanup, err
+			}
+			cleanup = func() { _ = os.RemoveAll(base) }
+			td.Cache = true
+			// nginx creates it and hands it to its worker user (nobody, when
+			// the harness runs as root).
+			td.CacheDir = filepath.Join(base, "nginx")
+		}
 		conf := filepath.Join(dir, "nginx.conf")
-		if err := r.writeTemplate("nginx.conf.tmpl", conf, dir, listen); err != nil {
-			return nil, err
+		if err := r.writeTemplate("nginx.conf.tmpl", conf, td); err != nil {
+			return nil, cleanup, err
 		}
 		p, err = r.sup.start(name, r.opt.proxyCPU, logPath, nil, false, r.bins["nginx"],
 			"-p", dir, "-c", conf, "-e", filepath.Join(dir, "nginx-error.log"))
 	case "haproxy":
+		td.Cache = cache
 		conf := filepath.Join(dir, "haproxy.cfg")
-		if err := r.writeTemplate("haproxy.cfg.tmpl", conf, dir, listen); err != nil {
-			return nil, err
+		if err := r.writeTemplate("haproxy.cfg.tmpl", conf, td); err != nil {
+			return nil, cleanup, err
 		}
 		p, err = r.sup.start(name, r.opt.proxyCPU, logPath, nil, false, r.bins["haproxy"], "-db", "-f", conf)
 	case "fastproxy", "stdproxy":
 		p, err = r.sup.start(name, r.opt.proxyCPU, logPath, goEnv, false, r.bins[name], "-listen", listen, "-upstream", r.originAddr)
 	default:
-		return nil, fmt.Errorf("unknown proxy %q", name)
+		return nil, cleanup, fmt.Errorf("unknown proxy %q", name)
 	}
 	if err != nil {
-		return nil, err
+		return nil, cleanup, err
 	}
 	if err := waitReady(p, listen, 10*time.Second); err != nil {
 		r.sup.stop(p)
-		return nil, err
+		return nil, cleanup, err
 	}
-	return p, nil
+	return p, cleanup, nil
 }
 
-func switchflowConfig(listen, origin string) string {
-	return fmt.Sprintf(`# written by benchmarks/cmd/bench
+// cacheBaseDir creates a fresh directory for nginx's proxy_cache_path on
+// tmpfs (/dev/shm), so the cache lives in memory as the other proxies'
+// caches do; without /dev/shm it falls back to dir. The caller removes it.
+func cacheBaseDir(dir string) (string, error) {
+	parent := "/dev/shm"
+	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
+		fmt.Fprintf(os.Stderr, "bench: warning: no /dev/shm; nginx's cache goes to %s, which may not be in memory\n", dir)
+		parent = dir
+	}
+	base, err := os.MkdirTemp(parent, "switchflow-bench-cache-")
+	if err != nil {
+		return "", err
+	}
+	// nginx's workers may run as another user and must reach the cache
+	// directory inside.
+	if err := os.Chmod(base, 0o755); err != nil {
+		_ = os.RemoveAll(base)
+		return "", err
+	}
+	return base, nil
+}
+
+func (r *runner) templateData(dir, listen string) templateData {
+	return templateData{Dir: dir, Listen: listen, Upstream: r.originAddr, MaxConns: maxConns,
+		CachePrefix: cachePrefix, CacheTTL: int(cacheTTL / time.Second)}
+}
+
+// checkHAProxyCache asks the installed HAProxy (-c) whether it accepts the
+// cache configuration of the cache scenarios; it returns why not, or "".
+func (r *runner) checkHAProxyCache() string {
+	dir := filepath.Join(r.outDir, "run", "haproxy")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err.Error()
+	}
+	td := r.templateData(dir, "127.0.0.1:1")
+	td.Upstream = "127.0.0.1:2"
+	td.Cache = true
+	conf := filepath.Join(dir, "haproxy-cache-check.cfg")
+	if err := r.writeTemplate("haproxy.cfg.tmpl", conf, td); err != nil {
+		return err.Error()
+	}
+	out, err := exec.Command(r.bins["haproxy"], "-c", "-f", conf).CombinedOutput()
+	if err != nil {
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "ALERT") {
+				return "this HAProxy refuses the cache section: " + strings.TrimSpace(l)
+			}
+		}
+		return "this HAProxy refuses the cache section: " + firstErrorLine(string(out))
+	}
+	return ""
+}
+
+func switchflowConfig(listen, origin string, cache bool) string {
+	cfg := fmt.Sprintf(`# written by benchmarks/cmd/bench
 [server]
 listen = %q
 loops = 1
@@ -81,7 +162,14 @@ max_connections = %d
 
 [log]
 level = "warn"
-
+`, listen, maxConns)
+	if cache {
+		cfg += `
+[cache]
+max_size = "64MiB"
+`
+	}
+	cfg += fmt.Sprintf(`
 [[upstream]]
 name = "origin"
 servers = [ { addr = %q } ]
@@ -90,16 +178,26 @@ keepalive = 256
 [[route]]
 path_prefix = "/"
 upstream = "origin"
-`, listen, maxConns, origin)
+`, origin)
+	if cache {
+		cfg += fmt.Sprintf(`
+# The cache scenarios: only this prefix is cached.
+[[route]]
+path_prefix = %q
+upstream = "origin"
+cache_ttl = %q
+`, cachePrefix, cacheTTL.String())
+	}
+	return cfg
 }
 
-func (r *runner) writeTemplate(tmplName, dst, dir, listen string) error {
+func (r *runner) writeTemplate(tmplName, dst string, td templateData) error {
 	t, err := template.ParseFiles(filepath.Join(r.repoRoot, "benchmarks", "peers", tmplName))
 	if err != nil {
 		return err
 	}
 	var b bytes.Buffer
-	err = t.Execute(&b, templateData{Dir: dir, Listen: listen, Upstream: r.originAddr, MaxConns: maxConns})
+	err = t.Execute(&b, td)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,7 +33,14 @@ type sample struct {
 	RSSBeforeMiB float64 `json:"rss_before_mib,omitempty"`
 	Requests     int64   `json:"requests"`
 	Errors       int64   `json:"errors"`
-	Failed       string  `json:"failed,omitempty"`
+	// Cache scenarios only. OriginRequests is how many requests for the
+	// scenario's one key reached the origin during the measured run, and
+	// OriginRPSPerKey that per second; XCache is the X-Cache header of the
+	// second of two back-to-back GETs after the warm-up ("none": absent).
+	OriginRequests  int64   `json:"origin_requests,omitempty"`
+	OriginRPSPerKey float64 `json:"origin_rps_per_key,omitempty"`
+	XCache          string  `json:"x_cache,omitempty"`
+	Failed          string  `json:"failed,omitempty"`
 }
 
 // ratios compare a proxy's medians with nginx's in the same scenario:
@@ -68,6 +76,7 @@ type meta struct {
 	CPUMethod   string            `json:"cpu_method"`
 	RSSMethod   string            `json:"rss_method"`
 	ErrorMethod string            `json:"error_method"`
+	CacheMethod string            `json:"cache_method,omitempty"`
 }
 
 type results struct {
@@ -95,6 +104,12 @@ func (r *runner) meta(scens []scenario) meta {
 	}
 	for _, s := range scens {
 		m.Scenarios[s.name] = s.desc
+		if s.cache {
+			m.CacheMethod = "cache scenarios: every proxy caches " + cachePrefix + " for " + cacheTTL.String() +
+				" (configs in OUT/run/); origin_requests is the origin's own count (GET /stats) of requests for the scenario's one key, " +
+				"read just before and after the measured run; origin_rps_per_key divides it by the run's wall time; " +
+				"x_cache is the X-Cache header of the second of two back-to-back GETs after the warm-up"
+		}
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Host["kernel"] = strings.TrimSpace(string(b))
@@ -137,15 +152,18 @@ func (res *results) summarize() {
 			continue
 		}
 		m := &sample{
-			RPS:          median(ok, func(s sample) float64 { return s.RPS }),
-			P50ms:        median(ok, func(s sample) float64 { return s.P50ms }),
-			P99ms:        median(ok, func(s sample) float64 { return s.P99ms }),
-			CPUusPerReq:  median(ok, func(s sample) float64 { return s.CPUusPerReq }),
-			CPUPercent:   median(ok, func(s sample) float64 { return s.CPUPercent }),
-			RSSMiB:       median(ok, func(s sample) float64 { return s.RSSMiB }),
-			RSSBeforeMiB: median(ok, func(s sample) float64 { return s.RSSBeforeMiB }),
-			Requests:     int64(median(ok, func(s sample) float64 { return float64(s.Requests) })),
-			Errors:       int64(median(ok, func(s sample) float64 { return float64(s.Errors) })),
+			RPS:             median(ok, func(s sample) float64 { return s.RPS }),
+			P50ms:           median(ok, func(s sample) float64 { return s.P50ms }),
+			P99ms:           median(ok, func(s sample) float64 { return s.P99ms }),
+			CPUusPerReq:     median(ok, func(s sample) float64 { return s.CPUusPerReq }),
+			CPUPercent:      median(ok, func(s sample) float64 { return s.CPUPercent }),
+			RSSMiB:          median(ok, func(s sample) float64 { return s.RSSMiB }),
+			RSSBeforeMiB:    median(ok, func(s sample) float64 { return s.RSSBeforeMiB }),
+			Requests:        int64(median(ok, func(s sample) float64 { return float64(s.Requests) })),
+			Errors:          int64(median(ok, func(s sample) float64 { return float64(s.Errors) })),
+			OriginRequests:  int64(median(ok, func(s sample) float64 { return float64(s.OriginRequests) })),
+			OriginRPSPerKey: median(ok, func(s sample) float64 { return s.OriginRPSPerKey }),
+			XCache:          mostCommon(ok, func(s sample) string { return s.XCache }),
 		}
 		c.Median = m
 	}
@@ -179,6 +197,21 @@ func median(ss []sample, f func(sample) float64) float64 {
 		return v[n/2]
 	}
 	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// mostCommon returns the value of f seen most often over ss (the earliest
+// on ties).
+func mostCommon(ss []sample, f func(sample) string) string {
+	n := map[string]int{}
+	best := ""
+	for _, s := range ss {
+		v := f(s)
+		n[v]++
+		if n[v] > n[best] {
+			best = v
+		}
+	}
+	return best
 }
 
 func ratio(a, b float64) float64 {
@@ -232,7 +265,87 @@ func (res *results) markdown() string {
 			m.CPUPercent, m.RSSMiB, rr(func(r *ratios) float64 { return r.RSS }), m.Errors, failed)
 	}
 	b.WriteString("\n")
+	res.cacheMarkdown(&b)
 	return b.String()
+}
+
+// cacheMarkdown adds, for the cache scenarios, how many requests reached the
+// origin and each proxy's CPU per hit against the origin's own CPU per
+// request (the direct row of the same scenario).
+func (res *results) cacheMarkdown(b *strings.Builder) {
+	var scens []string
+	for _, c := range res.Cells {
+		if sc, ok := findScenario(c.Scenario); ok && sc.cache && !contains(scens, c.Scenario) {
+			scens = append(scens, c.Scenario)
+		}
+	}
+	if len(scens) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "Cache scenarios (every proxy caches %s for %s). origin req/s per key: the requests for the one cached key that reached the origin "+
+		"during the measured run, per second (target: about 1 per TTL, whatever the client concurrency). X-Cache: the header on the second of two "+
+		"back-to-back GETs after the warm-up (none: no X-Cache header). ×origin: the proxy's CPU per request (nearly all hits) over the origin's own "+
+		"CPU per request (direct); below 1 means a hit costs the proxy less than the origin spends producing the response.\n\n", cachePrefix, cacheTTL)
+	b.WriteString("| scenario | proxy | X-Cache | origin req/s per key | origin requests | share of client requests | CPU µs/req | ×origin |\n")
+	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|\n")
+	for _, s := range scens {
+		direct := res.cells[s+"/direct"]
+		var originCPU float64
+		if direct != nil && direct.Median != nil {
+			originCPU = direct.Median.CPUusPerReq
+		}
+		for _, c := range res.Cells {
+			if c.Scenario != s {
+				continue
+			}
+			if c.Skipped != "" {
+				fmt.Fprintf(b, "| %s | %s | skipped: %s ||||||\n", c.Scenario, c.Proxy, mdEscape(c.Skipped))
+				continue
+			}
+			if c.Median == nil {
+				fmt.Fprintf(b, "| %s | %s | failed ||||||\n", c.Scenario, c.Proxy)
+				continue
+			}
+			m := c.Median
+			share := "–"
+			if m.Requests > 0 {
+				share = strconv.FormatFloat(float64(m.OriginRequests)/float64(m.Requests)*100, 'g', 3, 64) + "%"
+			}
+			vsOrigin := "–"
+			if c.Proxy != "direct" && originCPU > 0 {
+				vsOrigin = fmt.Sprintf("%.2f", m.CPUusPerReq/originCPU)
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %.1f | %d | %s | %.1f | %s |\n",
+				c.Scenario, c.Proxy, m.XCache, m.OriginRPSPerKey, m.OriginRequests, share, m.CPUusPerReq, vsOrigin)
+		}
+	}
+	b.WriteString("\n")
+	for _, s := range scens {
+		direct := res.cells[s+"/direct"]
+		if direct == nil || direct.Median == nil || direct.Median.CPUusPerReq == 0 {
+			fmt.Fprintf(b, "%s: no direct run, so no origin CPU per request to compare with (add direct to -proxies).\n", s)
+			continue
+		}
+		originCPU := direct.Median.CPUusPerReq
+		var parts []string
+		for _, c := range res.Cells {
+			if c.Scenario != s || c.Proxy == "direct" || c.Median == nil {
+				continue
+			}
+			cpu := c.Median.CPUusPerReq
+			if c.Median.XCache != "HIT" {
+				parts = append(parts, fmt.Sprintf("%s %.1f µs per request, but not served from a cache (X-Cache: %s)", c.Proxy, cpu, c.Median.XCache))
+				continue
+			}
+			verdict := "below"
+			if cpu >= originCPU {
+				verdict = "NOT below"
+			}
+			parts = append(parts, fmt.Sprintf("%s %.1f µs per hit (%.2f×, %s)", c.Proxy, cpu, cpu/originCPU, verdict))
+		}
+		fmt.Fprintf(b, "%s: the origin's own CPU is %.1f µs per request (direct); %s.\n", s, originCPU, strings.Join(parts, "; "))
+	}
+	b.WriteString("\n")
 }
 
 func countOK(ss []sample) int {

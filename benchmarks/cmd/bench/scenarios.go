@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,7 +21,19 @@ type scenario struct {
 	headers  []string // wrk -H
 	postSize int      // > 0: POST a body this large (wrk lua script)
 	idle     int      // > 0: no wrk; hold this many idle connections and measure memory
+	// cache: the proxy runs with its response cache on for cachePrefix
+	// (1 s TTL); proxies without a cache are skipped, and the harness
+	// reports how many requests reached the origin on s.path.
+	cache bool
 }
+
+// cachePrefix is the path prefix that the cache scenarios' proxy configs
+// cache (and only it); the origin serves the 4 KiB JSON with
+// "Cache-Control: max-age=1" there and counts the requests per path.
+const cachePrefix = "/cached/"
+
+// cacheTTL is the TTL every proxy is configured with in the cache scenarios.
+const cacheTTL = time.Second
 
 var allScenarios = []scenario{
 	{name: "hello", desc: "GET /, 13-byte body, keep-alive, 64 connections", path: "/", conns: 64},
@@ -31,6 +44,8 @@ var allScenarios = []scenario{
 	{name: "close", desc: "GET / with Connection: close, a new client connection per request, 64 connections", path: "/", conns: 64, headers: []string{"Connection: close"}},
 	{name: "c256", desc: "hello at 256 connections", path: "/", conns: 256},
 	{name: "c1024", desc: "hello at 1024 connections", path: "/", conns: 1024},
+	{name: "cachehit", desc: "GET /cached/json, the 4 KiB JSON from the proxy's cache (1 s TTL, one key), keep-alive, 64 connections", path: "/cached/json", conns: 64, cache: true},
+	{name: "cachehit1k", desc: "cachehit at 1000 connections: the origin should see about one request per TTL", path: "/cached/json", conns: 1000, cache: true},
 	{name: "idle10k", desc: "RSS growth while holding 10,000 idle keep-alive connections (one GET each)", path: "/", idle: 10000},
 }
 
@@ -88,7 +103,7 @@ func (s scenario) check(addr string) error {
 			want = pattern(1 << 20)
 		case "/chunked":
 			want = pattern(64 << 10)
-		case "/json":
+		case "/json", "/cached/json":
 			want = nil // length checked below
 		default:
 			want = []byte("Hello, World!")
@@ -105,9 +120,9 @@ func (s scenario) check(addr string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("status %d, want 200", resp.StatusCode)
 	}
-	if s.path == "/json" {
+	if s.path == "/json" || s.path == "/cached/json" {
 		if len(body) != 4096 || !strings.HasPrefix(string(body), `{"items":[`) {
-			return fmt.Errorf("/json body of %d bytes, want the origin's 4096", len(body))
+			return fmt.Errorf("%s body of %d bytes, want the origin's 4096", s.path, len(body))
 		}
 		return nil
 	}
@@ -115,4 +130,46 @@ func (s scenario) check(addr string) error {
 		return fmt.Errorf("body of %d bytes differs from the origin's %d", len(body), len(want))
 	}
 	return nil
+}
+
+// cacheProbe sends two GETs of s.path through addr back to back and returns
+// the X-Cache header of the second ("" when there is none): with a working
+// cache it is HIT.
+func (s scenario) cacheProbe(addr string) (string, error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	defer client.CloseIdleConnections()
+	var xc string
+	for i := 0; i < 2; i++ {
+		resp, err := client.Get("http://" + addr + s.path)
+		if err != nil {
+			return "", err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		xc = resp.Header.Get("X-Cache")
+	}
+	return xc, nil
+}
+
+// originCount returns how many requests the origin at addr has received
+// for path since it started (its /stats endpoint, read directly, never
+// through a proxy).
+func originCount(addr, path string) (int64, error) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://" + addr + "/stats")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Cached map[string]int64 `json:"cached"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("origin /stats: status %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, fmt.Errorf("origin /stats: %w", err)
+	}
+	return st.Cached[path], nil
 }
