@@ -18,13 +18,13 @@ import (
 )
 
 // TestSoak drives a mix of traffic through the proxy for -soak (or $SWITCHFLOW_SOAK) of wall time,
-// default 20s (5s with -short), against two origins, one of which is killed and restarted on the same
-// port every couple of seconds. scripts/soak.sh runs it for longer.
+// default 30s, the CI version (5s with -short), against two origins, one of which is killed and
+// restarted on the same port every couple of seconds. scripts/soak.sh runs it for longer.
 //
 // The well-formed set is idempotent GETs only: SPEC 3.4 retries a request on another server only when
 // it is idempotent, so a POST on a pooled connection that the dying origin closes before answering is
 // a legitimate 502, and zero errors is only a meaningful claim for GETs.
-var soakFlag = flag.Duration("soak", 0, "TestSoak duration (default 20s, 5s with -short; env SWITCHFLOW_SOAK)")
+var soakFlag = flag.Duration("soak", 0, "TestSoak duration (default 30s, 5s with -short; env SWITCHFLOW_SOAK)")
 
 func soakDuration(t *testing.T) time.Duration {
 	if *soakFlag > 0 {
@@ -40,7 +40,7 @@ func soakDuration(t *testing.T) time.Duration {
 	if testing.Short() {
 		return 5 * time.Second
 	}
-	return 20 * time.Second
+	return 30 * time.Second
 }
 
 // flipOrigin is a minimal HTTP/1.1 origin on a fixed loopback address that can be killed (listener

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs engine.TestSoak for longer than CI does (CI runs it for its 20 s default inside go test ./...).
+# Runs engine.TestSoak for longer than CI does (CI runs it for its 30 s default inside go test ./...).
 #
 #   scripts/soak.sh            # 10 minutes, with the race detector
 #   scripts/soak.sh 1h         # any Go duration
