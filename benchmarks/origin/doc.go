@@ -15,6 +15,8 @@
 //	/json          200, a fixed 4 KiB JSON document
 //	/big           200, 1 MiB; byte i is byte(i*7+3)
 //	/chunked       200, chunked: 64 KiB of the same pattern in 4 KiB chunks
+//	/huge?mb=N     200, N MiB (1..1024, default 64) of the same pattern with Content-Length,
+//	               streamed from a reader, not held in memory (the benchmark's slowread)
 //	/echo          the request body back, with the request's Content-Type
 //	/slow?ms=N     sleeps N ms (at most 60000), then 200 "Hello, World!"
 //	/status?code=N answers status N (200..599; anything else gets 400)

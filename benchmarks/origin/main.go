@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -27,6 +28,11 @@ const (
 	jsonSize      = 4 << 10
 	maxSlowMillis = 60_000
 
+	// hugeDefaultMiB and hugeMaxMiB bound /huge?mb=N, the large streamed
+	// body of the benchmark's slowread scenario.
+	hugeDefaultMiB = 64
+	hugeMaxMiB     = 1024
+
 	// cachedPrefix is the path prefix of the cacheable responses of the
 	// benchmark's cache scenarios; cachedMaxAge is their Cache-Control.
 	cachedPrefix = "/cached/"
@@ -47,6 +53,30 @@ func pattern(n int) []byte {
 		b[i] = byte(i*7 + 3)
 	}
 	return b
+}
+
+// patternReader yields n bytes of pattern's sequence without holding them:
+// /huge streams it, so the origin's memory does not grow with the body or
+// with the number of clients downloading it.
+type patternReader struct {
+	off, n int64
+}
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.off >= r.n {
+		return 0, io.EOF
+	}
+	total := 0
+	for len(p) > 0 && r.off < r.n {
+		// bigBody repeats with period 256, as the pattern does, so byte
+		// off of the stream is bigBody[off % bigSize].
+		i := int(r.off % bigSize)
+		k := copy(p, bigBody[i:min(int64(bigSize), int64(i)+r.n-r.off)])
+		p = p[k:]
+		r.off += int64(k)
+		total += k
+	}
+	return total, nil
 }
 
 // buildJSON returns a valid JSON document of exactly size bytes, the same on
@@ -183,6 +213,23 @@ func handler(name string) fasthttp.RequestHandler {
 		case "/big":
 			ctx.SetContentType("application/octet-stream")
 			ctx.SetBody(bigBody)
+		case "/huge":
+			mb := hugeDefaultMiB
+			if v := ctx.QueryArgs().Peek("mb"); len(v) > 0 {
+				n, err := strconv.Atoi(string(v))
+				if err != nil || n < 1 || n > hugeMaxMiB {
+					ctx.SetStatusCode(fasthttp.StatusBadRequest)
+					ctx.SetContentType("text/plain")
+					ctx.SetBodyString("mb must be 1.." + strconv.Itoa(hugeMaxMiB))
+					return
+				}
+				mb = n
+			}
+			ctx.SetContentType("application/octet-stream")
+			// Content-Length framing; fasthttp copies the reader to the
+			// socket as the peer reads.
+			size := int64(mb) << 20
+			ctx.SetBodyStream(&patternReader{n: size}, int(size))
 		case "/chunked":
 			ctx.SetContentType("application/octet-stream")
 			ctx.SetBodyStreamWriter(func(w *bufio.Writer) {

@@ -36,6 +36,9 @@ func (r *runner) measure(round int, s scenario, name string) (sample, error) {
 	if s.idle > 0 {
 		return r.measureIdle(smp, s, name, addr, target)
 	}
+	if s.slow > 0 {
+		return r.measureSlowRead(smp, s, name, addr, target)
+	}
 
 	script, err := s.luaScript(r.outDir)
 	if err != nil {

@@ -28,11 +28,19 @@ type sample struct {
 	// side (wrk and the origin, sharing one CPU) was.
 	CPUPercent float64 `json:"cpu_percent"`
 	// RSSMiB is the peak summed VmRSS during the measured run; for idle10k
-	// it is the growth over RSSBeforeMiB while the idle connections are held.
+	// it is the growth over RSSBeforeMiB while the idle connections are held,
+	// for slowread the growth from RSSBeforeMiB to RSSPeakMiB.
 	RSSMiB       float64 `json:"rss_mib"`
 	RSSBeforeMiB float64 `json:"rss_before_mib,omitempty"`
-	Requests     int64   `json:"requests"`
-	Errors       int64   `json:"errors"`
+	// slowread only: the peak summed VmRSS while the slow clients read
+	// (sampled every 100 ms), the growth per slow client (KiB), how many
+	// slow clients ran and how much of the body each read on average (MiB).
+	RSSPeakMiB      float64 `json:"rss_peak_mib,omitempty"`
+	RSSPerClientKiB float64 `json:"rss_growth_per_client_kib,omitempty"`
+	SlowClients     int     `json:"slow_clients,omitempty"`
+	SlowReadMiB     float64 `json:"slow_read_mib_per_client,omitempty"`
+	Requests        int64   `json:"requests"`
+	Errors          int64   `json:"errors"`
 	// Cache scenarios only. OriginRequests is how many requests for the
 	// scenario's one key reached the origin during the measured run, and
 	// OriginRPSPerKey that per second; XCache is the X-Cache header of the
@@ -77,6 +85,7 @@ type meta struct {
 	RSSMethod   string            `json:"rss_method"`
 	ErrorMethod string            `json:"error_method"`
 	CacheMethod string            `json:"cache_method,omitempty"`
+	SlowMethod  string            `json:"slowread_method,omitempty"`
 }
 
 type results struct {
@@ -99,11 +108,19 @@ func (r *runner) meta(scens []scenario) meta {
 		Proxies:     r.opt.proxies,
 		MedianOver:  "rounds; each metric's median is taken on its own",
 		CPUMethod:   "utime+stime of the proxy's process tree (/proc/PID/stat), delta over the measured run, divided by requests completed",
-		RSSMethod:   "peak of summed VmRSS of the proxy's process tree, sampled every 200ms during the measured run; idle10k: growth while holding the idle connections",
-		ErrorMethod: "wrk socket errors (connect, read, write, timeout) plus non-2xx/3xx responses; idle10k: connections that failed to open",
+		RSSMethod:   "peak of summed VmRSS of the proxy's process tree, sampled every 200ms during the measured run; idle10k: growth while holding the idle connections; slowread: peak (sampled every 100ms) minus the RSS just before the slow clients connect",
+		ErrorMethod: "wrk socket errors (connect, read, write, timeout) plus non-2xx/3xx responses; idle10k: connections that failed to open; slowread: slow clients that failed (connect, status, framing, a byte differing from the origin's, a read error before the end of the run)",
 	}
 	for _, s := range scens {
 		m.Scenarios[s.name] = s.desc
+		if s.slow > 0 {
+			m.SlowMethod = fmt.Sprintf("slowread: no wrk and no warm-up; %d clients connect at once, each with SO_RCVBUF %d KiB set before connecting, "+
+				"send one GET %s (%d MiB, Content-Length) and read the body at %g MiB/s, checking every byte, for the run's duration, then close; "+
+				"rss_before_mib is the proxy tree's VmRSS just before they connect, rss_peak_mib the largest sampled every %v while they read, "+
+				"rss_mib the growth between the two and rss_growth_per_client_kib that over the clients; requests counts the clients that succeeded; "+
+				"cpu_percent is the proxy's CPU over the run",
+				s.slow, slowRcvBuf>>10, s.path, slowBodyMiB, float64(slowRate)/(1<<20), slowSampleInterval)
+		}
 		if s.cache {
 			m.CacheMethod = "cache scenarios: every proxy caches " + cachePrefix + " for " + cacheTTL.String() +
 				" (configs in OUT/run/); origin_requests is the origin's own count (GET /stats) of requests for the scenario's one key, " +
@@ -159,6 +176,10 @@ func (res *results) summarize() {
 			CPUPercent:      median(ok, func(s sample) float64 { return s.CPUPercent }),
 			RSSMiB:          median(ok, func(s sample) float64 { return s.RSSMiB }),
 			RSSBeforeMiB:    median(ok, func(s sample) float64 { return s.RSSBeforeMiB }),
+			RSSPeakMiB:      median(ok, func(s sample) float64 { return s.RSSPeakMiB }),
+			RSSPerClientKiB: median(ok, func(s sample) float64 { return s.RSSPerClientKiB }),
+			SlowClients:     int(median(ok, func(s sample) float64 { return float64(s.SlowClients) })),
+			SlowReadMiB:     median(ok, func(s sample) float64 { return s.SlowReadMiB }),
 			Requests:        int64(median(ok, func(s sample) float64 { return float64(s.Requests) })),
 			Errors:          int64(median(ok, func(s sample) float64 { return float64(s.Errors) })),
 			OriginRequests:  int64(median(ok, func(s sample) float64 { return float64(s.OriginRequests) })),
@@ -225,7 +246,8 @@ func (res *results) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nMedians of %d round(s), %s each; proxy on CPU %s, wrk and origin on CPU %s. ×nginx: ratio to nginx in the same scenario.\n",
 		res.Meta.Rounds, res.Meta.Duration, res.Meta.ProxyCPU, res.Meta.LoadCPU)
-	b.WriteString("idle10k: RSS is the growth (MiB) while holding the idle connections; CPU is per connection opened.\n\n")
+	b.WriteString("idle10k: RSS is the growth (MiB) while holding the idle connections; CPU is per connection opened.\n")
+	b.WriteString("slowread: RSS is the peak growth (MiB) while slow clients download large responses; details in the slow-reader table below.\n\n")
 	b.WriteString("CPU %: the proxy's CPU use during the run; well under 100 means wrk and the origin, not the proxy, set req/s.\n\n")
 	b.WriteString("| scenario | proxy | req/s | ×nginx | p50 ms | p99 ms | CPU µs/req | ×nginx | CPU % | RSS MiB | ×nginx | errors |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -259,14 +281,86 @@ func (res *results) markdown() string {
 		if n := len(c.Samples) - countOK(c.Samples); n > 0 {
 			failed = fmt.Sprintf(" (%d run(s) failed)", n)
 		}
+		if isSlowRead(c.Scenario) {
+			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | – | – | %.0f | %+.1f | %s | %d%s |\n",
+				c.Scenario, c.Proxy, m.CPUPercent, m.RSSMiB, rr(func(r *ratios) float64 { return r.RSS }), m.Errors, failed)
+			continue
+		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.2f | %.2f | %.1f | %s | %.0f | %.1f | %s | %d%s |\n",
 			c.Scenario, c.Proxy, m.RPS, rr(func(r *ratios) float64 { return r.RPS }),
 			m.P50ms, m.P99ms, m.CPUusPerReq, rr(func(r *ratios) float64 { return r.CPU }),
 			m.CPUPercent, m.RSSMiB, rr(func(r *ratios) float64 { return r.RSS }), m.Errors, failed)
 	}
 	b.WriteString("\n")
+	res.slowMarkdown(&b)
 	res.cacheMarkdown(&b)
 	return b.String()
+}
+
+// isSlowRead tells whether the named scenario is a slow-reader memory
+// scenario (slowread).
+func isSlowRead(name string) bool {
+	sc, ok := findScenario(name)
+	return ok && sc.slow > 0
+}
+
+// isMemory tells whether the named scenario measures memory only (no
+// requests/s): idle10k and slowread.
+func isMemory(name string) bool {
+	return strings.HasPrefix(name, "idle") || isSlowRead(name)
+}
+
+// slowMarkdown adds, for slowread, the RSS before, the peak while the slow
+// clients read, the growth, the growth per client and the ratio to nginx.
+func (res *results) slowMarkdown(b *strings.Builder) {
+	var scens []string
+	for _, c := range res.Cells {
+		if isSlowRead(c.Scenario) && !contains(scens, c.Scenario) {
+			scens = append(scens, c.Scenario)
+		}
+	}
+	if len(scens) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "Slow readers: %d clients each GET a %d MiB body and read it at %g MiB/s with a %d KiB receive buffer for %s, then close. "+
+		"RSS before: the proxy's, just before they connect; peak: the largest sampled every %v while they read; growth: peak − before. "+
+		"read MiB/client: how much of the body each client got on average (%.0f if the proxy kept up). ×nginx: growth over nginx's growth.\n\n",
+		slowClients, slowBodyMiB, float64(slowRate)/(1<<20), slowRcvBuf>>10, res.Meta.Duration, slowSampleInterval,
+		slowRate/float64(1<<20)*durationSeconds(res.Meta.Duration))
+	b.WriteString("| scenario | proxy | clients | read MiB/client | RSS before MiB | peak RSS MiB | growth MiB | growth KiB/client | ×nginx | errors |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range scens {
+		for _, c := range res.Cells {
+			if c.Scenario != s {
+				continue
+			}
+			if c.Skipped != "" {
+				fmt.Fprintf(b, "| %s | %s | skipped: %s ||||||||\n", c.Scenario, c.Proxy, mdEscape(c.Skipped))
+				continue
+			}
+			if c.Median == nil {
+				fmt.Fprintf(b, "| %s | %s | failed ||||||||\n", c.Scenario, c.Proxy)
+				continue
+			}
+			m := c.Median
+			vs := "–"
+			if c.VsNginx != nil && c.VsNginx.RSS != 0 {
+				vs = fmt.Sprintf("%.2f", c.VsNginx.RSS)
+			}
+			fmt.Fprintf(b, "| %s | %s | %d | %.1f | %.1f | %.1f | %+.1f | %.0f | %s | %d |\n",
+				c.Scenario, c.Proxy, m.SlowClients, m.SlowReadMiB, m.RSSBeforeMiB, m.RSSPeakMiB, m.RSSMiB, m.RSSPerClientKiB, vs, m.Errors)
+		}
+	}
+	b.WriteString("\n")
+}
+
+// durationSeconds parses a time.Duration's String form; 0 if it cannot.
+func durationSeconds(s string) float64 {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0
+	}
+	return d.Seconds()
 }
 
 // cacheMarkdown adds, for the cache scenarios, how many requests reached the
@@ -388,8 +482,8 @@ var proxyColors = map[string]color.RGBA{
 // writeChart draws two panels, requests/s above and CPU µs/request below,
 // one group of bars per scenario in the order of the table, one bar per
 // proxy in -proxies order. Each group is scaled to its own largest value,
-// and a thin black line marks nginx's value. idle10k shows RSS growth in
-// the upper panel, since it has no requests/s.
+// and a thin black line marks nginx's value. idle10k and slowread show RSS
+// growth in the upper panel, since they have no requests/s.
 func (res *results) writeChart(path string) error {
 	var scens []string
 	for _, c := range res.Cells {
@@ -412,7 +506,7 @@ func (res *results) writeChart(path string) error {
 
 	metrics := []func(c *cell) float64{
 		func(c *cell) float64 {
-			if strings.HasPrefix(c.Scenario, "idle") {
+			if isMemory(c.Scenario) {
 				return c.Median.RSSMiB
 			}
 			return c.Median.RPS
@@ -441,7 +535,7 @@ func (res *results) writeChart(path string) error {
 				if c == nil || c.Median == nil {
 					continue
 				}
-				h := int(float64(panelH-10) * metric(c) / peak)
+				h := max(0, int(float64(panelH-10)*metric(c)/peak))
 				x := x0 + bi*(barW+barGap)
 				col := image.NewUniform(proxyColors[p])
 				draw.Draw(img, image.Rect(x, base-h, x+barW, base), col, image.Point{}, draw.Src)

@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// scenario is one kind of load. Every scenario but idle10k is a wrk run.
+// scenario is one kind of load. Every scenario but idle10k and slowread is
+// a wrk run.
 type scenario struct {
 	name     string
 	desc     string
@@ -21,6 +22,10 @@ type scenario struct {
 	headers  []string // wrk -H
 	postSize int      // > 0: POST a body this large (wrk lua script)
 	idle     int      // > 0: no wrk; hold this many idle connections and measure memory
+	// slow > 0: no wrk; this many clients each GET s.path (a body of
+	// slowBodyMiB) and read it at slowRate for the run's duration, and the
+	// proxy's RSS growth is measured (slowread.go).
+	slow int
 	// cache: the proxy runs with its response cache on for cachePrefix
 	// (1 s TTL); proxies without a cache are skipped, and the harness
 	// reports how many requests reached the origin on s.path.
@@ -47,7 +52,24 @@ var allScenarios = []scenario{
 	{name: "cachehit", desc: "GET /cached/json, the 4 KiB JSON from the proxy's cache (1 s TTL, one key), keep-alive, 64 connections", path: "/cached/json", conns: 64, cache: true},
 	{name: "cachehit1k", desc: "cachehit at 1000 connections: the origin should see about one request per TTL", path: "/cached/json", conns: 1000, cache: true},
 	{name: "idle10k", desc: "RSS growth while holding 10,000 idle keep-alive connections (one GET each)", path: "/", idle: 10000},
+	{name: "slowread", desc: fmt.Sprintf("peak RSS growth while %d clients each GET a %d MiB body (/huge) and read it at %g MiB/s with a %d KiB SO_RCVBUF for the run's duration",
+		slowClients, slowBodyMiB, float64(slowRate)/(1<<20), slowRcvBuf>>10), path: fmt.Sprintf("/huge?mb=%d", slowBodyMiB), slow: slowClients},
 }
+
+// The slowread scenario: how many slow clients, the body each asks for,
+// the rate each reads at (bytes/s) and the receive buffer each sets before
+// connecting, small so that the kernel does not absorb the body on the
+// client's side and the proxy has to hold or pause it.
+const (
+	slowClients = 20
+	slowBodyMiB = 64
+	slowRate    = 1 << 20
+	slowRcvBuf  = 64 << 10
+	// slowCheckPath is what the response check fetches through the proxy
+	// before slowread: the same /huge path, small enough to compare whole.
+	slowCheckPath = "/huge?mb=2"
+	slowCheckSize = 2 << 20
+)
 
 func findScenario(name string) (scenario, bool) {
 	for _, s := range allScenarios {
@@ -89,6 +111,9 @@ func (s scenario) check(addr string) error {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true}}
 	defer client.CloseIdleConnections()
 	url := "http://" + addr + s.path
+	if s.slow > 0 {
+		url = "http://" + addr + slowCheckPath
+	}
 	var want []byte
 	var resp *http.Response
 	var err error
@@ -98,12 +123,14 @@ func (s scenario) check(addr string) error {
 		resp, err = client.Post(url, "application/octet-stream", bytes.NewReader(want))
 	default:
 		resp, err = client.Get(url)
-		switch s.path {
-		case "/big":
+		switch {
+		case s.slow > 0:
+			want = pattern(slowCheckSize)
+		case s.path == "/big":
 			want = pattern(1 << 20)
-		case "/chunked":
+		case s.path == "/chunked":
 			want = pattern(64 << 10)
-		case "/json", "/cached/json":
+		case s.path == "/json" || s.path == "/cached/json":
 			want = nil // length checked below
 		default:
 			want = []byte("Hello, World!")
