@@ -40,6 +40,7 @@ type backendConn struct {
 	tunnel bool // carries an upgraded connection: back to bsTunnel, not bsActive, after a park
 
 	deadline int64 // response_timeout, monotonic ns; 0 = none
+	dialIdx  int   // index in loopState.dialing while bsDialing; -1 when not there
 	parkedFD int   // the socket while bsParked
 	counted  bool  // srv.Begin was called for the exchange in flight
 
@@ -90,6 +91,7 @@ func (ls *loopState) endCount(be *backendConn) {
 // backendOpened runs in OnOpen of a dialed connection. The client may have gone, or given up on this
 // dial, while it was being made: then the fresh connection is parked for the next request.
 func (ls *loopState) backendOpened(be *backendConn, c gnet.Conn) {
+	ls.notDialing(be)
 	be.gc = c
 	if be.state == bsResuming || be.state == bsClosing {
 		ls.resumed(be)
@@ -108,6 +110,7 @@ func (ls *loopState) backendOpened(be *backendConn, c gnet.Conn) {
 // dialFailed runs on the loop when a dial failed or timed out.
 func (ls *loopState) dialFailed(ctx any, err error) {
 	be := ctx.(*backendConn)
+	ls.notDialing(be)
 	be.state = bsClosing
 	cc := be.client
 	be.client = nil
@@ -158,11 +161,54 @@ func (ls *loopState) parkOrClose(be *backendConn) {
 	ls.endCount(be)
 	be.client = nil
 	be.deadline = 0
+	if be.lt == ls.lt && ls.handOver(be) {
+		return
+	}
 	if be.lt == ls.lt && be.lt.pools[be.group].Put(be.srv.Index, be) {
 		be.state = bsIdle
 		return
 	}
 	ls.closeBackend(be)
+}
+
+// handOver gives a connection that just became free to the client that has waited longest for a dial
+// to the same server, instead of pooling it (or, with the pool full, closing it) while that client
+// waits. Under more concurrency than keepalive, this is what keeps connection churn from showing in
+// latency: a freed connection serves a waiting request at once. The dial goes on and its connection
+// joins the pool, or serves the next waiter, when it opens.
+func (ls *loopState) handOver(be *backendConn) bool {
+	for _, d := range ls.dialing {
+		cc := d.client
+		if d.srv != be.srv || cc == nil || cc.be != d || cc.state != csConnecting {
+			continue
+		}
+		d.client = nil
+		be.state = bsActive
+		be.reused = true
+		ls.attach(cc, be)
+		ls.sendHead(cc, be)
+		return true
+	}
+	return false
+}
+
+// dialStarted and notDialing keep loopState.dialing, the dials in flight, for handOver.
+func (ls *loopState) dialStarted(be *backendConn) {
+	be.dialIdx = len(ls.dialing)
+	ls.dialing = append(ls.dialing, be)
+}
+
+func (ls *loopState) notDialing(be *backendConn) {
+	i := be.dialIdx
+	if i < 0 || i >= len(ls.dialing) || ls.dialing[i] != be {
+		return
+	}
+	last := len(ls.dialing) - 1
+	ls.dialing[i] = ls.dialing[last]
+	ls.dialing[i].dialIdx = i
+	ls.dialing[last] = nil
+	ls.dialing = ls.dialing[:last]
+	be.dialIdx = -1
 }
 
 // closeBackend closes be; its OnClose will find it bsClosing and do nothing more.

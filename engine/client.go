@@ -393,7 +393,9 @@ func (ls *loopState) connect(cc *clientConn) {
 	if err := ls.s.dialer.Dial(ls.loop, srv.Addr, g.ConnectTimeout, be, ls.dialFailed); err != nil {
 		cc.be = nil
 		ls.failRequest(cc, 502)
+		return
 	}
+	ls.dialStarted(be)
 }
 
 // failRequest answers a request with a prebuilt response, without (or instead of) the backend's. The

@@ -41,6 +41,7 @@ type loopState struct {
 
 	clients  connList[clientConn]  // every open client connection, for timeouts
 	backends connList[backendConn] // backend connections with a request in flight, for response_timeout
+	dialing  []*backendConn        // dials in flight, oldest first but for removals (handOver)
 
 	sweepRunnable gnet.Runnable
 

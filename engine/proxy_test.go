@@ -544,3 +544,59 @@ func TestMaxConnectionsRefusal(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrencyBeyondKeepalive: with more requests in flight than keepalive lets the pool keep, freed
+// backend connections are handed to requests waiting for a dial (handOver) and the rest are dialed;
+// every request must still get its own answer, on 1 and 4 loops.
+func TestConcurrencyBeyondKeepalive(t *testing.T) {
+	forLoops(t, func(t *testing.T, loops int) {
+		o := startOrigin(t, "a")
+		cfg := strings.Replace(simpleConfig("", o), `connect_timeout = "1s"`, "connect_timeout = \"1s\"\nkeepalive = 2", 1)
+		addr, srv := startProxy(t, loops, cfg)
+		const clients, each = 64, 40
+		var wg sync.WaitGroup
+		errs := make(chan error, clients)
+		for i := 0; i < clients; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				br := bufio.NewReader(c)
+				for k := 0; k < each; k++ {
+					target := fmt.Sprintf("/c%d/r%d", i, k)
+					if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target); err != nil {
+						errs <- err
+						return
+					}
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						errs <- fmt.Errorf("client %d request %d: %v", i, k, err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					if resp.StatusCode != 200 || resp.Header.Get("X-Path") != target {
+						errs <- fmt.Errorf("client %d request %d: %d for %q", i, k, resp.StatusCode, resp.Header.Get("X-Path"))
+						return
+					}
+				}
+			}(i)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if got := o.hits.Load(); got != clients*each {
+			t.Fatalf("origin served %d requests, want %d", got, clients*each)
+		}
+		if n := slabsInUseSettled(srv); n != 0 {
+			t.Fatalf("%d slabs in use", n)
+		}
+	})
+}
