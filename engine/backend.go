@@ -39,10 +39,11 @@ type backendConn struct {
 	reused bool // taken from the idle pool for this request
 	tunnel bool // carries an upgraded connection: back to bsTunnel, not bsActive, after a park
 
-	deadline int64 // response_timeout, monotonic ns; 0 = none
-	dialIdx  int   // index in loopState.dialing while bsDialing; -1 when not there
-	parkedFD int   // the socket while bsParked
-	counted  bool  // srv.Begin was called for the exchange in flight
+	deadline     int64 // response_timeout, monotonic ns; 0 = none
+	dialIdx      int   // index in loopState.dialing while bsDialing; -1 when not there
+	parkedFD     int   // the socket while bsParked
+	clientQueued int   // while bsParked: the client's queue at the last progress seen
+	counted      bool  // srv.Begin was called for the exchange in flight
 
 	// The response in flight.
 	gotBytes  bool
@@ -581,6 +582,12 @@ func (ls *loopState) parkBackend(be *backendConn) gnet.Action {
 	be.state = bsParked
 	be.gc = nil
 	listPush(&ls.backends, be) // the sweep looks at parked connections on this list
+	// A client that stops reading altogether must not hold the pair forever (nginx: send_timeout):
+	// idle_timeout runs from the last time its queue shrank.
+	if cc := be.client; cc != nil {
+		be.clientQueued = cc.gc.OutboundBuffered()
+		cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+	}
 	return gnet.Close
 }
 
@@ -592,8 +599,15 @@ func (ls *loopState) maybeResume(be *backendConn, force bool) {
 		ls.closeBackend(be)
 		return
 	}
-	if !force && cc.gc.OutboundBuffered() > ls.s.ioBuffer/2 {
+	if q := cc.gc.OutboundBuffered(); !force && q > ls.s.ioBuffer/2 {
+		if q < be.clientQueued { // progress: the client reads, slowly
+			be.clientQueued = q
+			cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+		}
 		return
+	}
+	if cc.state == csForwarding {
+		cc.deadline = 0
 	}
 	listRemove(&ls.backends, be)
 	fd := be.parkedFD

@@ -35,6 +35,7 @@ type dialJob struct {
 // with ctx as the connection's context. A failure comes back to the same loop through EventLoop.Execute.
 type Dialer struct {
 	jobs   chan dialJob
+	quit   chan struct{} // closed by Close: the loops are gone, nothing in flight will be answered
 	wg     sync.WaitGroup
 	mu     sync.RWMutex
 	closed bool
@@ -42,7 +43,7 @@ type Dialer struct {
 
 // NewDialer starts workers dialing goroutines with a queue of queue jobs.
 func NewDialer(workers, queue int) *Dialer {
-	d := &Dialer{jobs: make(chan dialJob, queue)}
+	d := &Dialer{jobs: make(chan dialJob, queue), quit: make(chan struct{})}
 	for i := 0; i < workers; i++ {
 		d.wg.Add(1)
 		go d.work()
@@ -71,6 +72,11 @@ func (d *Dialer) Dial(loop gnet.EventLoop, addr *net.TCPAddr, timeout time.Durat
 // ctx as the connection's context, or onFail(ctx, err). The engine uses it to resume a parked socket.
 // Safe from any goroutine; never blocks.
 func (d *Dialer) Adopt(loop gnet.EventLoop, conn net.Conn, ctx any, onFail DialFailure) error {
+	if conn.RemoteAddr() == nil {
+		// A socket reset while parked: getpeername fails, and gnet's Enroll dereferences the nil
+		// address (on its worker pool, where the panic is swallowed and nothing ever answers).
+		return errNoPeer
+	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
@@ -84,11 +90,14 @@ func (d *Dialer) Adopt(loop gnet.EventLoop, conn net.Conn, ctx any, onFail DialF
 	}
 }
 
-// Close stops the workers once the queued dials are done.
+// Close stops the workers; call it once the engine has stopped. Queued jobs are dropped, and a worker
+// waiting for a loop to take a connection gives up: gnet (v2.9.7) never answers an Enroll whose loop
+// stopped before registering it, and waiting for that answer would hang shutdown for good.
 func (d *Dialer) Close() {
 	d.mu.Lock()
 	if !d.closed {
 		d.closed = true
+		close(d.quit)
 		close(d.jobs)
 	}
 	d.mu.Unlock()
@@ -102,7 +111,11 @@ func (d *Dialer) work() {
 	}
 }
 
-var errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: errTimeout{}}
+var (
+	errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: errTimeout{}}
+	errEnrollFailed   = errors.New("upstream: the event loop did not take the connection")
+	errNoPeer         = errors.New("upstream: the socket has no peer (reset or closed)")
+)
 
 type errTimeout struct{}
 
@@ -118,6 +131,14 @@ func (d *Dialer) dial(j dialJob) {
 		}))
 	}
 	conn := j.conn
+	select {
+	case <-d.quit:
+		if conn != nil {
+			_ = conn.Close()
+		}
+		return
+	default:
+	}
 	if conn == nil {
 		timeout := time.Until(j.deadline)
 		if timeout <= 0 {
@@ -137,7 +158,16 @@ func (d *Dialer) dial(j dialJob) {
 		return
 	}
 	// Waiting here is safe: this is a dialer goroutine, not a loop callback. Enroll closes conn itself.
-	if r := <-res; r.Err != nil {
-		fail(r.Err)
+	select {
+	case r, ok := <-res:
+		switch {
+		case !ok || (r.Err == nil && r.Conn == nil):
+			// gnet's enroll runs on its worker pool, which swallows a panic and closes the channel
+			// empty; nothing was registered, so the loop must hear of a failure.
+			fail(errEnrollFailed)
+		case r.Err != nil:
+			fail(r.Err)
+		}
+	case <-d.quit:
 	}
 }
