@@ -267,6 +267,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		if cc.state == csTunnel && be.state == bsTunnel && parkable(cc.gc, be.gc, ls.s.ioBuffer) {
 			return ls.parkBackend(be)
 		}
+		ls.capTunnel(cc, be)
 		return gnet.None
 	default:
 		_, _ = be.gc.Discard(-1)
@@ -285,7 +286,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 	for {
 		data, _ := be.gc.Peek(-1)
 		if len(data) == 0 {
-			if be.headDone && cc.reqDone && !be.dechunk && parkable(cc.gc, be.gc, ls.s.ioBuffer) {
+			if be.headDone && cc.reqDone && parkable(cc.gc, be.gc, ls.s.ioBuffer) {
 				return ls.parkBackend(be)
 			}
 			return gnet.None
@@ -361,6 +362,8 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			discard(be.gc, consumed)
 			if ls.dechunkBody(be, cc) {
 				ls.finishExchange(be, cc)
+			} else if !lost(cc, be) && cc.reqDone && parkable(cc.gc, be.gc, ls.s.ioBuffer) {
+				return ls.parkBackend(be)
 			}
 			return gnet.None
 		}
@@ -556,6 +559,26 @@ func (ls *loopState) startTunnel(cc *clientConn, be *backendConn) {
 	}
 	ls.tunnelCopy(cc.gc, be.gc, cc)
 	ls.tunnelCopy(be.gc, cc.gc, cc)
+}
+
+// capTunnel closes a tunnel whose queues keep growing although neither side can be parked: both ends
+// send faster than they read at once, so each side always has bytes queued and gnet's close would drop
+// them. Past 8 × io_buffer queued in one direction it is closed, rather than holding whatever the slower
+// reader leaves unread (nginx would stop reading both sockets; gnet cannot). Loop only.
+func (ls *loopState) capTunnel(cc *clientConn, be *backendConn) {
+	if cc.state != csTunnel || be.state != bsTunnel || cc.parked {
+		return
+	}
+	limit := 8 * ls.s.ioBuffer
+	if cc.gc.OutboundBuffered() <= limit && be.gc.OutboundBuffered() <= limit {
+		return
+	}
+	ls.s.log.Warn("tunnel closed: both ends send faster than they read",
+		"client", string(cc.ip[:cc.ipLen]), "server", be.srv.Name)
+	be.client, cc.be = nil, nil
+	ls.closeBackend(be)
+	cc.state = csClosing
+	_ = cc.gc.Close()
 }
 
 // tunnelCopy moves whatever from has buffered to to, and restarts the tunnel's idle clock.

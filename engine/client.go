@@ -187,8 +187,18 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 	switch cc.state {
 	case csHead:
 		ls.readHead(cc)
+	case csConnecting:
+		// Until the backend connection opens, what arrives is this request's body (bounded by
+		// connect_timeout) or, for a request without one, the next requests.
+		if cc.reqBody == codec.BodyNone {
+			ls.capPipelined(cc)
+		}
+	case csCacheWait, csCacheSend:
+		ls.capPipelined(cc)
 	case csForwarding:
-		if !cc.reqDone && cc.be != nil && cc.be.gc != nil {
+		if cc.reqDone {
+			ls.capPipelined(cc)
+		} else if cc.be != nil && cc.be.gc != nil {
 			ls.forwardBody(cc)
 			// Upload backpressure (park.go): the backend has io_buffer unread and everything the client
 			// sent so far is forwarded.
@@ -197,7 +207,6 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 				return ls.parkClient(cc)
 			}
 		}
-		// A finished request leaves later pipelined bytes in gnet's buffer until its response is done.
 	case csTunnel:
 		be := cc.be
 		switch {
@@ -209,12 +218,33 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 			if cc.state == csTunnel && parkable(be.gc, cc.gc, ls.s.ioBuffer) {
 				return ls.parkClient(cc)
 			}
+			ls.capTunnel(cc, be)
 		}
 	case csClosing:
 		// Whatever a closing client still sends is dropped.
 		_, _ = cc.gc.Discard(-1)
 	}
 	return gnet.None
+}
+
+// capPipelined bounds what a client may send beyond the request being answered (the next pipelined
+// requests and their bodies), which waits in gnet's buffer until the response is done. gnet cannot stop
+// reading a socket, and a client can be parked only when nothing is queued for it (gnet's close drops
+// unsent bytes), which is not the case while its response is being written. So a client that sends more
+// than 2 × io_buffer + header_buffer ahead is closed: it is flooding, not pipelining (browsers and
+// common clients never pipeline more than a few small requests). Loop only.
+func (ls *loopState) capPipelined(cc *clientConn) {
+	if cc.gc.InboundBuffered() <= 2*ls.s.ioBuffer+ls.s.headerBuffer {
+		return
+	}
+	ls.s.log.Warn("client closed: it sent more than 2 x io_buffer + header_buffer ahead of the response in flight",
+		"client", string(cc.ip[:cc.ipLen]), "buffered", cc.gc.InboundBuffered())
+	if be := cc.be; be != nil {
+		cc.be = nil
+		ls.abandonBackend(be)
+	}
+	cc.state = csClosing
+	_ = cc.gc.Close() // now: what is queued for it cannot be sent in order anyway
 }
 
 // readHead moves bytes into the slab and parses the head, rescanning the bounded slab on each read.

@@ -250,3 +250,65 @@ func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+// TestTunnelBothWaysFloodClosed: a client that writes 32 MiB into an echo tunnel while reading the echo
+// slowly leaves both sides with bytes queued at once, so neither can be parked; the proxy closes the
+// tunnel (capTunnel) instead of holding the stream, and nothing hangs or leaks.
+func TestTunnelBothWaysFloodClosed(t *testing.T) {
+	oaddr, heads := echoUpgradeOrigin(t)
+	addr, srv := startProxy(t, 1, simpleConfig("io_buffer = \"64KiB\"\n", &origin{addr: oaddr}))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	_ = c.(*net.TCPConn).SetWriteBuffer(64 << 10)
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReaderSize(c, 16<<10)
+	io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	<-heads
+	const size = 32 << 20
+	msg := bigBody(size)
+	before := settledHeap()
+	wrote := make(chan error, 1)
+	go func() { _, err := c.Write(msg); wrote <- err }()
+	var peak uint64
+	got := 0
+	buf := make([]byte, 16<<10)
+	start := time.Now()
+	for {
+		n, err := br.Read(buf)
+		got += n
+		if err != nil {
+			break
+		}
+		if got%(1<<20) < n {
+			time.Sleep(100 * time.Millisecond) // 10 MiB/s at most
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+		}
+	}
+	if time.Since(start) > 25*time.Second {
+		t.Fatal("the tunnel was not closed")
+	}
+	if got >= size {
+		t.Fatalf("the whole echo arrived (%d bytes): the flood was not detected", got)
+	}
+	if err := <-wrote; err == nil {
+		t.Fatal("the client's 32 MiB write succeeded through a closed tunnel")
+	}
+	growth := int64(peak) - int64(before.HeapInuse)
+	t.Logf("echo read before the close: %.1f MiB; heap growth %.1f MiB", float64(got)/(1<<20), float64(growth)/(1<<20))
+	if growth > 8<<20 {
+		t.Fatalf("heap grew %.1f MiB before the flood was stopped", float64(growth)/(1<<20))
+	}
+	c.Close()
+	if n := slabsInUseSettled(srv); n != 0 {
+		t.Fatalf("%d slabs in use", n)
+	}
+}
