@@ -47,9 +47,10 @@
 // A side is parked only when gnet holds nothing unread and nothing unsent for it, because gnet's close
 // drops what it cannot flush at once: no byte is lost. Bytes that arrive while parked wait in the
 // kernel; EOF or a reset while parked is seen when the socket is resumed. A peer that leaves while the
-// other side is parked closes the duplicate. The one case this does not bound is a tunnel whose two ends
-// both send faster than they read at the same time (each side then always has unsent bytes, so neither
-// may be parked); memory then grows with what the slower reader leaves unread.
+// other side is parked closes the duplicate. Two cases cannot be parked, because bytes are queued for
+// the side that should stop: a client that sends further requests while its response is being written
+// (closed past 2 × io_buffer + header_buffer ahead, capPipelined), and a tunnel whose two ends both send
+// faster than they read (closed past 8 × io_buffer queued one way, capTunnel).
 //
 // # Writes can close
 //
