@@ -35,10 +35,11 @@
 // How: the reading side's socket is duplicated (Conn.Dup) and gnet's conn for it closed from its own
 // OnTraffic (gnet's close does not shut the socket down); nobody reads the duplicate, so TCP flow control
 // holds the sender back. The loop's sweep hands the socket back with EventLoop.Enroll (through the dialer
-// workers) once the slow side has drained to half of io_buffer, and OnOpen resumes where it stood.
+// workers) once the slow side has drained to a quarter of io_buffer, and OnOpen resumes where it stood.
 //
-//   - Responses (parkBackend): the backend is parked when more than io_buffer waits for its client.
-//   - Uploads (park.go): the client is parked when more than io_buffer of its body waits for the backend.
+//   - Responses (parkBackend): the backend is parked when more than half of io_buffer waits for its client.
+//   - Uploads (park.go): the client is parked when more than half of io_buffer of its body waits for the
+//     backend.
 //     An answer from the backend while the client is parked (an early 413, say) brings the client back at
 //     once; a backend that dies answers the parked client straight on its socket (502) and closes it; one
 //     that reads nothing for idle_timeout gets the client a 504.

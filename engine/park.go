@@ -9,11 +9,11 @@ import (
 )
 
 // Backpressure, upload direction (SPEC 3.3; the response direction is parkBackend in backend.go, and
-// doc.go says why parking). When more than io_buffer of a request body waits in gnet's buffer for a
+// doc.go says why parking). When more than half of io_buffer of a request body waits in gnet's buffer for a
 // backend that reads slowly, the client's socket is parked: duplicated, gnet's conn for it closed from
 // its own OnTraffic (gnet's close does not shut the socket down), and nobody reads the duplicate, so TCP
 // flow control holds the client back. The sweep hands the socket back to the loop once the backend has
-// drained to half of io_buffer. A parked client keeps its slab, its backend and its place on the loop's
+// drained to a quarter of io_buffer. A parked client keeps its slab, its backend and its place on the loop's
 // client list; only its gnet conn is gone (cc.gc is nil and cc.parked is set), so everything that would
 // write to it or close it goes through closeParked instead.
 //
@@ -43,7 +43,7 @@ func (ls *loopState) maybeResumeClient(cc *clientConn, force bool) {
 		ls.closeParked(cc, 502)
 		return
 	}
-	if !force && be.gc.OutboundBuffered() > ls.s.ioBuffer/2 {
+	if !force && be.gc.OutboundBuffered() > ls.s.ioBuffer/4 {
 		return
 	}
 	fd := cc.parkedFD
