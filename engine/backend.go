@@ -172,8 +172,8 @@ func (ls *loopState) parkOrClose(be *backendConn) {
 	ls.closeBackend(be)
 }
 
-// handOver gives a connection that just became free to the client that has waited longest for a dial
-// to the same server, instead of pooling it (or, with the pool full, closing it) while that client
+// handOver gives a connection that just became free to a client waiting for a dial to the same server
+// (the list is in dial order but for swap-removals, so usually the one waiting longest), instead of pooling it (or, with the pool full, closing it) while that client
 // waits. Under more concurrency than keepalive, this is what keeps connection churn from showing in
 // latency: a freed connection serves a waiting request at once. The dial goes on and its connection
 // joins the pool, or serves the next waiter, when it opens.
