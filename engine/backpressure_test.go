@@ -89,48 +89,32 @@ func TestSlowReaderParksBackend(t *testing.T) {
 // that the kernel does not absorb the test.
 func slowBodyOrigin(t *testing.T, rate int) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return serveConns(t, func(c net.Conn) {
+		br := bufio.NewReaderSize(c, 64<<10)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 64<<10)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					h := sha256.New()
-					buf := make([]byte, 64<<10)
-					start := time.Now()
-					var n int64
-					for {
-						k, err := req.Body.Read(buf)
-						h.Write(buf[:k])
-						n += int64(k)
-						if err != nil {
-							break
-						}
-						if ahead := time.Duration(n)*time.Second/time.Duration(rate) - time.Since(start); ahead > 0 {
-							time.Sleep(ahead)
-						}
-					}
-					sum := fmt.Sprintf("%x", h.Sum(nil))
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(sum), sum)
+			h := sha256.New()
+			buf := make([]byte, 64<<10)
+			start := time.Now()
+			var n int64
+			for {
+				k, err := req.Body.Read(buf)
+				h.Write(buf[:k])
+				n += int64(k)
+				if err != nil {
+					break
 				}
-			}(c)
+				if ahead := time.Duration(n)*time.Second/time.Duration(rate) - time.Since(start); ahead > 0 {
+					time.Sleep(ahead)
+				}
+			}
+			sum := fmt.Sprintf("%x", h.Sum(nil))
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(sum), sum)
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // TestFastUploadParksClient: a client uploading 32 MiB as fast as it can to an origin that reads at
@@ -167,27 +151,9 @@ func TestFastUploadParksClient(t *testing.T) {
 		}()
 		// Sample the heap until the answer is in: the proxy holds the body, if anywhere, until the origin
 		// has read it, which is long after the client has written it all when nothing pushes back.
-		stop := make(chan struct{})
-		sampled := make(chan uint64)
-		go func() {
-			var peak uint64
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					sampled <- peak
-					return
-				case <-tick.C:
-					var ms runtime.MemStats
-					runtime.ReadMemStats(&ms)
-					peak = max(peak, ms.HeapInuse)
-				}
-			}
-		}()
+		stop := heapPeak()
 		resp, got := readResponse(t, bufio.NewReader(c), false)
-		close(stop)
-		peak := <-sampled
+		peak := stop()
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
@@ -211,37 +177,20 @@ func TestFastUploadParksClient(t *testing.T) {
 // ("stall").
 func earlyOrigin(t *testing.T, mode string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 64<<10)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				_, _ = io.CopyN(io.Discard, req.Body, 1<<20)
-				switch mode {
-				case "answer":
-					fmt.Fprintf(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!")
-					time.Sleep(200 * time.Millisecond)
-				case "stall":
-					time.Sleep(5 * time.Second)
-				}
-			}(c)
+	return serveConns(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReaderSize(c, 64<<10))
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		_, _ = io.CopyN(io.Discard, req.Body, 1<<20)
+		switch mode {
+		case "answer":
+			fmt.Fprintf(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!")
+			time.Sleep(200 * time.Millisecond)
+		case "stall":
+			time.Sleep(5 * time.Second)
+		}
+	})
 }
 
 // TestParkedUploadEnds: a client parked mid-upload is never left hanging and leaks nothing, whether the
@@ -374,4 +323,53 @@ func TestSlowHTTP10ReaderOfChunkedResponse(t *testing.T) {
 	if n := slabsInUseSettled(srv); n != 0 {
 		t.Fatalf("%d slabs in use", n)
 	}
+}
+
+// serveConns listens on a loopback port and runs handle on its own goroutine for every connection,
+// with a 64 KiB receive buffer so that the kernel does not absorb a test's stream; the connection is
+// closed when handle returns. It returns the address.
+func serveConns(t *testing.T, handle func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// heapPeak samples HeapInuse every 20 ms until the returned function is called, which returns the peak.
+func heapPeak() (stop func() uint64) {
+	done := make(chan struct{})
+	peak := make(chan uint64)
+	go func() {
+		var p uint64
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				peak <- p
+				return
+			case <-tick.C:
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				p = max(p, ms.HeapInuse)
+			}
+		}
+	}()
+	return func() uint64 { close(done); return <-peak }
 }

@@ -119,48 +119,32 @@ func TestTunnelIdleTimeoutAndUnaskedUpgrade(t *testing.T) {
 // in mode "read", reads len(msg) bytes at about 16 MiB/s and writes back their SHA-256.
 func floodUpgradeOrigin(t *testing.T, mode string, msg []byte) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
+	return serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		if mode == "send" {
+			_, _ = c.Write(msg)
+			time.Sleep(time.Second)
+			return
+		}
+		h := sha256.New()
+		buf := make([]byte, 64<<10)
+		for got := 0; got < len(msg); {
+			n, err := br.Read(buf)
+			h.Write(buf[:n])
+			got += n
 			if err != nil {
 				return
 			}
-			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-				if mode == "send" {
-					_, _ = c.Write(msg)
-					time.Sleep(time.Second)
-					return
-				}
-				h := sha256.New()
-				buf := make([]byte, 64<<10)
-				for got := 0; got < len(msg); {
-					n, err := br.Read(buf)
-					h.Write(buf[:n])
-					got += n
-					if err != nil {
-						return
-					}
-					if got%(1<<20) < n {
-						time.Sleep(60 * time.Millisecond)
-					}
-				}
-				_, _ = c.Write(h.Sum(nil))
-			}(c)
+			if got%(1<<20) < n {
+				time.Sleep(60 * time.Millisecond)
+			}
 		}
-	}()
-	return ln.Addr().String()
+		_, _ = c.Write(h.Sum(nil))
+	})
 }
 
 // TestTunnelBackpressure: after a 101, a side that sends faster than the other reads must not make the
@@ -187,24 +171,7 @@ func TestTunnelBackpressure(t *testing.T) {
 				t.Fatalf("upgrade: %v %v", resp, err)
 			}
 			before := settledHeap()
-			stop := make(chan struct{})
-			sampled := make(chan uint64)
-			go func() {
-				var peak uint64
-				tick := time.NewTicker(20 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						sampled <- peak
-						return
-					case <-tick.C:
-						var ms runtime.MemStats
-						runtime.ReadMemStats(&ms)
-						peak = max(peak, ms.HeapInuse)
-					}
-				}
-			}()
+			stop := heapPeak()
 			if mode == "send" { // the client reads slowly
 				h := sha256.New()
 				buf := make([]byte, 64<<10)
@@ -232,8 +199,7 @@ func TestTunnelBackpressure(t *testing.T) {
 					t.Fatalf("origin's hash: %v, intact=%v", err, string(sum) == string(sha256Sum(msg)))
 				}
 			}
-			close(stop)
-			growth := int64(<-sampled) - int64(before.HeapInuse)
+			growth := int64(stop()) - int64(before.HeapInuse)
 			t.Logf("heap growth through a tunnel carrying 32 MiB to a slow reader: %.1f MiB", float64(growth)/(1<<20))
 			if growth > 8<<20 {
 				t.Fatalf("heap grew %.1f MiB through a tunnel carrying 32 MiB", float64(growth)/(1<<20))
