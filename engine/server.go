@@ -97,11 +97,21 @@ func (s *Server) Serve() error {
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithTicker(true),
 		gnet.WithLoadBalancing(gnet.LeastConnections),
-		gnet.WithReadBufferCap(64*1024),
+		gnet.WithReadBufferCap(readBufferFor(s.ioBuffer)),
 		gnet.WithLogger(gnetLogger{s.log}),
 	)
 	s.dialer.Close()
 	return err
+}
+
+// readBufferFor sizes each loop's read buffer (one per loop, not per connection) from io_buffer. The
+// read that crosses a parking line (half of io_buffer) is what a slow side may have queued beyond it, so
+// this is also what bounds a connection's queue: about 1.5 × io_buffer. A larger io_buffer therefore
+// buys fewer system calls for large bodies with memory: same-machine A/B with 128 KiB reads against
+// 64 KiB, post64k -27 % CPU per request, big1m -10 to -15 %, and 100 slow readers 229 against 159 KiB
+// of RSS each. Clamped to 16 KiB-1 MiB.
+func readBufferFor(ioBuffer int) int {
+	return min(max(ioBuffer, 16<<10), 1<<20)
 }
 
 // Ready is closed once the listeners accept connections.
