@@ -31,6 +31,7 @@ type options struct {
 	proxyCPU   string
 	loadCPU    string
 	switchflow string
+	loops      int // SwitchFlow's server.loops (the loops sweep); the peers keep one worker
 }
 
 func main() {
@@ -42,6 +43,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured wrk run before each measured one; 0 skips it")
 	flag.StringVar(&o.outDir, "out", "benchmarks/out", "output directory (results.json, chart.png, configs, logs)")
 	flag.StringVar(&o.proxyCPU, "proxy-cpu", "0", "CPU list (taskset -c) for the proxy under test")
+	flag.IntVar(&o.loops, "loops", 1, "SwitchFlow's server.loops, for the loops sweep (0: one per CPU it may use); the peers keep one worker")
 	flag.StringVar(&o.loadCPU, "load-cpu", "1", "CPU list (taskset -c) for wrk, the origin and idleconns")
 	flag.StringVar(&o.switchflow, "switchflow", "", "SwitchFlow binary; empty: build it from the repo root into -out")
 	flag.Parse()

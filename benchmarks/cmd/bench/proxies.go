@@ -56,7 +56,7 @@ func (r *runner) startProxy(name, listen string, cache bool) (p *proc, cleanup f
 		return nil, cleanup, nil
 	case "switchflow":
 		cfg := filepath.Join(dir, "switchflow.toml")
-		if err := os.WriteFile(cfg, []byte(switchflowConfig(listen, r.originAddr, cache)), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(switchflowConfig(listen, r.originAddr, cache, r.opt.loops)), 0o644); err != nil {
 			return nil, cleanup, err
 		}
 		p, err = r.sup.start(name, r.opt.proxyCPU, logPath, goEnv, false, r.bins["switchflow"], "-config", cfg)
@@ -153,16 +153,16 @@ func (r *runner) checkHAProxyCache() string {
 	return ""
 }
 
-func switchflowConfig(listen, origin string, cache bool) string {
+func switchflowConfig(listen, origin string, cache bool, loops int) string {
 	cfg := fmt.Sprintf(`# written by benchmarks/cmd/bench
 [server]
 listen = %q
-loops = 1
+loops = %d
 max_connections = %d
 
 [log]
 level = "warn"
-`, listen, maxConns)
+`, listen, loops, maxConns)
 	if cache {
 		cfg += `
 [cache]

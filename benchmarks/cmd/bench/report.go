@@ -78,6 +78,7 @@ type meta struct {
 	Warmup      string            `json:"warmup"`
 	ProxyCPU    string            `json:"proxy_cpu"`
 	LoadCPU     string            `json:"load_cpu"`
+	Loops       int               `json:"switchflow_loops"`
 	Scenarios   map[string]string `json:"scenarios"`
 	Proxies     []string          `json:"proxies"`
 	MedianOver  string            `json:"median_over"`
@@ -104,6 +105,7 @@ func (r *runner) meta(scens []scenario) meta {
 		Warmup:      r.opt.warmup.String(),
 		ProxyCPU:    r.opt.proxyCPU,
 		LoadCPU:     r.opt.loadCPU,
+		Loops:       r.opt.loops,
 		Scenarios:   map[string]string{},
 		Proxies:     r.opt.proxies,
 		MedianOver:  "rounds; each metric's median is taken on its own",
