@@ -46,27 +46,9 @@ func TestSlowReaderParksBackend(t *testing.T) {
 		}
 		before := settledHeap()
 
-		h := sha256.New()
-		buf := make([]byte, 64<<10)
-		var got int
-		var peak uint64
-		for got < size {
-			n, err := resp.Body.Read(buf)
-			h.Write(buf[:n])
-			got += n
-			if err != nil {
-				break
-			}
-			if got%(1<<20) < n { // about 16 MiB/s: slow enough for the origin to outrun the client
-				time.Sleep(60 * time.Millisecond)
-				var ms runtime.MemStats
-				runtime.ReadMemStats(&ms)
-				if ms.HeapInuse > peak {
-					peak = ms.HeapInuse
-				}
-			}
-		}
-		if got != size || fmt.Sprintf("%x", h.Sum(nil)) != fmt.Sprintf("%x", sha256.Sum256(body)) {
+		// About 16 MiB/s: slow enough for the origin to outrun the client.
+		got, sum, peak := readSlowly(resp.Body, size)
+		if got != size || string(sum) != string(sha256Sum(body)) {
 			t.Fatalf("got %d bytes (want %d), intact=%v", got, size, got == size)
 		}
 		growth := int64(peak) - int64(before.HeapInuse)
@@ -287,25 +269,8 @@ func TestSlowHTTP10ReaderOfChunkedResponse(t *testing.T) {
 		t.Fatalf("response: %v %v", resp, err)
 	}
 	before := settledHeap()
-	h := sha256.New()
-	buf := make([]byte, 64<<10)
-	var got int
-	var peak uint64
-	for {
-		n, err := resp.Body.Read(buf)
-		h.Write(buf[:n])
-		got += n
-		if err != nil {
-			break
-		}
-		if got%(1<<20) < n {
-			time.Sleep(60 * time.Millisecond)
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			peak = max(peak, ms.HeapInuse)
-		}
-	}
-	if got != size || string(h.Sum(nil)) != string(sha256Sum(body)) {
+	got, sum, peak := readSlowly(resp.Body, size)
+	if got != size || string(sum) != string(sha256Sum(body)) {
 		t.Fatalf("got %d bytes (want %d), intact=%v", got, size, got == size)
 	}
 	growth := int64(peak) - int64(before.HeapInuse)
@@ -372,4 +337,26 @@ func heapPeak() (stop func() uint64) {
 		}
 	}()
 	return func() uint64 { close(done); return <-peak }
+}
+
+// readSlowly reads r to its end or limit bytes at about 16 MiB/s (60 ms a MiB), as a slow client, and
+// returns what it read, its SHA-256, and the peak HeapInuse sampled once a MiB.
+func readSlowly(r io.Reader, limit int) (got int, sum []byte, peak uint64) {
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	for got < limit {
+		n, err := r.Read(buf)
+		h.Write(buf[:n])
+		got += n
+		if err != nil {
+			break
+		}
+		if got%(1<<20) < n {
+			time.Sleep(60 * time.Millisecond)
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+		}
+	}
+	return got, h.Sum(nil), peak
 }

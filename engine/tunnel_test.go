@@ -173,21 +173,8 @@ func TestTunnelBackpressure(t *testing.T) {
 			before := settledHeap()
 			stop := heapPeak()
 			if mode == "send" { // the client reads slowly
-				h := sha256.New()
-				buf := make([]byte, 64<<10)
-				got := 0
-				for got < size {
-					n, err := br.Read(buf)
-					h.Write(buf[:n])
-					got += n
-					if err != nil {
-						break
-					}
-					if got%(1<<20) < n {
-						time.Sleep(60 * time.Millisecond)
-					}
-				}
-				if got != size || string(h.Sum(nil)) != string(sha256Sum(msg)) {
+				got, sum, _ := readSlowly(br, size)
+				if got != size || string(sum) != string(sha256Sum(msg)) {
 					t.Fatalf("client got %d of %d bytes, intact=%v", got, size, got == size)
 				}
 			} else { // the client sends as fast as it can; the origin reads slowly and answers the hash
