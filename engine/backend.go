@@ -162,19 +162,21 @@ func (ls *loopState) parkOrClose(be *backendConn) {
 	ls.endCount(be)
 	be.client = nil
 	be.deadline = 0
-	if be.lt == ls.lt && ls.handOver(be) {
-		return
-	}
-	if be.lt == ls.lt && be.lt.pools[be.group].Put(be.srv.Index, be) {
-		be.state = bsIdle
-		return
+	if be.lt == ls.lt { // a reload replaced the table: its servers may be gone
+		if ls.handOver(be) {
+			return
+		}
+		if be.lt.pools[be.group].Put(be.srv.Index, be) {
+			be.state = bsIdle
+			return
+		}
 	}
 	ls.closeBackend(be)
 }
 
 // handOver gives a connection that just became free to a client waiting for a dial to the same server
-// (the list is in dial order but for swap-removals, so usually the one waiting longest), instead of pooling it (or, with the pool full, closing it) while that client
-// waits. Under more concurrency than keepalive, this is what keeps connection churn from showing in
+// (the list is in dial order but for swap-removals, so usually the one waiting longest), instead of
+// pooling it (or, with the pool full, closing it) while that client waits. Under more concurrency than keepalive, this is what keeps connection churn from showing in
 // latency: a freed connection serves a waiting request at once. The dial goes on and its connection
 // joins the pool, or serves the next waiter, when it opens.
 func (ls *loopState) handOver(be *backendConn) bool {
@@ -575,10 +577,7 @@ func (ls *loopState) capTunnel(cc *clientConn, be *backendConn) {
 	}
 	ls.s.log.Warn("tunnel closed: both ends send faster than they read",
 		"client", string(cc.ip[:cc.ipLen]), "server", be.srv.Name)
-	be.client, cc.be = nil, nil
-	ls.closeBackend(be)
-	cc.state = csClosing
-	_ = cc.gc.Close()
+	ls.dropClient(cc)
 }
 
 // tunnelCopy moves whatever from has buffered to to, and restarts the tunnel's idle clock.

@@ -57,10 +57,9 @@ func (ls *loopState) cacheRequest(cc *clientConn, req *codec.Request, host []byt
 		ls.joinWait(cc, w)
 		return true
 	}
-	e, leader, joined := ls.shard.Store().Lookup(key, ls.now, ls, !cc.isHead)
+	e, leader, joined := ls.shard.Lookup(key, ls.now, ls, !cc.isHead)
 	switch {
 	case e != nil:
-		ls.shard.Put(e)
 		ls.serveHit(cc, e)
 		return true
 	case joined:

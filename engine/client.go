@@ -198,12 +198,11 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 	case csForwarding:
 		if cc.reqDone {
 			ls.capPipelined(cc)
-		} else if cc.be != nil && cc.be.gc != nil {
+		} else if be := cc.be; be != nil && be.gc != nil {
 			ls.forwardBody(cc)
-			// Upload backpressure (park.go): the backend has io_buffer unread and everything the client
-			// sent so far is forwarded.
-			if !cc.reqDone && cc.state == csForwarding && cc.be != nil && cc.be.gc != nil &&
-				cc.be.state == bsActive && parkable(cc.be.gc, cc.gc, ls.s.ioBuffer) {
+			// Upload backpressure (park.go): the backend has half of io_buffer unread and everything the
+			// client sent so far is forwarded.
+			if !cc.reqDone && cc.state == csForwarding && !lost(cc, be) && parkable(be.gc, cc.gc, ls.s.ioBuffer) {
 				return ls.parkClient(cc)
 			}
 		}
@@ -239,12 +238,18 @@ func (ls *loopState) capPipelined(cc *clientConn) {
 	}
 	ls.s.log.Warn("client closed: it sent more than 2 x io_buffer + header_buffer ahead of the response in flight",
 		"client", string(cc.ip[:cc.ipLen]), "buffered", cc.gc.InboundBuffered())
+	ls.dropClient(cc)
+}
+
+// dropClient closes cc and its backend at once, dropping what is queued for cc: for a client that is
+// flooding, whose queued bytes could not be delivered in order anyway (closeClient lets them drain).
+func (ls *loopState) dropClient(cc *clientConn) {
 	if be := cc.be; be != nil {
 		cc.be = nil
 		ls.abandonBackend(be)
 	}
 	cc.state = csClosing
-	_ = cc.gc.Close() // now: what is queued for it cannot be sent in order anyway
+	_ = cc.gc.Close()
 }
 
 // readHead moves bytes into the slab and parses the head, rescanning the bounded slab on each read.

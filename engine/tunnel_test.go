@@ -157,19 +157,7 @@ func TestTunnelBackpressure(t *testing.T) {
 		t.Run("origin-"+mode, func(t *testing.T) {
 			oaddr := floodUpgradeOrigin(t, mode, msg)
 			addr, srv := startProxy(t, 1, simpleConfig("io_buffer = \"64KiB\"\n", &origin{addr: oaddr}))
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
-			_ = c.(*net.TCPConn).SetWriteBuffer(64 << 10)
-			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-			br := bufio.NewReaderSize(c, 16<<10)
-			io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-			if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
-				t.Fatalf("upgrade: %v %v", resp, err)
-			}
+			c, br := openTunnel(t, addr, 60*time.Second)
 			before := settledHeap()
 			stop := heapPeak()
 			if mode == "send" { // the client reads slowly
@@ -210,19 +198,7 @@ func sha256Sum(b []byte) []byte {
 func TestTunnelBothWaysFloodClosed(t *testing.T) {
 	oaddr, heads := echoUpgradeOrigin(t)
 	addr, srv := startProxy(t, 1, simpleConfig("io_buffer = \"64KiB\"\n", &origin{addr: oaddr}))
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
-	_ = c.(*net.TCPConn).SetWriteBuffer(64 << 10)
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReaderSize(c, 16<<10)
-	io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("upgrade: %v %v", resp, err)
-	}
+	c, br := openTunnel(t, addr, 30*time.Second)
 	<-heads
 	const size = 32 << 20
 	msg := bigBody(size)
@@ -264,4 +240,24 @@ func TestTunnelBothWaysFloodClosed(t *testing.T) {
 	if n := slabsInUseSettled(srv); n != 0 {
 		t.Fatalf("%d slabs in use", n)
 	}
+}
+
+// openTunnel dials addr with 64 KiB socket buffers (so that the kernel does not absorb a test's stream),
+// upgrades the connection, and returns it once the 101 is read; it is closed when the test ends.
+func openTunnel(t *testing.T, addr string, limit time.Duration) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	_ = c.(*net.TCPConn).SetWriteBuffer(64 << 10)
+	_ = c.SetDeadline(time.Now().Add(limit))
+	br := bufio.NewReaderSize(c, 16<<10)
+	io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	return c, br
 }
