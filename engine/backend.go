@@ -149,7 +149,7 @@ func (ls *loopState) contentLengthOf(cc *clientConn) int64 {
 		return 0
 	}
 	var req codec.Request
-	if _, err := codec.ParseRequest(cc.buf[:cc.headLen], &req); err != nil {
+	if _, err := codec.ParseRequest(cc.buf()[:cc.headLen], &req); err != nil {
 		return 0
 	}
 	return req.ContentLength
@@ -556,7 +556,7 @@ func (ls *loopState) startTunnel(cc *clientConn, be *backendConn) {
 	cc.respStarted = true
 	// Bytes the client sent after its request head (the first frames of the new protocol) go first.
 	if cc.pos < cc.filled {
-		_, _ = be.gc.Write(cc.buf[cc.pos:cc.filled])
+		_, _ = be.gc.Write(cc.buf()[cc.pos:cc.filled])
 		cc.pos = cc.filled
 	}
 	ls.tunnelCopy(cc.gc, be.gc, cc)
@@ -576,7 +576,7 @@ func (ls *loopState) capTunnel(cc *clientConn, be *backendConn) {
 		return
 	}
 	ls.s.log.Warn("tunnel closed: both ends send faster than they read",
-		"client", string(cc.ip[:cc.ipLen]), "server", be.srv.Name)
+		"client", cc.ip.String(), "server", be.srv.Name)
 	ls.dropClient(cc)
 }
 

@@ -30,29 +30,36 @@ const (
 // clientConn is one client connection (loop only). Its request head lives in its header slab from parse
 // until the response completes, so that a retry can rebuild the head and the parsed views stay valid.
 //
-// Slab layout: buf[:headLen] is the current head, buf[pos:filled] bytes read after it (body, or the next
-// pipelined request) not yet processed.
+// Slab layout: buf()[:headLen] is the current head, buf()[pos:filled] bytes read after it (body, or the
+// next pipelined request) not yet processed.
+//
+// It is kept small (144 bytes) because an idle keep-alive connection holds nothing else of ours: what a
+// request needs lives in the exchange, which a connection holds from a parsed head until its response
+// ends (then it goes back to the loop's free list, once the callback returns: see settle). Code that can
+// run on an idle connection (close, timeouts, drain) checks cc.exchange before touching a request field.
 type clientConn struct {
 	listNode[clientConn]
-	gc    gnet.Conn
-	ls    *loopState
-	slab  *bufpool.Slab
-	buf   []byte
-	state clientState
+	*exchange
+	gc   gnet.Conn
+	ls   *loopState
+	slab *bufpool.Slab
 
 	filled, headLen, pos int
 	deadline             int64 // monotonic ns; 0 = none
 	idleSince            int64 // monotonic ns when the connection last went back to waiting for a head
-	slabDirty            bool  // the slab's pages hold bytes; released after a while idle
-	headTimer            bool  // deadline is read_header_timeout (else idle_timeout)
-	parked               bool  // reading paused for a slow backend (park.go): gc is nil
 	parkedFD             int   // the socket while parked; -1 once handed back to the loop
 
-	ip     [64]byte // client address for X-Forwarded-For
-	ipLen  int
-	ipHash uint32 // FNV-1a of the client address, for ip_hash
+	ip         netip.Addr // client address for X-Forwarded-For
+	ipHash     uint32     // FNV-1a of the client address, for ip_hash
+	state      clientState
+	slabDirty  bool // the slab's pages hold bytes; released after a while idle
+	headTimer  bool // deadline is read_header_timeout (else idle_timeout)
+	parked     bool // reading paused for a slow backend (park.go): gc is nil
+	inReadHead bool // readHead is on the stack: finishClient must not re-enter it
+}
 
-	// The request in flight.
+// exchange is the request a client connection has in flight, and what it needs until the response ends.
+type exchange struct {
 	lt            *loopTable
 	route         *routeRT
 	minor         uint8
@@ -71,7 +78,6 @@ type clientConn struct {
 	be            *backendConn
 	respStarted   bool // response head sent to the client
 	closeAfterRes bool
-	inReadHead    bool // readHead is on the stack: finishClient must not re-enter it
 	freeRetries   int
 
 	// The micro-cache (cache.go), on routes with cache_ttl.
@@ -82,6 +88,60 @@ type clientConn struct {
 	wait        *cacheWait     // while csCacheWait
 	hit         *cache.Entry   // while csCacheSend: the entry being written, from body offset hitOff
 	hitOff      int
+}
+
+// freeExchangesKept bounds a loop's free list: a burst of busy connections past it leaves its exchanges
+// to the garbage collector once they idle, rather than holding them for good.
+const freeExchangesKept = 1024
+
+// attachExchange gives cc an exchange, from the loop's free list when it has one. Loop only.
+func (ls *loopState) attachExchange(cc *clientConn) {
+	if n := len(ls.freeEx); n > 0 {
+		cc.exchange = ls.freeEx[n-1]
+		ls.freeEx[n-1] = nil
+		ls.freeEx = ls.freeEx[:n-1]
+		return
+	}
+	cc.exchange = new(exchange)
+}
+
+// settle takes back the exchanges of the connections whose response ended during this callback and
+// that are now idle. It runs as each callback returns, not in waitHead, so that no caller still on the
+// stack can find cc.exchange gone. Loop only.
+func (ls *loopState) settle() {
+	if len(ls.idled) == 0 {
+		return
+	}
+	for i, cc := range ls.idled {
+		ls.idled[i] = nil
+		ex := cc.exchange
+		if ex == nil || cc.state != csHead || cc.filled != 0 || cc.inReadHead {
+			continue // closed (it keeps its exchange), or already on its next request
+		}
+		cc.exchange = nil
+		if len(ls.freeEx) < freeExchangesKept {
+			*ex = exchange{}
+			ls.freeEx = append(ls.freeEx, ex)
+		}
+	}
+	ls.idled = ls.idled[:0]
+}
+
+// clientIP is cc's address as text, in the loop's scratch buffer (valid until the next call). Loop only.
+func (ls *loopState) clientIP(cc *clientConn) []byte {
+	if !cc.ip.IsValid() {
+		return nil
+	}
+	ls.ipBuf = cc.ip.AppendTo(ls.ipBuf[:0])
+	return ls.ipBuf
+}
+
+// buf is cc's header slab.
+func (cc *clientConn) buf() []byte {
+	if cc.slab == nil {
+		return nil // closed
+	}
+	return cc.slab.Buf
 }
 
 func (cc *clientConn) node() *listNode[clientConn] { return &cc.listNode }
@@ -96,11 +156,11 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 		// SPEC 3.3: connection max_connections+1 gets ready bytes and a close; nothing is allocated for it.
 		return ls.rs.get(503, false), gnet.Close
 	}
-	cc := &clientConn{gc: c, ls: ls, slab: slab, buf: slab.Buf, parkedFD: -1}
+	cc := &clientConn{gc: c, ls: ls, slab: slab, parkedFD: -1}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok {
 			ip = ip.Unmap()
-			cc.ipLen = len(ip.AppendTo(cc.ip[:0]))
+			cc.ip = ip
 			h := uint32(2166136261)
 			for _, b := range ip.As16() { // the array form: AsSlice would allocate per connection
 				h = (h ^ uint32(b)) * 16777619
@@ -129,18 +189,22 @@ func (ls *loopState) clientGone(cc *clientConn) {
 		return
 	}
 	cc.state = csClosed
-	if be := cc.be; be != nil {
-		cc.be = nil
-		ls.abandonBackend(be)
+	// A closed client keeps its exchange (the garbage collector takes both): a callback still on the
+	// stack may read it after a failed write closed the connection.
+	if cc.exchange != nil {
+		if be := cc.be; be != nil {
+			cc.be = nil
+			ls.abandonBackend(be)
+		}
+		ls.cacheForget(cc)
 	}
-	ls.cacheForget(cc)
 	listRemove(&ls.clients, cc)
 	ls.clientsOpen.Add(-1)
 	if ls.reqOwner == cc {
 		ls.reqOwner = nil
 	}
 	ls.s.slabs.Put(cc.slab)
-	cc.slab, cc.buf, cc.hit = nil, nil, nil
+	cc.slab = nil
 }
 
 // closeClient closes cc once what is queued for it has been written. Loop only.
@@ -152,12 +216,14 @@ func (ls *loopState) closeClient(cc *clientConn) {
 		ls.closeParked(cc, 0)
 		return
 	}
-	cc.hit = nil
-	if be := cc.be; be != nil {
-		cc.be = nil
-		ls.abandonBackend(be)
+	if cc.exchange != nil {
+		cc.hit = nil
+		if be := cc.be; be != nil {
+			cc.be = nil
+			ls.abandonBackend(be)
+		}
+		ls.cacheForget(cc)
 	}
-	ls.cacheForget(cc)
 	cc.state = csClosing
 	cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
 	if cc.gc.OutboundBuffered() == 0 {
@@ -168,13 +234,18 @@ func (ls *loopState) closeClient(cc *clientConn) {
 
 // waitHead puts cc back to reading a request head, with the idle timeout running. Loop only.
 func (ls *loopState) waitHead(cc *clientConn) {
-	ls.cacheForget(cc)
-	cc.cacheTag = ""
 	cc.state = csHead
 	cc.idleSince = ls.now
 	cc.headLen = 0
 	cc.headTimer = false
 	cc.deadline = ls.now + int64(ls.current().tbl.idleTimeout)
+	if cc.exchange == nil {
+		return // a new connection
+	}
+	// The exchange is reset for a pipelined request parsed at once, and otherwise taken back by settle.
+	ls.idled = append(ls.idled, cc)
+	ls.cacheForget(cc)
+	cc.cacheTag = ""
 	cc.be = nil
 	cc.route = nil
 	cc.tried, cc.attempts = 0, 0
@@ -237,7 +308,7 @@ func (ls *loopState) capPipelined(cc *clientConn) {
 		return
 	}
 	ls.s.log.Warn("client closed: it sent more than 2 x io_buffer + header_buffer ahead of the response in flight",
-		"client", string(cc.ip[:cc.ipLen]), "buffered", cc.gc.InboundBuffered())
+		"client", cc.ip.String(), "buffered", cc.gc.InboundBuffered())
 	ls.dropClient(cc)
 }
 
@@ -257,9 +328,9 @@ func (ls *loopState) readHead(cc *clientConn) {
 	cc.inReadHead = true
 	defer func() { cc.inReadHead = false }()
 	for cc.state == csHead {
-		if cc.filled < len(cc.buf) {
+		if cc.filled < len(cc.buf()) {
 			if in, _ := cc.gc.Peek(-1); len(in) > 0 {
-				n := copy(cc.buf[cc.filled:], in)
+				n := copy(cc.buf()[cc.filled:], in)
 				cc.slabDirty = true
 				discard(cc.gc, n)
 				cc.filled += n
@@ -273,12 +344,12 @@ func (ls *loopState) readHead(cc *clientConn) {
 			cc.deadline = ls.now + int64(ls.current().tbl.readHeaderTimeout)
 		}
 		req := &ls.req
-		n, err := codec.ParseRequest(cc.buf[:cc.filled], req)
+		n, err := codec.ParseRequest(cc.buf()[:cc.filled], req)
 		if err == codec.ErrNeedMore {
-			if cc.filled < len(cc.buf) {
+			if cc.filled < len(cc.buf()) {
 				return
 			}
-			if bytes.IndexByte(cc.buf, '\n') < 0 {
+			if bytes.IndexByte(cc.buf(), '\n') < 0 {
 				ls.reject(cc, 414) // the request line alone does not fit the slab
 			} else {
 				ls.reject(cc, 431)
@@ -292,6 +363,9 @@ func (ls *loopState) readHead(cc *clientConn) {
 		cc.headLen, cc.pos = n, n
 		cc.deadline = 0
 		ls.reqOwner = cc
+		if cc.exchange == nil {
+			ls.attachExchange(cc)
+		}
 		ls.startRequest(cc, req)
 		// startRequest either sent a response and went back to csHead (loop for a pipelined request), or
 		// waits for a backend.
@@ -365,7 +439,7 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 func (ls *loopState) precheckChunked(cc *clientConn, max int64) int {
 	var d codec.ChunkedReader
 	var seen int64
-	for i, src := range [2][]byte{cc.buf[cc.pos:cc.filled], nil} {
+	for i, src := range [2][]byte{cc.buf()[cc.pos:cc.filled], nil} {
 		if i == 1 {
 			src, _ = cc.gc.Peek(-1)
 		}
@@ -460,7 +534,7 @@ func (ls *loopState) finishClient(cc *clientConn) {
 		return // the response's last Write failed and closed it
 	}
 	// Move what followed the request (the next pipelined request) to the front of the slab.
-	rest := copy(cc.buf, cc.buf[cc.pos:cc.filled])
+	rest := copy(cc.buf(), cc.buf()[cc.pos:cc.filled])
 	cc.filled, cc.pos = rest, 0
 	ls.waitHead(cc)
 	if !cc.inReadHead && (cc.filled > 0 || cc.gc.InboundBuffered() > 0) {
@@ -474,7 +548,7 @@ func (ls *loopState) finishClient(cc *clientConn) {
 func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 	req := &ls.req
 	if ls.reqOwner != cc {
-		if _, err := codec.ParseRequest(cc.buf[:cc.headLen], req); err != nil {
+		if _, err := codec.ParseRequest(cc.buf()[:cc.headLen], req); err != nil {
 			ls.failRequest(cc, 500) // cannot happen: the same bytes parsed before
 			return
 		}
@@ -486,7 +560,7 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 		ls.pathBuf = appendStripped(ls.pathBuf[:0], path, cc.route.prefix)
 		target = ls.pathBuf
 	}
-	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, cc.ip[:cc.ipLen], protoHTTP, be.srv.HostHeader, cc.upgrade)
+	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, ls.clientIP(cc), protoHTTP, be.srv.HostHeader, cc.upgrade)
 	ls.headBuf = head[:0] // keep a grown buffer
 	cc.state = csForwarding
 	be.startExchange()
@@ -511,7 +585,7 @@ func (ls *loopState) forwardBody(cc *clientConn) {
 		var src []byte
 		fromSlab := cc.pos < cc.filled
 		if fromSlab {
-			src = cc.buf[cc.pos:cc.filled]
+			src = cc.buf()[cc.pos:cc.filled]
 		} else {
 			src, _ = cc.gc.Peek(-1)
 			if len(src) == 0 {

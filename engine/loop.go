@@ -28,12 +28,15 @@ type loopState struct {
 	req      codec.Request
 	reqOwner *clientConn // whose head req holds; any other parse into req must reset it
 	resp     codec.Response
-	headBuf  []byte    // outgoing request or response head
-	pathBuf  []byte    // rewritten target (strip_prefix)
-	iov      [2][]byte // head + first body piece, one writev
-	iov3     [3][]byte // a cache hit: stored head, per-response headers, body
-	hitBuf   []byte    // a cache hit's per-response headers
-	keyBuf   []byte    // a cache key being looked up
+	headBuf  []byte        // outgoing request or response head
+	pathBuf  []byte        // rewritten target (strip_prefix)
+	ipBuf    []byte        // a client's address as text, for X-Forwarded-For
+	freeEx   []*exchange   // exchanges of connections that went idle, for the next to need one
+	idled    []*clientConn // connections whose response ended in this callback (settle)
+	iov      [2][]byte     // head + first body piece, one writev
+	iov3     [3][]byte     // a cache hit: stored head, per-response headers, body
+	hitBuf   []byte        // a cache hit's per-response headers
+	keyBuf   []byte        // a cache key being looked up
 
 	shard          *cache.Shard          // this loop's view of the micro-cache
 	waits          map[string]*cacheWait // clients waiting for a fetch, by key
@@ -55,6 +58,7 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 		rs:      newResponseSet(time.Now()),
 		headBuf: make([]byte, 0, 2*s.headerBuffer+1024),
 		pathBuf: make([]byte, 0, s.headerBuffer),
+		ipBuf:   make([]byte, 0, 64),
 		hitBuf:  make([]byte, 0, 128),
 		keyBuf:  make([]byte, 0, s.headerBuffer),
 		shard:   cache.NewShard(s.cache),
@@ -64,6 +68,7 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 	ls.lt = newLoopTable(s.tbl.Load())
 	ls.sweepRunnable = gnet.RunnableFunc(func(context.Context) error {
 		ls.sweep()
+		ls.settle()
 		return nil
 	})
 	return ls

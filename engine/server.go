@@ -182,6 +182,7 @@ func (s *Server) eachLoop(fn func(*loopState)) {
 		ls := v.(*loopState)
 		_ = ls.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			fn(ls)
+			ls.settle()
 			return nil
 		}))
 		return true
@@ -204,9 +205,11 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	switch x := c.Context().(type) {
 	case *backendConn:
 		x.ls.backendOpened(x, c)
+		x.ls.settle()
 		return nil, gnet.None
 	case *clientConn:
 		x.ls.clientResumed(x, c)
+		x.ls.settle()
 		return nil, gnet.None
 	}
 	ls := s.loopFor(c)
@@ -217,9 +220,13 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *clientConn:
-		return x.ls.clientTraffic(x)
+		a := x.ls.clientTraffic(x)
+		x.ls.settle()
+		return a
 	case *backendConn:
-		return x.ls.backendTraffic(x)
+		a := x.ls.backendTraffic(x)
+		x.ls.settle()
+		return a
 	}
 	return gnet.Close
 }
@@ -229,8 +236,10 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *clientConn:
 		x.ls.clientClosed(x, c)
+		x.ls.settle()
 	case *backendConn:
 		x.ls.backendClosed(x, err)
+		x.ls.settle()
 	}
 	return gnet.None
 }

@@ -110,15 +110,55 @@ func (r *runner) measure(round int, s scenario, name string) (sample, error) {
 // measureIdle opens s.idle idle keep-alive connections through addr and
 // records how much the process tree of target grew.
 func (r *runner) measureIdle(smp sample, s scenario, name, addr string, target *proc) (sample, error) {
-	sleepCtx(r.ctx, 300*time.Millisecond)
+	// Warm-up, the same for every proxy: a few hundred connections opened, served and closed, so that what
+	// is measured is the cost of holding connections, not of running the accept and proxy code for the
+	// first time (code pages, worker threads or goroutines, the first upstream connections).
+	if err := r.runIdleconns(s, addr, idleWarmup, nil); err != nil {
+		return smp, fmt.Errorf("warm-up: %w", err)
+	}
+	sleepCtx(r.ctx, time.Second)
 	pids := treePIDs(target.pid())
 	before := rssKiB(target.pid())
 	cpu0 := sumTicks(pids)
-	logPath := filepath.Join(r.outDir, "run", "idleconns.log")
-	ic, out, closeStdin, err := r.sup.startPiped("idleconns", r.opt.loadCPU, logPath, r.bins["idleconns"],
-		"-addr", addr, "-n", strconv.Itoa(s.idle), "-path", s.path, "-hold", "5m")
+	var ok, failed int64
+	var after, cpu1 uint64
+	err := r.runIdleconns(s, addr, s.idle, func(o, f int64) error {
+		ok, failed = o, f
+		// Measure connections that are idle, not just-served: give every proxy a few seconds to finish lazy
+		// per-connection work and settle (SwitchFlow hands an idle connection's header page back after 2 s).
+		sleepCtx(r.ctx, 3*time.Second)
+		if target.exited() {
+			return fmt.Errorf("%s exited holding idle connections (%v): %s", name, target.err, target.lastLogLine())
+		}
+		pids = treePIDs(target.pid())
+		after = rssKiB(target.pid())
+		cpu1 = sumTicks(pids)
+		return nil
+	})
 	if err != nil {
 		return smp, err
+	}
+	smp.Requests = ok
+	smp.Errors = failed
+	smp.RSSBeforeMiB = float64(before) / 1024
+	smp.RSSMiB = (float64(after) - float64(before)) / 1024
+	if ok > 0 {
+		smp.CPUusPerReq = float64(cpu1-cpu0) / r.hz * 1e6 / float64(ok)
+	}
+	return smp, nil
+}
+
+// idleWarmup is how many connections measureIdle opens and closes before it reads the starting RSS.
+const idleWarmup = 500
+
+// runIdleconns opens n keep-alive connections through addr with one GET each and, once they are all open,
+// calls hold (if any) while they are held; they are closed when it returns.
+func (r *runner) runIdleconns(s scenario, addr string, n int, hold func(ok, failed int64) error) error {
+	logPath := filepath.Join(r.outDir, "run", "idleconns.log")
+	ic, out, closeStdin, err := r.sup.startPiped("idleconns", r.opt.loadCPU, logPath, r.bins["idleconns"],
+		"-addr", addr, "-n", strconv.Itoa(n), "-path", s.path, "-hold", "5m")
+	if err != nil {
+		return err
 	}
 	defer r.sup.stop(ic)
 	defer closeStdin()
@@ -132,31 +172,21 @@ func (r *runner) measureIdle(smp sample, s scenario, name, addr string, target *
 	select {
 	case line = <-lines:
 	case <-time.After(3 * time.Minute):
-		return smp, fmt.Errorf("idleconns did not open %d connections within 3 minutes", s.idle)
+		return fmt.Errorf("idleconns did not open %d connections within 3 minutes", n)
 	case <-r.ctx.Done():
-		return smp, r.ctx.Err()
+		return r.ctx.Err()
 	}
 	var ok, failed int64
 	if _, err := fmt.Sscanf(strings.TrimSpace(line), "ready ok=%d failed=%d", &ok, &failed); err != nil {
-		return smp, fmt.Errorf("idleconns: unexpected output %q: %s", line, ic.lastLogLine())
+		return fmt.Errorf("idleconns: unexpected output %q: %s", line, ic.lastLogLine())
 	}
-	// Measure connections that are idle, not just-served: give every proxy a few seconds to finish lazy
-	// per-connection work and settle (SwitchFlow hands an idle connection's header page back after 2 s).
-	sleepCtx(r.ctx, 3*time.Second)
-	if target.exited() {
-		return smp, fmt.Errorf("%s exited holding idle connections (%v): %s", name, target.err, target.lastLogLine())
+	if hold == nil {
+		if failed > 0 {
+			return fmt.Errorf("idleconns: %d of %d connections failed: %s", failed, n, ic.lastLogLine())
+		}
+		return nil
 	}
-	pids = treePIDs(target.pid())
-	after := rssKiB(target.pid())
-	cpu1 := sumTicks(pids)
-	smp.Requests = ok
-	smp.Errors = failed
-	smp.RSSBeforeMiB = float64(before) / 1024
-	smp.RSSMiB = (float64(after) - float64(before)) / 1024
-	if ok > 0 {
-		smp.CPUusPerReq = float64(cpu1-cpu0) / r.hz * 1e6 / float64(ok)
-	}
-	return smp, nil
+	return hold(ok, failed)
 }
 
 func sumTicks(pids []int) uint64 {

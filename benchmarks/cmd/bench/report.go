@@ -110,7 +110,7 @@ func (r *runner) meta(scens []scenario) meta {
 		Proxies:     r.opt.proxies,
 		MedianOver:  "rounds; each metric's median is taken on its own",
 		CPUMethod:   "utime+stime of the proxy's process tree (/proc/PID/stat), delta over the measured run, divided by requests completed",
-		RSSMethod:   "peak of summed VmRSS of the proxy's process tree, sampled every 200ms during the measured run; idle10k: growth while holding the idle connections; slowread: peak (sampled every 100ms) minus the RSS just before the slow clients connect",
+		RSSMethod:   "peak of summed VmRSS of the proxy's process tree, sampled every 200ms during the measured run; idle10k: growth while holding the idle connections, from the RSS after a warm-up of 500 connections opened and closed (rss_before_mib); slowread: peak (sampled every 100ms) minus the RSS just before the slow clients connect",
 		ErrorMethod: "wrk socket errors (connect, read, write, timeout) plus non-2xx/3xx responses; idle10k: connections that failed to open; slowread: slow clients that failed (connect, status, framing, a byte differing from the origin's, a read error before the end of the run)",
 	}
 	for _, s := range scens {
@@ -248,7 +248,8 @@ func (res *results) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nMedians of %d round(s), %s each; proxy on CPU %s, wrk and origin on CPU %s. ×nginx: ratio to nginx in the same scenario.\n",
 		res.Meta.Rounds, res.Meta.Duration, res.Meta.ProxyCPU, res.Meta.LoadCPU)
-	b.WriteString("idle10k: RSS is the growth (MiB) while holding the idle connections; CPU is per connection opened.\n")
+	b.WriteString("idle10k: RSS is the growth (MiB) while holding the idle connections, after a warm-up of " +
+		strconv.Itoa(idleWarmup) + " connections opened and closed (in brackets: the whole RSS then); CPU is per connection opened.\n")
 	b.WriteString("slowread: RSS is the peak growth (MiB) while slow clients download large responses; details in the slow-reader table below.\n\n")
 	b.WriteString("CPU %: the proxy's CPU use during the run; well under 100 means wrk and the origin, not the proxy, set req/s.\n\n")
 	b.WriteString("| scenario | proxy | req/s | ×nginx | p50 ms | p99 ms | CPU µs/req | ×nginx | CPU % | RSS MiB | ×nginx | errors |\n")
@@ -274,9 +275,9 @@ func (res *results) markdown() string {
 			return fmt.Sprintf("%.2f", f(c.VsNginx))
 		}
 		if strings.HasPrefix(c.Scenario, "idle") {
-			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | %.1f | %s | – | +%.1f | %s | %d |\n",
+			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | %.1f | %s | – | +%.1f (%.1f) | %s | %d |\n",
 				c.Scenario, c.Proxy, m.CPUusPerReq, rr(func(r *ratios) float64 { return r.CPU }),
-				m.RSSMiB, rr(func(r *ratios) float64 { return r.RSS }), m.Errors)
+				m.RSSMiB, m.RSSBeforeMiB+m.RSSMiB, rr(func(r *ratios) float64 { return r.RSS }), m.Errors)
 			continue
 		}
 		failed := ""
