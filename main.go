@@ -76,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	spareProc(srv.Loops(), log)
+
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	served := make(chan error, 1)
@@ -165,4 +167,20 @@ func gnetVersion() string {
 		}
 	}
 	return "unknown"
+}
+
+// spareProc gives the Go scheduler one processor (P) more than there are event loops, unless GOMAXPROCS is
+// set in the environment. An event loop waits for its sockets in epoll_wait, a system call that holds its
+// P; with no P idle, the runtime's monitor (sysmon) takes that P away and wakes another thread to spin on
+// it each time a loop waits, and the loop must win a P back when epoll_wait returns. With one loop on one
+// core, the spare P cut CPU per request by about 5 % and lowered p99 in 8 of 9 paired runs against
+// GOMAXPROCS=1 (README, "Performance").
+func spareProc(loops int, log *slog.Logger) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if want := loops + 1; runtime.GOMAXPROCS(0) < want {
+		runtime.GOMAXPROCS(want)
+		log.Debug("GOMAXPROCS raised to loops + 1", "gomaxprocs", want)
+	}
 }

@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -192,4 +194,32 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestSpareProc: SwitchFlow runs with one scheduler processor more than it has event loops, unless the
+// environment sets GOMAXPROCS, which always wins.
+func TestSpareProc(t *testing.T) {
+	old := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(old)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	t.Setenv("GOMAXPROCS", "")
+	os.Unsetenv("GOMAXPROCS")
+	runtime.GOMAXPROCS(1)
+	spareProc(3, log)
+	if got := runtime.GOMAXPROCS(0); got != 4 {
+		t.Fatalf("3 loops, GOMAXPROCS unset: runtime.GOMAXPROCS = %d, want 4", got)
+	}
+	runtime.GOMAXPROCS(8)
+	spareProc(3, log)
+	if got := runtime.GOMAXPROCS(0); got != 8 {
+		t.Fatalf("3 loops on 8 processors: runtime.GOMAXPROCS = %d, want 8 left alone", got)
+	}
+
+	t.Setenv("GOMAXPROCS", "1")
+	runtime.GOMAXPROCS(1)
+	spareProc(3, log)
+	if got := runtime.GOMAXPROCS(0); got != 1 {
+		t.Fatalf("GOMAXPROCS=1 in the environment: runtime.GOMAXPROCS = %d, want 1", got)
+	}
 }

@@ -82,6 +82,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
+// Loops reports the number of event loops the server runs.
+func (s *Server) Loops() int { return s.nloops }
+
 // Serve runs the event loops until Shutdown or Stop; it blocks.
 func (s *Server) Serve() error {
 	defer close(s.stopped)

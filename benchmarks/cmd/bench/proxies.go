@@ -59,7 +59,8 @@ func (r *runner) startProxy(name, listen string, cache bool) (p *proc, cleanup f
 		if err := os.WriteFile(cfg, []byte(switchflowConfig(listen, r.originAddr, cache, r.opt.loops)), 0o644); err != nil {
 			return nil, cleanup, err
 		}
-		p, err = r.sup.start(name, r.opt.proxyCPU, logPath, goEnv, false, r.bins["switchflow"], "-config", cfg)
+		// No GOMAXPROCS: SwitchFlow sets its own (loops + 1, see main.go's spareProc), as it does for users.
+		p, err = r.sup.start(name, r.opt.proxyCPU, logPath, nil, false, r.bins["switchflow"], "-config", cfg)
 	case "nginx":
 		if cache {
 			base, err := cacheBaseDir(dir)
