@@ -172,9 +172,9 @@ func gnetVersion() string {
 // spareProc gives the Go scheduler one processor (P) more than there are event loops, unless GOMAXPROCS is
 // set in the environment. An event loop waits for its sockets in epoll_wait, a system call that holds its
 // P; with no P idle, the runtime's monitor (sysmon) takes that P away and wakes another thread to spin on
-// it each time a loop waits, and the loop must win a P back when epoll_wait returns. With one loop on one
-// core, the spare P cut CPU per request by about 5 % and lowered p99 in 8 of 9 paired runs against
-// GOMAXPROCS=1 (README, "Performance").
+// it each time a loop waits, and the loop must win a P back when epoll_wait returns. One loop on one core,
+// paired runs against GOMAXPROCS=1: CPU per request about -5 % on 13-byte responses, -11 % on 1 MiB,
+// -22 % on 64 KiB uploads, with higher req/s and lower p99 (README, "Benchmarks").
 func spareProc(loops int, log *slog.Logger) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return
