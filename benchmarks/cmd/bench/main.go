@@ -46,7 +46,15 @@ func main() {
 	flag.IntVar(&o.loops, "loops", 1, "SwitchFlow's server.loops, for the loops sweep (0: one per CPU it may use); the peers keep one worker")
 	flag.StringVar(&o.loadCPU, "load-cpu", "1", "CPU list (taskset -c) for wrk, the origin and idleconns")
 	flag.StringVar(&o.switchflow, "switchflow", "", "SwitchFlow binary; empty: build it from the repo root into -out")
+	report := flag.String("report", "", "print the table for an earlier run's results.json (the same rounds, today's ratios) and exit")
 	flag.Parse()
+	if *report != "" {
+		if err := reprint(*report); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o.scenarios = splitList(*scen)
 	o.proxies = splitList(*prox)
 	pinSelf(o.loadCPU)

@@ -53,11 +53,17 @@ type sample struct {
 
 // ratios compare a proxy's medians with nginx's in the same scenario:
 // above 1 means more requests/s, or more CPU, memory, latency.
+// ratios against nginx are paired: each round's sample over nginx's sample of the same round (taken
+// seconds apart), and the median of those, so that the machine's drift between rounds cancels. Without
+// a round in common, the ratio of the medians.
 type ratios struct {
 	RPS float64 `json:"rps"`
 	CPU float64 `json:"cpu_us_per_req"`
 	RSS float64 `json:"rss"`
 	P99 float64 `json:"p99"`
+	// CPULow and CPUHigh are the smallest and largest per-round CPU ratios.
+	CPULow  float64 `json:"cpu_us_per_req_low,omitempty"`
+	CPUHigh float64 `json:"cpu_us_per_req_high,omitempty"`
 }
 
 type cell struct {
@@ -195,18 +201,46 @@ func (res *results) summarize() {
 		if c.Median == nil || ng == nil || ng.Median == nil {
 			continue
 		}
-		c.VsNginx = &ratios{
-			RPS: ratio(c.Median.RPS, ng.Median.RPS),
-			CPU: ratio(c.Median.CPUusPerReq, ng.Median.CPUusPerReq),
-			RSS: ratio(c.Median.RSSMiB, ng.Median.RSSMiB),
-			P99: ratio(c.Median.P99ms, ng.Median.P99ms),
-		}
+		cpu, lo, hi := pairedRatio(c, ng, func(s sample) float64 { return s.CPUusPerReq })
+		rps, _, _ := pairedRatio(c, ng, func(s sample) float64 { return s.RPS })
+		rss, _, _ := pairedRatio(c, ng, func(s sample) float64 { return s.RSSMiB })
+		p99, _, _ := pairedRatio(c, ng, func(s sample) float64 { return s.P99ms })
+		c.VsNginx = &ratios{RPS: rps, CPU: cpu, RSS: rss, P99: p99, CPULow: lo, CPUHigh: hi}
 		if c.Proxy == "direct" {
 			// The origin lives through the whole run, so its RSS holds
 			// every earlier scenario's buffers: no fair comparison.
 			c.VsNginx.RSS = 0
 		}
 	}
+}
+
+// pairedRatio is the median over the rounds both cells measured of f(c's sample) / f(nginx's sample),
+// with the smallest and largest of those; the ratio of the medians when they share no round.
+func pairedRatio(c, ng *cell, f func(sample) float64) (med, lo, hi float64) {
+	byRound := map[int]sample{}
+	for _, s := range ng.Samples {
+		if s.Failed == "" {
+			byRound[s.Round] = s
+		}
+	}
+	var rs []float64
+	for _, s := range c.Samples {
+		if n, ok := byRound[s.Round]; ok && s.Failed == "" {
+			if r := ratio(f(s), f(n)); r != 0 {
+				rs = append(rs, r)
+			}
+		}
+	}
+	if len(rs) == 0 {
+		return ratio(f(*c.Median), f(*ng.Median)), 0, 0
+	}
+	slices.Sort(rs)
+	n := len(rs)
+	med = rs[n/2]
+	if n%2 == 0 {
+		med = (rs[n/2-1] + rs[n/2]) / 2
+	}
+	return med, rs[0], rs[n-1]
 }
 
 func median(ss []sample, f func(sample) float64) float64 {
@@ -246,7 +280,7 @@ func ratio(a, b float64) float64 {
 
 func (res *results) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nMedians of %d round(s), %s each; proxy on CPU %s, wrk and origin on CPU %s. ×nginx: ratio to nginx in the same scenario.\n",
+	fmt.Fprintf(&b, "\nMedians of %d round(s), %s each; proxy on CPU %s, wrk and origin on CPU %s. ×nginx: the median over rounds of the ratio to nginx in the same round (for CPU, the lowest and highest round in brackets).\n",
 		res.Meta.Rounds, res.Meta.Duration, res.Meta.ProxyCPU, res.Meta.LoadCPU)
 	b.WriteString("idle10k: RSS is the growth (MiB) while holding the idle connections, after a warm-up of " +
 		strconv.Itoa(idleWarmup) + " connections opened and closed (in brackets: the whole RSS then); CPU is per connection opened.\n")
@@ -274,9 +308,13 @@ func (res *results) markdown() string {
 			}
 			return fmt.Sprintf("%.2f", f(c.VsNginx))
 		}
+		cpuR := rr(func(r *ratios) float64 { return r.CPU })
+		if v := c.VsNginx; v != nil && v.CPU != 0 && v.CPUHigh > v.CPULow {
+			cpuR = fmt.Sprintf("%.2f (%.2f–%.2f)", v.CPU, v.CPULow, v.CPUHigh)
+		}
 		if strings.HasPrefix(c.Scenario, "idle") {
 			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | %.1f | %s | – | +%.1f (%.1f) | %s | %d |\n",
-				c.Scenario, c.Proxy, m.CPUusPerReq, rr(func(r *ratios) float64 { return r.CPU }),
+				c.Scenario, c.Proxy, m.CPUusPerReq, cpuR,
 				m.RSSMiB, m.RSSBeforeMiB+m.RSSMiB, rr(func(r *ratios) float64 { return r.RSS }), m.Errors)
 			continue
 		}
@@ -291,7 +329,7 @@ func (res *results) markdown() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.2f | %.2f | %.1f | %s | %.0f | %.1f | %s | %d%s |\n",
 			c.Scenario, c.Proxy, m.RPS, rr(func(r *ratios) float64 { return r.RPS }),
-			m.P50ms, m.P99ms, m.CPUusPerReq, rr(func(r *ratios) float64 { return r.CPU }),
+			m.P50ms, m.P99ms, m.CPUusPerReq, cpuR,
 			m.CPUPercent, m.RSSMiB, rr(func(r *ratios) float64 { return r.RSS }), m.Errors, failed)
 	}
 	b.WriteString("\n")
@@ -461,6 +499,25 @@ func mdEscape(s string) string {
 		s = s[:120] + "…"
 	}
 	return s
+}
+
+// reprint prints the table for a results.json written earlier, summarized again.
+func reprint(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	res.cells = map[string]*cell{}
+	for _, c := range res.Cells {
+		res.cells[c.Scenario+"/"+c.Proxy] = c
+	}
+	res.summarize()
+	fmt.Print(res.markdown())
+	return nil
 }
 
 func (res *results) writeJSON(path string) error {
