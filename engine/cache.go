@@ -261,9 +261,6 @@ func (ls *loopState) cacheMissGo(cc *clientConn) {
 // cacheForget undoes whatever cc's request holds in the cache's bookkeeping: a fetch it leads ends
 // with nothing kept, a wait it is in is left. Called whenever a client's request ends early.
 func (ls *loopState) cacheForget(cc *clientConn) {
-	if cc.exchange == nil {
-		return // idle: no request
-	}
 	if cc.cacheLeader {
 		ls.endFlight(cc, nil)
 	}

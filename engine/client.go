@@ -191,13 +191,7 @@ func (ls *loopState) clientGone(cc *clientConn) {
 	cc.state = csClosed
 	// A closed client keeps its exchange (the garbage collector takes both): a callback still on the
 	// stack may read it after a failed write closed the connection.
-	if cc.exchange != nil {
-		if be := cc.be; be != nil {
-			cc.be = nil
-			ls.abandonBackend(be)
-		}
-		ls.cacheForget(cc)
-	}
+	ls.dropRequest(cc)
 	listRemove(&ls.clients, cc)
 	ls.clientsOpen.Add(-1)
 	if ls.reqOwner == cc {
@@ -205,6 +199,20 @@ func (ls *loopState) clientGone(cc *clientConn) {
 	}
 	ls.s.slabs.Put(cc.slab)
 	cc.slab = nil
+}
+
+// dropRequest lets go of what cc's request holds, if it has one: its backend connection, its place in the
+// cache's bookkeeping, a cache entry being written. Loop only.
+func (ls *loopState) dropRequest(cc *clientConn) {
+	if cc.exchange == nil {
+		return
+	}
+	cc.hit = nil
+	if be := cc.be; be != nil {
+		cc.be = nil
+		ls.abandonBackend(be)
+	}
+	ls.cacheForget(cc)
 }
 
 // closeClient closes cc once what is queued for it has been written. Loop only.
@@ -216,14 +224,7 @@ func (ls *loopState) closeClient(cc *clientConn) {
 		ls.closeParked(cc, 0)
 		return
 	}
-	if cc.exchange != nil {
-		cc.hit = nil
-		if be := cc.be; be != nil {
-			cc.be = nil
-			ls.abandonBackend(be)
-		}
-		ls.cacheForget(cc)
-	}
+	ls.dropRequest(cc)
 	cc.state = csClosing
 	cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
 	if cc.gc.OutboundBuffered() == 0 {
@@ -315,10 +316,7 @@ func (ls *loopState) capPipelined(cc *clientConn) {
 // dropClient closes cc and its backend at once, dropping what is queued for cc: for a client that is
 // flooding, whose queued bytes could not be delivered in order anyway (closeClient lets them drain).
 func (ls *loopState) dropClient(cc *clientConn) {
-	if be := cc.be; be != nil {
-		cc.be = nil
-		ls.abandonBackend(be)
-	}
+	ls.dropRequest(cc)
 	cc.state = csClosing
 	_ = cc.gc.Close()
 }
