@@ -130,20 +130,9 @@ func floodUpgradeOrigin(t *testing.T, mode string, msg []byte) string {
 			time.Sleep(time.Second)
 			return
 		}
-		h := sha256.New()
-		buf := make([]byte, 64<<10)
-		for got := 0; got < len(msg); {
-			n, err := br.Read(buf)
-			h.Write(buf[:n])
-			got += n
-			if err != nil {
-				return
-			}
-			if got%(1<<20) < n {
-				time.Sleep(60 * time.Millisecond)
-			}
+		if got, sum, _ := readSlowly(br, len(msg)); got == len(msg) {
+			_, _ = c.Write(sum)
 		}
-		_, _ = c.Write(h.Sum(nil))
 	})
 }
 

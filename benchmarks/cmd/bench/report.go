@@ -214,6 +214,25 @@ func (res *results) summarize() {
 	}
 }
 
+// unmeasuredRow writes the table row of a cell that has no median (skipped, or every run failed, with
+// the last failure) across cols columns, and reports whether it did.
+func unmeasuredRow(b *strings.Builder, c *cell, cols int) bool {
+	var what string
+	switch {
+	case c.Skipped != "":
+		what = "skipped: " + c.Skipped
+	case c.Median == nil:
+		what = "failed: no successful run"
+		if len(c.Samples) > 0 {
+			what = "failed: " + c.Samples[len(c.Samples)-1].Failed
+		}
+	default:
+		return false
+	}
+	fmt.Fprintf(b, "| %s | %s | %s %s\n", c.Scenario, c.Proxy, mdEscape(what), strings.Repeat("|", cols-2))
+	return true
+}
+
 // pairedRatio is the median over the rounds both cells measured of f(c's sample) / f(nginx's sample),
 // with the smallest and largest of those; the ratio of the medians when they share no round.
 func pairedRatio(c, ng *cell, f func(sample) float64) (med, lo, hi float64) {
@@ -234,13 +253,7 @@ func pairedRatio(c, ng *cell, f func(sample) float64) (med, lo, hi float64) {
 	if len(rs) == 0 {
 		return ratio(f(*c.Median), f(*ng.Median)), 0, 0
 	}
-	slices.Sort(rs)
-	n := len(rs)
-	med = rs[n/2]
-	if n%2 == 0 {
-		med = (rs[n/2-1] + rs[n/2]) / 2
-	}
-	return med, rs[0], rs[n-1]
+	return medianOf(rs), slices.Min(rs), slices.Max(rs)
 }
 
 func median(ss []sample, f func(sample) float64) float64 {
@@ -248,6 +261,11 @@ func median(ss []sample, f func(sample) float64) float64 {
 	for i, s := range ss {
 		v[i] = f(s)
 	}
+	return medianOf(v)
+}
+
+// medianOf returns the median of v, which it sorts.
+func medianOf(v []float64) float64 {
 	slices.Sort(v)
 	n := len(v)
 	if n%2 == 1 {
@@ -289,16 +307,7 @@ func (res *results) markdown() string {
 	b.WriteString("| scenario | proxy | req/s | ×nginx | p50 ms | p99 ms | CPU µs/req | ×nginx | CPU % | RSS MiB | ×nginx | errors |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range res.Cells {
-		if c.Skipped != "" {
-			fmt.Fprintf(&b, "| %s | %s | skipped: %s ||||||||||\n", c.Scenario, c.Proxy, mdEscape(c.Skipped))
-			continue
-		}
-		if c.Median == nil {
-			why := "no successful run"
-			if len(c.Samples) > 0 {
-				why = c.Samples[len(c.Samples)-1].Failed
-			}
-			fmt.Fprintf(&b, "| %s | %s | failed: %s ||||||||||\n", c.Scenario, c.Proxy, mdEscape(why))
+		if unmeasuredRow(&b, c, 12) {
 			continue
 		}
 		m := c.Median
@@ -375,12 +384,7 @@ func (res *results) slowMarkdown(b *strings.Builder) {
 			if c.Scenario != s {
 				continue
 			}
-			if c.Skipped != "" {
-				fmt.Fprintf(b, "| %s | %s | skipped: %s ||||||||\n", c.Scenario, c.Proxy, mdEscape(c.Skipped))
-				continue
-			}
-			if c.Median == nil {
-				fmt.Fprintf(b, "| %s | %s | failed ||||||||\n", c.Scenario, c.Proxy)
+			if unmeasuredRow(b, c, 10) {
 				continue
 			}
 			m := c.Median
@@ -433,12 +437,7 @@ func (res *results) cacheMarkdown(b *strings.Builder) {
 			if c.Scenario != s {
 				continue
 			}
-			if c.Skipped != "" {
-				fmt.Fprintf(b, "| %s | %s | skipped: %s ||||||\n", c.Scenario, c.Proxy, mdEscape(c.Skipped))
-				continue
-			}
-			if c.Median == nil {
-				fmt.Fprintf(b, "| %s | %s | failed ||||||\n", c.Scenario, c.Proxy)
+			if unmeasuredRow(b, c, 8) {
 				continue
 			}
 			m := c.Median

@@ -39,3 +39,28 @@ func TestPairedRatios(t *testing.T) {
 		t.Fatalf("the table does not show the CPU ratio with its range:\n%s", md)
 	}
 }
+
+// TestUnmeasuredRow: a skipped or failed cell still fills every column of its table, and says why.
+func TestUnmeasuredRow(t *testing.T) {
+	for _, c := range []*cell{
+		{Scenario: "cachehit", Proxy: "haproxy", Skipped: "no cache | here"},
+		{Scenario: "hello", Proxy: "nginx", Samples: []sample{{Round: 1, Failed: "exited"}}},
+	} {
+		var b strings.Builder
+		if !unmeasuredRow(&b, c, 12) {
+			t.Fatalf("%s/%s: no row written", c.Scenario, c.Proxy)
+		}
+		row := b.String()
+		// 12 columns: 13 unescaped pipes.
+		if n := strings.Count(row, "|") - strings.Count(row, `\|`); n != 13 {
+			t.Fatalf("row %q has %d column separators, want 13", row, n)
+		}
+		if !strings.Contains(row, "skipped: no cache") && !strings.Contains(row, "failed: exited") {
+			t.Fatalf("row %q does not say why", row)
+		}
+	}
+	var b strings.Builder
+	if unmeasuredRow(&b, &cell{Median: &sample{}}, 12) || b.Len() != 0 {
+		t.Fatal("a measured cell got an unmeasured row")
+	}
+}
