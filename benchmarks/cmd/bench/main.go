@@ -135,8 +135,8 @@ func run(ctx context.Context, o options) (err error) {
 		scens = append(scens, s)
 	}
 	for _, p := range o.proxies {
-		if !contains(allProxies, p) {
-			return fmt.Errorf("unknown proxy %q (have %s)", p, strings.Join(allProxies, ","))
+		if !contains(allProxies, p) && !contains(floorProxies, p) {
+			return fmt.Errorf("unknown proxy %q (have %s)", p, strings.Join(append(allProxies, floorProxies...), ","))
 		}
 	}
 	if len(scens) == 0 || len(o.proxies) == 0 {
@@ -415,9 +415,10 @@ func (r *runner) build() error {
 		"idleconns": "./benchmarks/cmd/idleconns",
 		"fastproxy": "./benchmarks/peers/fastproxy",
 		"stdproxy":  "./benchmarks/peers/stdproxy",
+		"gnetfwd":   "./benchmarks/peers/gnetfwd",
 	}
-	for _, name := range []string{"origin", "idleconns", "fastproxy", "stdproxy"} {
-		if (name == "fastproxy" || name == "stdproxy") && !contains(r.opt.proxies, name) {
+	for _, name := range []string{"origin", "idleconns", "fastproxy", "stdproxy", "gnetfwd"} {
+		if name != "origin" && name != "idleconns" && !contains(r.opt.proxies, name) {
 			continue
 		}
 		dst := filepath.Join(bin, name)

@@ -17,6 +17,11 @@ import (
 // rounds rotate it so no proxy always runs first or last.
 var allProxies = []string{"switchflow", "nginx", "haproxy", "fastproxy", "stdproxy", "direct"}
 
+// floorProxies run only when named in -proxies: gnetfwd, a bare gnet byte
+// forwarder with no HTTP, measures what SwitchFlow costs above gnet, the Go
+// runtime and the kernel.
+var floorProxies = []string{"gnetfwd"}
+
 // maxConns is the connection limit every proxy is configured with.
 const maxConns = 20000
 
@@ -88,6 +93,15 @@ func (r *runner) startProxy(name, listen string, cache bool) (p *proc, cleanup f
 		p, err = r.sup.start(name, r.opt.proxyCPU, logPath, nil, false, r.bins["haproxy"], "-db", "-f", conf)
 	case "fastproxy", "stdproxy":
 		p, err = r.sup.start(name, r.opt.proxyCPU, logPath, goEnv, false, r.bins[name], "-listen", listen, "-upstream", r.originAddr)
+	case "gnetfwd":
+		// The same runtime SwitchFlow gives itself: GOMAXPROCS = loops + 1
+		// (with loops = 0, one loop per CPU, the runtime's default).
+		var env []string
+		if r.opt.loops > 0 {
+			env = []string{"GOMAXPROCS=" + strconv.Itoa(r.opt.loops+1)}
+		}
+		p, err = r.sup.start(name, r.opt.proxyCPU, logPath, env, false, r.bins[name],
+			"-listen", listen, "-upstream", r.originAddr, "-loops", strconv.Itoa(r.opt.loops))
 	default:
 		return nil, cleanup, fmt.Errorf("unknown proxy %q", name)
 	}

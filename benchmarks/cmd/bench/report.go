@@ -536,6 +536,7 @@ var proxyColors = map[string]color.RGBA{
 	"fastproxy":  {0xff, 0x7f, 0x0e, 0xff}, // orange
 	"stdproxy":   {0x94, 0x67, 0xbd, 0xff}, // purple
 	"direct":     {0x7f, 0x7f, 0x7f, 0xff}, // grey
+	"gnetfwd":    {0x8c, 0x56, 0x4b, 0xff}, // brown
 }
 
 // writeChart draws two panels, requests/s above and CPU µs/request below,
