@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -402,7 +403,13 @@ func TestErrors(t *testing.T) {
 		{"host star alone", minimal + "host = \"*\"\n", "route[0].host", 0, "leave host out"},
 		{"host inner wildcard", minimal + "host = \"api.*.com\"\n", "route[0].host", 0, "wildcard"},
 		{"host partial wildcard", minimal + "host = \"*api.example.com\"\n", "route[0].host", 0, "wildcard"},
-		{"host with port", minimal + "host = \"api.example.com:8080\"\n", "route[0].host", 0, "must not include a port"},
+		{"host bad port", minimal + "host = \"api.example.com:http\"\n", "route[0].host", 0, "port"},
+		{"host empty port", minimal + "host = \"api.example.com:\"\n", "route[0].host", 0, "port"},
+		{"host port out of range", minimal + "host = \"api.example.com:70000\"\n", "route[0].host", 0, "port"},
+		{"host bad ipv6 port", minimal + "host = \"[::1]:x\"\n", "route[0].host", 0, "port"},
+		{"host junk after ipv6", minimal + "host = \"[::1]80\"\n", "route[0].host", 0, "IPv6"},
+		{"host bare ipv6", minimal + "host = \"::1\"\n", "route[0].host", 0, "brackets"},
+		{"duplicate routes host port", minimal + "host = \"a.example\"\n[[route]]\nupstream = \"app\"\nhost = \"A.example:8080\"\n", "route[1]", 0, "duplicates route[0]"},
 		{"host bad chars", minimal + "host = \"api example.com\"\n", "route[0].host", 0, "not a valid host name"},
 		{"host empty label", minimal + "host = \"api..example.com\"\n", "route[0].host", 0, "not a valid host name"},
 		{"host bad ipv6", minimal + "host = \"[zz::1]\"\n", "route[0].host", 0, "IPv6"},
@@ -550,6 +557,25 @@ max_size = 1048576
 	c = mustLoad(t, minimal+"cache_ttl = \"5s\"\nstrip_prefix = true\nhost = \"*.Example.com\"\npath_prefix = \"/api/\"\n")
 	if r := c.Routes[0]; r.CacheTTL != 5*time.Second || !r.StripPrefix || r.Host != "*.example.com" || r.PathPrefix != "/api/" {
 		t.Errorf("route = %+v", r)
+	}
+}
+
+// SPEC section 2: a route's host may carry a port, which is ignored; validation drops it.
+func TestRouteHostPortIgnored(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"a.com:80", "a.com"},
+		{"API.Example.com:8080", "api.example.com"},
+		{"*.example.com:443", "*.example.com"},
+		{"10.0.0.1:8080", "10.0.0.1"},
+		{"[::1]:80", "[::1]"},
+		{"[::1]", "[::1]"},
+		{"[2001:DB8::1]:0", "[2001:db8::1]"},
+		{"www.example.com.:80", "www.example.com"},
+	} {
+		c := mustLoad(t, minimal+fmt.Sprintf("host = %q\n", tc.in))
+		if got := c.Routes[0].Host; got != tc.want {
+			t.Errorf("host %q validated as %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
 

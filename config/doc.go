@@ -12,7 +12,7 @@
 //   - validate: ranges, enums, addresses, references between sections and
 //     duplicates are checked on the typed Config ([Config.Validate]), which
 //     also fills the derived fields (Route.UpstreamIndex,
-//     UpstreamServer.TCPAddr, lower-cased route hosts).
+//     UpstreamServer.TCPAddr, route hosts lower-cased and without a port).
 //
 // Every problem is collected and returned at once as *Errors, in the manner
 // of `nginx -t`, never just the first one.

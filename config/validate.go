@@ -344,15 +344,41 @@ func resolveBackend(addr string, r resolver) (*net.TCPAddr, string) {
 
 // normalizeHost checks a route host pattern and lower-cases it. Accepted:
 // a host name, "*." followed by a host name, an IPv4 address, or a
-// bracketed IPv6 address. A port is refused: the request's port is ignored
-// when routing, so one in the pattern could never mean anything.
+// bracketed IPv6 address, each optionally followed by ":port". The port is
+// checked and dropped: the request's port is ignored when routing, so the
+// pattern's is too.
 func normalizeHost(h string) (string, string) {
 	lower := strings.ToLower(h)
-	if strings.HasPrefix(lower, "[") && strings.HasSuffix(lower, "]") {
+	if strings.HasPrefix(lower, "[") {
+		end := strings.IndexByte(lower, ']')
+		if end < 0 {
+			return "", fmt.Sprintf("%q is not a valid bracketed IPv6 address", h)
+		}
+		if rest := lower[end+1:]; rest != "" {
+			port, ok := strings.CutPrefix(rest, ":")
+			if !ok {
+				return "", fmt.Sprintf("%q is not a valid bracketed IPv6 address", h)
+			}
+			if msg := checkHostPort(h, port); msg != "" {
+				return "", msg
+			}
+			lower = lower[:end+1]
+		}
 		if ip, err := netip.ParseAddr(lower[1 : len(lower)-1]); err == nil && ip.Is6() {
 			return lower, ""
 		}
 		return "", fmt.Sprintf("%q is not a valid bracketed IPv6 address", h)
+	}
+	switch strings.Count(lower, ":") {
+	case 0:
+	case 1:
+		i := strings.IndexByte(lower, ':')
+		if msg := checkHostPort(h, lower[i+1:]); msg != "" {
+			return "", msg
+		}
+		lower = lower[:i]
+	default:
+		return "", fmt.Sprintf("%q: an IPv6 address must be in brackets, as in \"[::1]\"", h)
 	}
 	if lower == "*" {
 		return "", `"*" is not a host pattern; leave host out to match any host`
@@ -361,13 +387,20 @@ func normalizeHost(h string) (string, string) {
 	if strings.Contains(name, "*") {
 		return "", fmt.Sprintf("%q: a wildcard is allowed only as a whole leading label, as in \"*.example.com\"", h)
 	}
-	if _, _, err := net.SplitHostPort(name); err == nil || strings.Count(name, ":") == 1 {
-		return "", fmt.Sprintf("%q: host must not include a port (the request's port is ignored when routing)", h)
-	}
 	if !validHostname(strings.TrimSuffix(name, ".")) {
 		return "", fmt.Sprintf("%q is not a valid host name or \"*.\" pattern", h)
 	}
 	return strings.TrimSuffix(lower, "."), ""
+}
+
+// checkHostPort checks the port of a route host pattern, which routing
+// ignores: a decimal number between 0 and 65535.
+func checkHostPort(h, port string) string {
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 || port[0] == '+' || port[0] == '-' {
+		return fmt.Sprintf("%q: port %q is not a number between 0 and 65535", h, port)
+	}
+	return ""
 }
 
 // validHostname reports whether s is a DNS name: dot-separated labels of
