@@ -8,6 +8,7 @@ import "testing"
 func TestZeroAllocs(t *testing.T) {
 	req := []byte(crlf("POST /api/v1/items?id=7 HTTP/1.1|Host: api.example.com|User-Agent: bench/1.0|Accept: */*|Connection: keep-alive, X-Hop|X-Hop: 1|X-Forwarded-For: 198.51.100.7|Content-Length: 5, 5||hello"))
 	badReq := []byte(crlf("GET / HTTP/1.1|Host: a|X: a| folded||"))
+	leading := []byte(crlf("||GET / HTTP/1.1|Host: a||"))
 	resp := []byte(crlf("HTTP/1.1 200 OK|Content-Type: text/plain|Transfer-Encoding: chunked|Connection: keep-alive||"))
 	badResp := []byte(crlf("HTTP/1.1 200 OK|Content-Length: 1|Transfer-Encoding: chunked||"))
 	body := []byte("5;e=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n")
@@ -25,6 +26,7 @@ func TestZeroAllocs(t *testing.T) {
 		{"ParseRequest", func() { _, _ = ParseRequest(req, &r) }},
 		{"ParseRequest error", func() { _, _ = ParseRequest(badReq, &r) }},
 		{"ParseRequest need more", func() { _, _ = ParseRequest(req[:20], &r) }},
+		{"ParseRequest after empty lines", func() { _, _ = ParseRequest(leading, &r) }},
 		{"ParseResponse", func() { _, _ = ParseResponse(resp, &resp1) }},
 		{"ParseResponse error", func() { _, _ = ParseResponse(badResp, &resp1) }},
 		{"ChunkedReader.Skip", func() { d.Reset(); _, _, _ = d.Skip(body) }},

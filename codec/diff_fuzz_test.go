@@ -200,6 +200,22 @@ var knownDiffs = []diffClass{
 	}},
 }
 
+// The one class that judges by classifying the rest of the input, so it is added at init (a predicate in
+// knownDiffs' own initializer that calls classifyDiff would be an initialization cycle).
+func init() {
+	knownDiffs = append(knownDiffs, diffClass{"empty lines before the request line", "codec", func(buf []byte, _, _ error) bool {
+		// RFC 9112 2.2: a server SHOULD ignore at least one empty line before the request line; codec
+		// skips CRLFs and bare LFs there (as nginx and HAProxy do), http.ReadRequest refuses them.
+		// The rest must then be a request the two agree on, or one of the explained classes.
+		k := EmptyLinesLen(buf)
+		if k == 0 {
+			return false
+		}
+		o := classifyDiff(buf[k:])
+		return (o.kind == "both-accept" && o.detail == "") || (o.kind == "codec-only" && o.class != "")
+	}})
+}
+
 type diffOutcome struct {
 	kind   string // both-accept, both-reject, codec-only, nethttp-only
 	class  string // for one-sided outcomes: the knownDiffs name, or "" when unexplained
@@ -323,6 +339,8 @@ var diffSeeds = []string{
 	"GET / http/1.1\r\nHost: x\r\n\r\n",
 	"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
 	"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+	"\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+	"\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
 	"GET / HTTP/1.1\r\nX-A: b\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: x/y\r\n\r\n",

@@ -24,8 +24,10 @@
 //
 // Framing is strict (SPEC 3.2) because a proxy that is more lenient than the server behind it is how
 // request smuggling works: CRLF line endings only, no obs-fold, no whitespace before a colon, no
-// control bytes, no leading empty lines, digits-only Content-Length, a Transfer-Encoding whose last
-// coding is exactly "chunked", never both framings. The tests name the technique each rule stops.
+// control bytes, digits-only Content-Length, a Transfer-Encoding whose last coding is exactly "chunked",
+// never both framings. The tests name the technique each rule stops. The one leniency is RFC 9112 2.2's:
+// empty lines (CRLF or bare LF) before a request line are skipped, as nginx and HAProxy do; they belong
+// to no message and cannot move a header or body boundary.
 //
 // # Resuming after a partial read
 //

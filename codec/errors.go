@@ -60,7 +60,7 @@ const (
 	StateMethod           // request method token
 	StateTarget           // request target
 	StateVersion          // "HTTP/1.x" of a request or response
-	StateRequestLine      // request line as a whole (bad separators, missing version, leading empty line)
+	StateRequestLine      // request line as a whole (bad separators, missing version)
 	StateStatusCode       // 3-digit status code
 	StateReason           // reason phrase
 	StateHeaderName       // header field name up to the colon

@@ -24,6 +24,7 @@ const (
 	FlagUpgrade                             // an Upgrade header is present
 	FlagExpectContinue                      // Expect: 100-continue
 	FlagHasHost                             // a Host header is present
+	FlagHasDate                             // a Date header is present (responses only)
 )
 
 // BodyKind says how the body that follows a head is framed.
@@ -141,7 +142,13 @@ func parseHeaders(buf []byte, pos int, hs *[MaxHeaders]Header, f *headFacts, se 
 func (f *headFacts) observe(name, value []byte, voff int, se *SyntaxError, isRequest bool) error {
 	switch len(name) {
 	case 4:
-		if isRequest && equalFoldLower(name, "host") {
+		if !isRequest {
+			if equalFoldLower(name, "date") {
+				f.flags |= FlagHasDate // a proxy adds one when it is missing (RFC 9110 6.6.1)
+			}
+			return nil
+		}
+		if equalFoldLower(name, "host") {
 			f.flags |= FlagHasHost
 			f.hostCount++
 			if f.hostCount == 1 {

@@ -23,6 +23,7 @@ type Request struct {
 // ParseRequest parses one request head at the start of buf. It never allocates and keeps no reference
 // to buf beyond the views it stores in r.
 //
+// Empty lines (CRLF or bare LF) before the request line are skipped (RFC 9112 2.2) and counted in n.
 // On success n is the length of the head including the final CRLFCRLF; bytes after it (a body or a
 // pipelined request) are left alone. On error n is 0 and err is one of:
 //
@@ -41,11 +42,18 @@ func ParseRequest(buf []byte, r *Request) (n int, err error) {
 	r.Minor, r.Flags, r.ContentLength, r.NumHeaders, r.connOther = 0, 0, -1, 0, false
 	se := &r.synErr
 
-	cr, next, err := nextLine(buf, 0, se)
+	// RFC 9112 2.2: empty lines before the request line are skipped (as nginx and HAProxy do). They are
+	// part of the head as far as n and the caller's buffer bound are concerned, so a flood of them ends
+	// in ErrNeedMore with a full buffer (431), never in an endless read.
+	start := EmptyLinesLen(buf)
+	cr, next, err := nextLine(buf, start, se)
 	if err != nil {
 		return 0, err
 	}
-	if err := r.parseRequestLine(buf[:cr], se); err != nil {
+	if err := r.parseRequestLine(buf[start:cr], se); err != nil {
+		if err == se {
+			se.Offset += start // parseRequestLine counts from the start of the line
+		}
 		return 0, err
 	}
 
@@ -75,9 +83,7 @@ func ParseRequest(buf []byte, r *Request) (n int, err error) {
 // parseRequestLine parses "method SP request-target SP HTTP-version" (CRLF already removed).
 func (r *Request) parseRequestLine(line []byte, se *SyntaxError) error {
 	if len(line) == 0 {
-		// Leading empty lines (RFC 9112 2.2 allows skipping them) are refused: after a body they
-		// mean the previous message's framing was misread.
-		return fail(se, 0, StateRequestLine)
+		return fail(se, 0, StateRequestLine) // cannot happen: ParseRequest skips empty lines
 	}
 	i := 0
 	for i < len(line) && byteClass[line[i]]&clsToken != 0 {
@@ -202,10 +208,31 @@ func (r *Request) Has(name string) bool {
 	return false
 }
 
+// EmptyLinesLen returns the length of the empty lines (CRLF, or a bare LF) at the start of buf, which
+// ParseRequest skips before a request line (RFC 9112 2.2). A CR not followed by LF ends them.
+func EmptyLinesLen(buf []byte) int {
+	i := 0
+	for i < len(buf) {
+		switch {
+		case buf[i] == '\n':
+			i++
+		case buf[i] == '\r' && i+1 < len(buf) && buf[i+1] == '\n':
+			i += 2
+		default:
+			return i
+		}
+	}
+	return i
+}
+
 // OversizeStatus is the status for a request head that filled the whole head buffer while
-// ParseRequest still returned ErrNeedMore: 414 when not even the request line is complete (the
-// target is too long), 431 otherwise (SPEC 3.2).
+// ParseRequest still returned ErrNeedMore: 414 when the request line has started but is not complete
+// (the target is too long), 431 otherwise (SPEC 3.2), a buffer of nothing but empty lines included.
 func OversizeStatus(buf []byte) int {
+	buf = buf[EmptyLinesLen(buf):]
+	if len(buf) == 0 || string(buf) == "\r" {
+		return 431 // empty lines only: no request line has started
+	}
 	if bytes.IndexByte(buf, '\n') < 0 {
 		return 414
 	}

@@ -42,6 +42,9 @@ func TestParseRequestValid(t *testing.T) {
 		{"obs-text and HTAB in value", "GET / HTTP/1.1|Host: a|X-Name: caf\xc3\xa9\tok||", "GET", "/", "a", 1, FlagHasHost, -1, BodyNone, true},
 		{"obs-text in target", "GET /caf\xc3\xa9 HTTP/1.1|Host: a||", "GET", "/caf\xc3\xa9", "a", 1, FlagHasHost, -1, BodyNone, true},
 		{"extension method", "PURGE /x HTTP/1.1|Host: a||", "PURGE", "/x", "a", 1, FlagHasHost, -1, BodyNone, true},
+		{"Date not flagged in requests", "GET / HTTP/1.1|Host: a|Date: Mon, 02 Jan 2006 15:04:05 GMT||", "GET", "/", "a", 1, FlagHasHost, -1, BodyNone, true},
+		{"leading empty line skipped (RFC 9112 2.2)", "\r\nGET / HTTP/1.1|Host: a||", "GET", "/", "a", 1, FlagHasHost, -1, BodyNone, true},
+		{"leading bare LF and CRLFs skipped", "\n\r\n\nHEAD /x HTTP/1.1|Host: a||", "HEAD", "/x", "a", 1, FlagHasHost, -1, BodyNone, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,7 +109,9 @@ func TestParseRequestRejects(t *testing.T) {
 		{"bare CR inside value (CR as line break)", "GET / HTTP/1.1\r\nHost: a\r\nX: a\rTransfer-Encoding: chunked\r\n\r\n", "syntax"},
 		{"bare CR inside header name", "GET / HTTP/1.1\r\nHost: a\r\nX\r: a\r\n\r\n", "syntax"},
 		{"bare CR in request line", "GET /\r HTTP/1.1\r\nHost: a\r\n\r\n", "syntax"},
-		{"leading empty line (misread previous body)", "\r\nGET / HTTP/1.1|Host: a||", "syntax"},
+		{"bare CR before request line", "\rGET / HTTP/1.1|Host: a||", "syntax"},
+		{"CR CR LF before request line", "\r\r\nGET / HTTP/1.1|Host: a||", "syntax"},
+		{"whitespace-only line before request line", "\r\n \r\nGET / HTTP/1.1|Host: a||", "syntax"},
 		// Request line.
 		{"leading space before method", " GET / HTTP/1.1|Host: a||", "syntax"},
 		{"non-token method", "G(T / HTTP/1.1|Host: a||", "syntax"},
@@ -302,7 +307,31 @@ func TestInvalidValueByteMatchesTable(t *testing.T) {
 	}
 }
 
+// Empty lines before the request line are skipped but stay part of the head: a head made only of them
+// asks for more (the caller's buffer bound turns a flood into 431), and errors count from the buffer start.
+func TestParseRequestLeadingEmptyLines(t *testing.T) {
+	var r Request
+	for _, in := range []string{"", "\r", "\n", "\r\n", "\r\n\r", "\n\n\n", strings.Repeat("\r\n", 500), "\r\nGET / HTTP/1.1\r\nHost: a\r\n"} {
+		if n, err := ParseRequest([]byte(in), &r); err != ErrNeedMore || n != 0 {
+			t.Errorf("%q (%d bytes): %d %v, want ErrNeedMore", in[:min(len(in), 40)], len(in), n, err)
+		}
+	}
+	_, err := ParseRequest([]byte("\r\n\nG(T / HTTP/1.1\r\nHost: a\r\n\r\n"), &r)
+	if se, ok := err.(*SyntaxError); !ok || se.Offset != 4 || se.State != StateMethod {
+		t.Errorf("bad method after empty lines: %v, want a method error at offset 4", err)
+	}
+	if got := EmptyLinesLen([]byte("\r\n\n\r\rGET")); got != 3 {
+		t.Errorf("EmptyLinesLen = %d, want 3", got)
+	}
+}
+
 func TestOversizeStatus(t *testing.T) {
+	if OversizeStatus([]byte(strings.Repeat("\r\n", 50))) != 431 {
+		t.Error("empty lines only")
+	}
+	if OversizeStatus([]byte("\r\n\r\nGET /"+strings.Repeat("a", 100))) != 414 {
+		t.Error("long target after empty lines")
+	}
 	if OversizeStatus([]byte("GET /"+strings.Repeat("a", 100))) != 414 {
 		t.Error("long target")
 	}

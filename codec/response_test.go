@@ -30,6 +30,7 @@ func TestParseResponseValid(t *testing.T) {
 		{"1.0 default close", "HTTP/1.0 200 OK|Content-Length: 1||", 200, "OK", 0, FlagContentLength, 1, BodyLength, false, false},
 		{"1.0 keep-alive", "HTTP/1.0 200 OK|Connection: keep-alive|Content-Length: 1||", 200, "OK", 0, FlagConnKeepAlive | FlagContentLength, 1, BodyLength, false, true},
 		{"unusual status 599", "HTTP/1.1 599 X||", 599, "X", 1, 0, -1, BodyUntilClose, false, true},
+		{"Date recorded", "HTTP/1.1 200 OK|date: Mon, 02 Jan 2006 15:04:05 GMT|Content-Length: 0||", 200, "OK", 1, FlagHasDate | FlagContentLength, 0, BodyNone, false, true},
 		{"Host header ignored in responses", "HTTP/1.1 200 OK|Host: a b|Host: c|Content-Length: 0||", 200, "OK", 1, FlagContentLength, 0, BodyNone, false, true},
 	}
 	for _, tt := range tests {

@@ -344,6 +344,10 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 				be.body != codec.BodyUntilClose && !be.dechunk
 			cc.closeAfterRes = !clientKeep
 			head = codec.AppendProxyResponse(ls.headBuf[:0], resp, cc.minor, clientKeep, be.dechunk, false)
+			if resp.Flags&codec.FlagHasDate == 0 {
+				// RFC 9110 6.6.1: a proxy with a clock adds the Date a backend left out.
+				head = appendDate(head, ls.rs.date[:])
+			}
 			if cc.cacheTag != "" {
 				head = appendXCache(head, cc.cacheTag)
 			}

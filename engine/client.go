@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -154,7 +153,9 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	slab, err := ls.s.slabs.Get()
 	if err != nil {
 		// SPEC 3.3: connection max_connections+1 gets ready bytes and a close; nothing is allocated for it.
-		return ls.rs.get(503, false), gnet.Close
+		// It is sent before any request byte is read, so it cannot know a HEAD: the body goes too, and
+		// the close that follows ends the exchange whatever the client makes of it.
+		return ls.rs.get(503, false, false), gnet.Close
 	}
 	cc := &clientConn{gc: c, ls: ls, slab: slab, parkedFD: -1}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -172,6 +173,11 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	listPush(&ls.clients, cc)
 	ls.clientsOpen.Add(1)
 	ls.waitHead(cc)
+	// The first request's head must arrive within read_header_timeout of the accept, whether or not any
+	// byte of it has come yet (SPEC 2: a client must send a whole request head within it); idle_timeout
+	// is for kept-alive connections between requests.
+	cc.headTimer = true
+	cc.deadline = ls.now + int64(ls.current().tbl.readHeaderTimeout)
 	return nil, gnet.None
 }
 
@@ -233,7 +239,8 @@ func (ls *loopState) closeClient(cc *clientConn) {
 	// Otherwise the sweep closes it once gnet has flushed the buffer, or at the deadline.
 }
 
-// waitHead puts cc back to reading a request head, with the idle timeout running. Loop only.
+// waitHead puts cc back to reading a request head, with the idle timeout running (clientOpened turns it
+// into read_header_timeout for a new connection). Loop only.
 func (ls *loopState) waitHead(cc *clientConn) {
 	cc.state = csHead
 	cc.idleSince = ls.now
@@ -337,7 +344,10 @@ func (ls *loopState) readHead(cc *clientConn) {
 		if cc.filled == 0 {
 			return
 		}
-		if !cc.headTimer {
+		if !cc.headTimer && requestStarted(cc.buf()[:cc.filled]) {
+			// The first byte of a request on a kept-alive connection: read_header_timeout from now on.
+			// Empty lines before it (skipped by the parser, RFC 9112 2.2) leave the idle clock running;
+			// they still fill the slab, so a flood of them ends in 431.
 			cc.headTimer = true
 			cc.deadline = ls.now + int64(ls.current().tbl.readHeaderTimeout)
 		}
@@ -347,11 +357,8 @@ func (ls *loopState) readHead(cc *clientConn) {
 			if cc.filled < len(cc.buf()) {
 				return
 			}
-			if bytes.IndexByte(cc.buf(), '\n') < 0 {
-				ls.reject(cc, 414) // the request line alone does not fit the slab
-			} else {
-				ls.reject(cc, 431)
-			}
+			// 414 when the request line alone does not fit the slab, else 431.
+			ls.reject(cc, codec.OversizeStatus(cc.buf()))
 			return
 		}
 		if err != nil {
@@ -370,6 +377,17 @@ func (ls *loopState) readHead(cc *clientConn) {
 	}
 }
 
+// requestStarted reports whether b holds a byte of a request line: anything but the CRs and LFs of
+// empty lines.
+func requestStarted(b []byte) bool {
+	for _, c := range b {
+		if c != '\r' && c != '\n' {
+			return true
+		}
+	}
+	return false
+}
+
 func statusForParseError(err error) int {
 	switch {
 	case errors.Is(err, codec.ErrTooManyHeaders):
@@ -385,8 +403,21 @@ func statusForParseError(err error) int {
 
 // reject answers a request the proxy refuses itself, with the prebuilt response, and closes.
 func (ls *loopState) reject(cc *clientConn, status int) {
-	_, _ = cc.gc.Write(ls.rs.get(status, false))
+	_, _ = cc.gc.Write(ls.rs.get(status, false, cc.headRequest()))
 	ls.closeClient(cc)
+}
+
+// headRequest reports whether the request being answered is a HEAD, whose answer is a head without a
+// body (RFC 9110 9.3.2). While a head is still being read (or was refused by the parser) the method is
+// read from the slab: "HEAD " after any leading empty lines, so a 400, 408, 414 or 431 to a HEAD whose
+// request line got that far has no body either; afterwards the exchange knows.
+func (cc *clientConn) headRequest() bool {
+	if cc.state == csHead {
+		b := cc.buf()[:cc.filled]
+		b = b[codec.EmptyLinesLen(b):]
+		return len(b) >= 5 && string(b[:5]) == "HEAD "
+	}
+	return cc.exchange != nil && cc.isHead
 }
 
 // startRequest routes a parsed request and asks for a backend. Loop only.
@@ -518,11 +549,11 @@ func (ls *loopState) failRequest(cc *clientConn, status int) {
 		return
 	}
 	if !cc.bodyFromConn && cc.reqBody == codec.BodyNone && cc.keepAlive && !ls.s.draining.Load() {
-		_, _ = cc.gc.Write(ls.rs.get(status, true))
+		_, _ = cc.gc.Write(ls.rs.get(status, true, cc.headRequest()))
 		ls.finishClient(cc)
 		return
 	}
-	_, _ = cc.gc.Write(ls.rs.get(status, false))
+	_, _ = cc.gc.Write(ls.rs.get(status, false, cc.headRequest()))
 	ls.closeClient(cc)
 }
 
@@ -648,13 +679,14 @@ func (ls *loopState) abortRequest(cc *clientConn, status int) {
 		ls.abandonBackend(be)
 	}
 	if !cc.respStarted {
-		_, _ = cc.gc.Write(ls.rs.get(status, false))
+		_, _ = cc.gc.Write(ls.rs.get(status, false, cc.headRequest()))
 	}
 	ls.closeClient(cc)
 }
 
-// clientTimedOut handles a client deadline: 408 for a head not complete in time, a silent close for an
-// idle keep-alive connection (as nginx does), a forced close for a client that would not drain.
+// clientTimedOut handles a client deadline: 408 for a head not complete in time (a new connection's first
+// head, or a later one once its first byte came), a silent close for an idle keep-alive connection (as
+// nginx does), a forced close for a client that would not drain.
 func (ls *loopState) clientTimedOut(cc *clientConn) {
 	cc.deadline = 0
 	switch {
@@ -666,7 +698,7 @@ func (ls *loopState) clientTimedOut(cc *clientConn) {
 			be.srv.Fail(ls.now)
 		}
 		ls.closeParked(cc, 504)
-	case cc.state == csHead && cc.filled > 0:
+	case cc.state == csHead && cc.headTimer:
 		ls.reject(cc, 408)
 	case cc.state == csClosing:
 		_ = cc.gc.Close()

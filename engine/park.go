@@ -98,7 +98,7 @@ func (ls *loopState) clientResumeFailed(ctx any, err error) {
 func (ls *loopState) closeParked(cc *clientConn, status int) {
 	if fd := cc.parkedFD; fd >= 0 {
 		if status != 0 && !cc.respStarted {
-			_, _ = syscall.Write(fd, ls.rs.get(status, false))
+			_, _ = syscall.Write(fd, ls.rs.get(status, false, cc.headRequest()))
 		}
 		_ = syscall.Close(fd)
 		cc.parkedFD = -1

@@ -7,7 +7,8 @@ import (
 
 // Every response the proxy builds itself is prebuilt at start (SPEC 3.7): the status line, Server, a Date
 // header whose 29 bytes are patched in place at most once a second, a short plain-text body naming the
-// status, and Connection. Sending one is a single Write of ready bytes.
+// status, and Connection. Sending one is a single Write of ready bytes; the answer to a HEAD request is
+// the same bytes cut before the body (RFC 9110 9.3.2: the same head, Content-Length included, no body).
 
 const dateLen = len("Mon, 02 Jan 2006 15:04:05 GMT")
 
@@ -20,10 +21,11 @@ var statusText = map[int]string{
 	502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
 }
 
-// prebuilt is one ready response with the offset of its Date value.
+// prebuilt is one ready response with the offset of its Date value and the length of its head.
 type prebuilt struct {
 	b       []byte
 	dateOff int
+	headLen int // b[:headLen] is the head, up to and including the blank line
 }
 
 // responseSet holds the prebuilt responses of one event loop (loop only): each loop patches its own copy
@@ -44,12 +46,14 @@ func buildResponse(status int, keepAlive bool) *prebuilt {
 	}
 	head := "HTTP/1.1 " + text + "\r\nServer: switchflow\r\nDate: "
 	rest := "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) +
-		"\r\nConnection: " + conn + "\r\n\r\n" + body
-	b := make([]byte, 0, len(head)+dateLen+len(rest))
+		"\r\nConnection: " + conn + "\r\n\r\n"
+	b := make([]byte, 0, len(head)+dateLen+len(rest)+len(body))
 	b = append(b, head...)
 	b = append(b, make([]byte, dateLen)...)
 	b = append(b, rest...)
-	return &prebuilt{b: b, dateOff: len(head)}
+	headLen := len(b)
+	b = append(b, body...)
+	return &prebuilt{b: b, dateOff: len(head), headLen: headLen}
 }
 
 func newResponseSet(now time.Time) *responseSet {
@@ -76,16 +80,29 @@ func (rs *responseSet) refreshDate(now time.Time) {
 	}
 }
 
-// get returns the prebuilt response for status; unknown statuses fall back to 500.
-func (rs *responseSet) get(status int, keepAlive bool) []byte {
+// get returns the prebuilt response for status; unknown statuses fall back to 500. headOnly (the
+// request was HEAD) returns the head alone, a subslice of the same bytes.
+func (rs *responseSet) get(status int, keepAlive, headOnly bool) []byte {
 	set := &rs.close
 	if keepAlive {
 		set = &rs.keep
 	}
-	if status < 0 || status >= len(set) || set[status] == nil {
-		return set[500].b
+	p := set[500]
+	if status >= 0 && status < len(set) && set[status] != nil {
+		p = set[status]
 	}
-	return set[status].b
+	if headOnly {
+		return p.b[:p.headLen]
+	}
+	return p.b
+}
+
+// appendDate adds "Date: date" to a head that ends in the blank line: a forwarded response whose backend
+// sent none gets the loop's current Date (RFC 9110 6.6.1), with no allocation once headBuf has grown.
+func appendDate(head, date []byte) []byte {
+	head = append(head[:len(head)-2], "Date: "...)
+	head = append(head, date...)
+	return append(head, "\r\n\r\n"...)
 }
 
 // continue100 is sent to a client when the backend answers Expect: 100-continue.
