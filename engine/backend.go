@@ -266,9 +266,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			return gnet.None
 		}
 		ls.tunnelCopy(be.gc, cc.gc, cc)
-		if cc.state == csTunnel && be.state == bsTunnel && parkable(cc.gc, be.gc, ls.s.ioBuffer) {
-			return ls.parkBackend(be)
-		}
+		ls.holdTunnel(be.gc, cc.gc)
 		ls.capTunnel(cc, be)
 		return gnet.None
 	default:
@@ -567,10 +565,18 @@ func (ls *loopState) startTunnel(cc *clientConn, be *backendConn) {
 	ls.tunnelCopy(be.gc, cc.gc, cc)
 }
 
-// capTunnel closes a tunnel whose queues keep growing although neither side can be parked: both ends
-// send faster than they read at once, so each side always has bytes queued and gnet's close would drop
-// them. Past 8 × io_buffer queued in one direction it is closed, rather than holding whatever the slower
-// reader leaves unread (nginx would stop reading both sockets; gnet cannot). Loop only.
+// holdTunnel stops reading from while more than half of io_buffer waits to be written to to (SPEC 3.3:
+// reading from the other side pauses until the slow side catches up). Server.OnDrained resumes it once
+// to's queue is written out; meanwhile TCP flow control holds from's sender back. Unlike a park, a pause
+// keeps from's own queue flowing, so both directions of a tunnel can be held at once. Loop only.
+func (ls *loopState) holdTunnel(from, to gnet.Conn) {
+	if to.OutboundBuffered() > ls.s.ioBuffer/2 {
+		_ = from.PauseRead()
+	}
+}
+
+// capTunnel closes a tunnel whose queue grows past 8 × io_buffer in one direction anyway: holdTunnel
+// pauses reading long before that, so this is a last bound, not the flow control. Loop only.
 func (ls *loopState) capTunnel(cc *clientConn, be *backendConn) {
 	if cc.state != csTunnel || be.state != bsTunnel || cc.parked {
 		return

@@ -293,9 +293,7 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 			ls.maybeResume(be, true) // its OnOpen copies what waits here
 		case be.state == bsTunnel:
 			ls.tunnelCopy(cc.gc, be.gc, cc)
-			if cc.state == csTunnel && parkable(be.gc, cc.gc, ls.s.ioBuffer) {
-				return ls.parkClient(cc)
-			}
+			ls.holdTunnel(cc.gc, be.gc)
 			ls.capTunnel(cc, be)
 		}
 	case csClosing:

@@ -43,15 +43,19 @@
 //     An answer from the backend while the client is parked (an early 413, say) brings the client back at
 //     once; a backend that dies answers the parked client straight on its socket (502) and closes it; one
 //     that reads nothing for idle_timeout gets the client a 504.
-//   - Tunnels: either side, by the same rules; bytes from the parked side's peer bring it back at once.
+//   - Tunnels are paused, not parked (holdTunnel): our gnet copy can stop watching a socket for reads
+//     (Conn.PauseRead, third_party/README.md) while its own queue keeps flushing, so both ends of a
+//     tunnel that send faster than they read can be held at once. A side stops being read while more
+//     than half of io_buffer waits for its peer, and reads again when Server.OnDrained reports the
+//     peer's queue written out.
 //
 // A side is parked only when gnet holds nothing unread and nothing unsent for it, because gnet's close
 // drops what it cannot flush at once: no byte is lost. Bytes that arrive while parked wait in the
 // kernel; EOF or a reset while parked is seen when the socket is resumed. A peer that leaves while the
 // other side is parked closes the duplicate. Two cases cannot be parked, because bytes are queued for
 // the side that should stop: a client that sends further requests while its response is being written
-// (closed past 2 × io_buffer + header_buffer ahead, capPipelined), and a tunnel whose two ends both send
-// faster than they read (closed past 8 × io_buffer queued one way, capTunnel).
+// (closed past 2 × io_buffer + header_buffer ahead, capPipelined); capTunnel is a last bound (8 ×
+// io_buffer queued one way) behind a tunnel's pause.
 //
 // # Writes can close
 //

@@ -234,6 +234,23 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.Close
 }
 
+// OnDrained runs when gnet has written the last byte queued for c (our gnet patch, third_party/README.md):
+// a tunnel side whose reading was paused until c drained reads again.
+func (s *Server) OnDrained(c gnet.Conn) {
+	switch x := c.Context().(type) {
+	case *clientConn:
+		if be := x.be; x.state == csTunnel && be != nil && be.state == bsTunnel && be.gc != nil {
+			_ = be.gc.ResumeRead()
+		}
+		x.ls.settle()
+	case *backendConn:
+		if cc := x.client; x.state == bsTunnel && cc != nil && cc.state == csTunnel && cc.gc != nil {
+			_ = cc.gc.ResumeRead()
+		}
+		x.ls.settle()
+	}
+}
+
 // OnClose releases what the connection held.
 func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {

@@ -52,6 +52,7 @@ type conn struct {
 	isDatagram     bool                   // UDP protocol
 	opened         bool                   // connection opened event fired
 	isEOF          bool                   // whether the connection has reached EOF
+	readPaused     bool                   // PauseRead: readable events are not watched (SwitchFlow patch)
 }
 
 func newStreamConn(proto string, fd int, el *eventloop, sa unix.Sockaddr, localAddr, remoteAddr net.Addr) (c *conn) {
@@ -162,7 +163,7 @@ loop:
 		if err == unix.EAGAIN {
 			_, err = c.outboundBuffer.Write(data)
 			if !isET {
-				err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+				err = c.watchWrite()
 			}
 			return
 		}
@@ -175,7 +176,11 @@ loop:
 	// Failed to send all data back to the remote, buffer the leftover data for the next round.
 	if len(data) > 0 {
 		_, _ = c.outboundBuffer.Write(data)
-		err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+		if isET {
+			err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+		} else {
+			err = c.watchWrite()
+		}
 	}
 
 	return
@@ -212,7 +217,7 @@ loop:
 		if err == unix.EAGAIN {
 			_, err = c.outboundBuffer.Writev(bs)
 			if !isET {
-				err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+				err = c.watchWrite()
 			}
 			return
 		}
@@ -238,7 +243,11 @@ loop:
 	// Failed to send all data back to the remote, buffer the leftover data for the next round.
 	if remaining > 0 {
 		_, _ = c.outboundBuffer.Writev(bs)
-		err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+		if isET {
+			err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+		} else {
+			err = c.watchWrite()
+		}
 	}
 
 	return
@@ -558,4 +567,49 @@ func (*conn) SetReadDeadline(_ time.Time) error {
 
 func (*conn) SetWriteDeadline(_ time.Time) error {
 	return errorx.ErrUnsupportedOp
+}
+
+// watchWrite watches c for writability, and for readability unless reading is paused (LT mode; SwitchFlow
+// patch).
+func (c *conn) watchWrite() error {
+	if c.readPaused {
+		return c.loop.poller.ModWrite(&c.pollAttachment)
+	}
+	return c.loop.poller.ModReadWrite(&c.pollAttachment, false)
+}
+
+// watchRead watches c for readability only, or for nothing while reading is paused (LT mode; SwitchFlow
+// patch).
+func (c *conn) watchRead() error {
+	if c.readPaused {
+		return c.loop.poller.ModNone(&c.pollAttachment)
+	}
+	return c.loop.poller.ModRead(&c.pollAttachment, false)
+}
+
+// PauseRead implements Conn (SwitchFlow patch). Edge-triggered mode is not supported.
+func (c *conn) PauseRead() error {
+	if c.readPaused || !c.opened {
+		return nil
+	}
+	if !pauseReadSupported || c.loop.engine.opts.EdgeTriggeredIO {
+		return errorx.ErrUnsupportedOp
+	}
+	c.readPaused = true
+	if c.outboundBuffer.IsEmpty() {
+		return c.watchRead()
+	}
+	return c.watchWrite()
+}
+
+// ResumeRead implements Conn (SwitchFlow patch).
+func (c *conn) ResumeRead() error {
+	if !c.readPaused || !c.opened {
+		return nil
+	}
+	c.readPaused = false
+	if c.outboundBuffer.IsEmpty() {
+		return c.watchRead()
+	}
+	return c.watchWrite()
 }

@@ -280,6 +280,15 @@ type Writer interface {
 	// it's not concurrency-safe, you must invoke it within any method in EventHandler.
 	OutboundBuffered() int
 
+	// PauseRead stops reading from the connection until ResumeRead: the socket is no longer watched for
+	// readable events, so the kernel's flow control holds the peer back, while queued outbound bytes
+	// still flush. A no-op when already paused. Event-loop only. (SwitchFlow patch; gnet issue #712.)
+	PauseRead() error
+
+	// ResumeRead undoes PauseRead; bytes that waited in the socket arrive in OnTraffic as usual. A
+	// no-op when not paused. Event-loop only. (SwitchFlow patch.)
+	ResumeRead() error
+
 	// AsyncWrite writes bytes to remote asynchronously, it's concurrency-safe,
 	// you don't have to invoke it within any method in EventHandler,
 	// usually you would call it in an individual goroutine.
@@ -798,4 +807,11 @@ func determineEventLoops(opts *Options) int {
 		numEventLoop = gfd.EventLoopIndexMax
 	}
 	return numEventLoop
+}
+
+// DrainHandler is implemented by an EventHandler that wants to hear when a connection's queued
+// outbound bytes have all been written: OnDrained runs on the event loop, right after the last queued
+// byte went out (not after writes that never queued). (SwitchFlow patch.)
+type DrainHandler interface {
+	OnDrained(c Conn)
 }

@@ -244,6 +244,20 @@ func (p *Poller) ModReadWrite(pa *PollAttachment, edgeTriggered bool) error {
 		unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, pa.FD, &unix.EpollEvent{Fd: int32(pa.FD), Events: ev}))
 }
 
+// ModWrite modifies the given file descriptor to be watched for writable events only, level-triggered
+// (SwitchFlow patch: a connection whose reading is paused).
+func (p *Poller) ModWrite(pa *PollAttachment) error {
+	return os.NewSyscallError("epoll_ctl mod",
+		unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, pa.FD, &unix.EpollEvent{Fd: int32(pa.FD), Events: WriteEvents}))
+}
+
+// ModNone keeps the given file descriptor registered but watched for no event; errors and hang-ups are
+// still reported (SwitchFlow patch: a paused connection with nothing to write).
+func (p *Poller) ModNone(pa *PollAttachment) error {
+	return os.NewSyscallError("epoll_ctl mod",
+		unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, pa.FD, &unix.EpollEvent{Fd: int32(pa.FD)}))
+}
+
 // Delete removes the given file descriptor from the poller.
 func (p *Poller) Delete(fd int) error {
 	return os.NewSyscallError("epoll_ctl del", unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, fd, nil))

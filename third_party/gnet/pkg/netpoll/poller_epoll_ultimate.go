@@ -246,3 +246,10 @@ func (p *Poller) ModReadWrite(pa *PollAttachment, edgeTriggered bool) error {
 func (p *Poller) Delete(fd int) error {
 	return os.NewSyscallError("epoll_ctl del", epollCtl(p.fd, unix.EPOLL_CTL_DEL, fd, nil))
 }
+
+// ModWrite falls back to ModReadWrite here: only the default epoll poller can pause reading (SwitchFlow
+// patch).
+func (p *Poller) ModWrite(pa *PollAttachment) error { return p.ModReadWrite(pa, false) }
+
+// ModNone falls back to ModRead here: only the default epoll poller can pause reading (SwitchFlow patch).
+func (p *Poller) ModNone(pa *PollAttachment) error { return p.ModRead(pa, false) }
