@@ -271,6 +271,8 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 		// connect_timeout) or, for a request without one, the next requests.
 		if cc.reqBody == codec.BodyNone {
 			ls.capPipelined(cc)
+		} else {
+			ls.holdClient(cc) // the body waits for the dial; sendHead forwards it and resumes
 		}
 	case csCacheWait, csCacheSend:
 		ls.capPipelined(cc)
@@ -310,12 +312,32 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 // than 2 × io_buffer + header_buffer ahead is closed: it is flooding, not pipelining (browsers and
 // common clients never pipeline more than a few small requests). Loop only.
 func (ls *loopState) capPipelined(cc *clientConn) {
+	ls.holdClient(cc)
 	if cc.gc.InboundBuffered() <= 2*ls.s.ioBuffer+ls.s.headerBuffer {
 		return
 	}
 	ls.s.log.Warn("client closed: it sent more than 2 x io_buffer + header_buffer ahead of the response in flight",
 		"client", cc.ip.String(), "buffered", cc.gc.InboundBuffered())
 	ls.dropClient(cc)
+}
+
+// holdClient stops reading cc while more than io_buffer of what it sent waits in gnet's buffer for the
+// loop to get to it: further pipelined requests while one is answered, or a body while its backend is
+// dialed (SPEC 2, io_buffer: the most bytes buffered before reading pauses). Our gnet copy can pause a
+// connection's reads while its own queue keeps flushing (third_party/README.md); resumeClient undoes it
+// once the loop has taken the bytes. Loop only.
+func (ls *loopState) holdClient(cc *clientConn) {
+	if cc.gc.InboundBuffered() > ls.s.ioBuffer {
+		_ = cc.gc.PauseRead()
+	}
+}
+
+// resumeClient reads cc again once at most io_buffer of its bytes wait in gnet's buffer (a no-op unless
+// holdClient paused it). Loop only.
+func (ls *loopState) resumeClient(cc *clientConn) {
+	if cc.gc != nil && cc.state != csClosed && cc.gc.InboundBuffered() <= ls.s.ioBuffer {
+		_ = cc.gc.ResumeRead()
+	}
 }
 
 // dropClient closes cc and its backend at once, dropping what is queued for cc: for a client that is
@@ -567,6 +589,7 @@ func (ls *loopState) finishClient(cc *clientConn) {
 	if !cc.inReadHead && (cc.filled > 0 || cc.gc.InboundBuffered() > 0) {
 		ls.readHead(cc)
 	}
+	ls.resumeClient(cc)
 }
 
 // sendHead writes the request head (and any body bytes already in the slab) to be. The loop's scratch
@@ -600,6 +623,7 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 		return
 	}
 	ls.forwardBody(cc)
+	ls.resumeClient(cc)
 }
 
 var protoHTTP = []byte("http")

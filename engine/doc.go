@@ -52,10 +52,11 @@
 // A side is parked only when gnet holds nothing unread and nothing unsent for it, because gnet's close
 // drops what it cannot flush at once: no byte is lost. Bytes that arrive while parked wait in the
 // kernel; EOF or a reset while parked is seen when the socket is resumed. A peer that leaves while the
-// other side is parked closes the duplicate. Two cases cannot be parked, because bytes are queued for
-// the side that should stop: a client that sends further requests while its response is being written
-// (closed past 2 × io_buffer + header_buffer ahead, capPipelined); capTunnel is a last bound (8 ×
-// io_buffer queued one way) behind a tunnel's pause.
+// other side is parked closes the duplicate. Where bytes are queued for the side that should stop, it is
+// paused instead (Conn.PauseRead): a client that sends further requests while its response is being
+// written, or a body while its backend is dialed, past io_buffer waiting (holdClient, resumed by
+// resumeClient as the loop takes the bytes). capPipelined (2 × io_buffer + header_buffer) and capTunnel
+// (8 × io_buffer one way) remain as last bounds behind the pauses.
 //
 // # Writes can close
 //

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 )
 
 // exchangeCounts reports, from the loops themselves, how many client connections hold an exchange and
@@ -101,4 +103,26 @@ func TestIdleConnectionsHoldNoExchange(t *testing.T) {
 			t.Fatalf("%d connections still hold an exchange after their responses", held)
 		}
 	})
+}
+
+// ctxConn is a gnet.Conn with only a context, for calling a callback directly.
+type ctxConn struct {
+	gnet.Conn
+	ctx any
+}
+
+func (c ctxConn) Context() any { return c.ctx }
+
+// TestDrainOfIdleConnection: gnet reports a drained queue (OnDrained) for any connection, most often a
+// client whose last response's tail went out after its exchange ended. Such a client holds no
+// exchange, and the callback must not reach through it. (TestStreamingManySlowReaders met this as a
+// crash: 100 slow readers between requests.)
+func TestDrainOfIdleConnection(t *testing.T) {
+	s := &Server{}
+	ls := &loopState{s: s}
+	for _, st := range []clientState{csHead, csClosing, csTunnel} {
+		s.OnDrained(ctxConn{ctx: &clientConn{ls: ls, state: st}})
+	}
+	s.OnDrained(ctxConn{ctx: &backendConn{ls: ls, state: bsTunnel}})
+	s.OnDrained(ctxConn{ctx: nil})
 }

@@ -600,3 +600,31 @@ func TestConcurrencyBeyondKeepalive(t *testing.T) {
 		}
 	})
 }
+
+// TestDeepPipelining: 5,000 GETs (about 190 KiB, three times io_buffer) in one write, the way a load
+// tester or a batch client pipelines. The proxy answers them in order and holds the rest back by pausing
+// reads (holdClient) rather than taking them all or giving up; every response arrives.
+func TestDeepPipelining(t *testing.T) {
+	forLoops(t, func(t *testing.T, loops int) {
+		o := startOrigin(t, "a")
+		addr, _ := startProxy(t, loops, simpleConfig("io_buffer = \"64KiB\"\n", o))
+		c, br := dial(t, addr)
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		const n = 5000
+		var reqs bytes.Buffer
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&reqs, "GET /p/%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+		}
+		wrote := make(chan error, 1)
+		go func() { _, err := c.Write(reqs.Bytes()); wrote <- err }()
+		for i := 0; i < n; i++ {
+			resp, body := readResponse(t, br, false)
+			if resp.StatusCode != 200 || string(body) != "Hello, World!" || resp.Header.Get("X-Path") != "/p/"+strconv.Itoa(i) {
+				t.Fatalf("pipelined response %d of %d: %d %q %q", i, n, resp.StatusCode, body, resp.Header.Get("X-Path"))
+			}
+		}
+		if err := <-wrote; err != nil {
+			t.Fatalf("writing %d pipelined requests: %v", n, err)
+		}
+	})
+}

@@ -239,8 +239,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 func (s *Server) OnDrained(c gnet.Conn) {
 	switch x := c.Context().(type) {
 	case *clientConn:
-		if be := x.be; x.state == csTunnel && be != nil && be.state == bsTunnel && be.gc != nil {
-			_ = be.gc.ResumeRead()
+		// Most drains are of a client between requests, which holds no exchange (x.be would be nil's).
+		if x.state == csTunnel && x.exchange != nil && x.be != nil && x.be.state == bsTunnel && x.be.gc != nil {
+			_ = x.be.gc.ResumeRead()
 		}
 		x.ls.settle()
 	case *backendConn:
