@@ -331,19 +331,7 @@ func TestReadHeaderTimeoutFromAccept(t *testing.T) {
 			if resp.StatusCode != 200 {
 				t.Fatalf("%d", resp.StatusCode)
 			}
-			start := time.Now()
-			_ = c.SetReadDeadline(time.Now().Add(4 * time.Second))
-			got, err := io.ReadAll(br)
-			el := time.Since(start)
-			if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-				t.Fatalf("idle connection not closed within 4s: %v", err)
-			}
-			if len(got) > 0 {
-				t.Errorf("idle close sent bytes: %q", got)
-			}
-			if el < 1200*time.Millisecond || el > 2500*time.Millisecond {
-				t.Errorf("closed after %v idle, want about 1.5s", el)
-			}
+			expectIdleClose(t, c, br, 1200*time.Millisecond, 2500*time.Millisecond)
 		})
 
 		t.Run("next request's head from its first byte", func(t *testing.T) {
@@ -414,42 +402,28 @@ func TestBuiltHeadAndAddedDateAllocateNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	oaddr := serveConns(t, func(c net.Conn) {
+		buf := make([]byte, 16<<10)
+		resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		n := 0
 		for {
-			c, err := ln.Accept()
+			m, err := c.Read(buf[n:])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 16<<10)
-				resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					for {
-						i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-						if i < 0 {
-							break
-						}
-						n = copy(buf, buf[i+4:n])
-						if _, err := c.Write(resp); err != nil {
-							return
-						}
-					}
+			n += m
+			for {
+				i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+				if i < 0 {
+					break
 				}
-			}()
+				n = copy(buf, buf[i+4:n])
+				if _, err := c.Write(resp); err != nil {
+					return
+				}
+			}
 		}
-	}()
+	})
 	addr, _ := startProxy(t, 1, fmt.Sprintf(`
 [[upstream]]
 name = "app"
@@ -458,7 +432,7 @@ servers = [ { addr = %q } ]
 [[route]]
 host = "routed.test"
 upstream = "app"
-`, ln.Addr().String()))
+`, oaddr))
 	c, br := dial(t, addr)
 	buf := make([]byte, 4096)
 	exchange := func(req []byte, tail string) func() {
