@@ -306,11 +306,10 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 }
 
 // capPipelined bounds what a client may send beyond the request being answered (the next pipelined
-// requests and their bodies), which waits in gnet's buffer until the response is done. gnet cannot stop
-// reading a socket, and a client can be parked only when nothing is queued for it (gnet's close drops
-// unsent bytes), which is not the case while its response is being written. So a client that sends more
-// than 2 × io_buffer + header_buffer ahead is closed: it is flooding, not pipelining (browsers and
-// common clients never pipeline more than a few small requests). Loop only.
+// requests and their bodies), which waits in gnet's buffer until the response is done. holdClient pauses
+// reading past io_buffer (a client cannot be parked while its response is queued for it: gnet's close
+// drops unsent bytes); at most one more read arrives after the pause, so the close past 2 × io_buffer +
+// header_buffer is a last bound that a paused client does not reach. Loop only.
 func (ls *loopState) capPipelined(cc *clientConn) {
 	ls.holdClient(cc)
 	if cc.gc.InboundBuffered() <= 2*ls.s.ioBuffer+ls.s.headerBuffer {
