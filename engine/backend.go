@@ -333,7 +333,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			be.headDone = true
 			be.deadline = 0
 			listRemove(&ls.backends, be)
-			be.body = resp.Body(cc.isHead)
+			be.body = resp.Body(cc.isHead && !cc.headAsGet)
 			be.remaining = resp.ContentLength
 			be.chunked.Reset()
 			be.dechunk = be.body == codec.BodyChunked && cc.minor == 0
@@ -395,7 +395,12 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		case codec.BodyUntilClose:
 			k = len(data)
 		}
-		if head != nil && k > 0 {
+		if cc.headAsGet {
+			// A HEAD whose GET fills the cache: the client gets the head, the body goes to the capture.
+			if head != nil {
+				_, _ = cc.gc.Write(head)
+			}
+		} else if head != nil && k > 0 {
 			ls.iov[0], ls.iov[1] = head, data[:k]
 			_, _ = cc.gc.Writev(ls.iov[:])
 			ls.iov[0], ls.iov[1] = nil, nil

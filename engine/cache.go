@@ -57,7 +57,10 @@ func (ls *loopState) cacheRequest(cc *clientConn, req *codec.Request, host []byt
 		ls.joinWait(cc, w)
 		return true
 	}
-	e, leader, joined := ls.shard.Lookup(key, ls.now, ls, !cc.isHead)
+	// A HEAD may lead too (SPEC 3.6 keeps HEAD responses): it fetches the GET, as nginx's
+	// proxy_cache_convert_head does, keeps it, and answers with the head alone. HTTP/1.0 clients of a
+	// chunked response would need de-chunking, which is never kept, so they do not lead.
+	e, leader, joined := ls.shard.Lookup(key, ls.now, ls, !cc.isHead || cc.minor == 1)
 	switch {
 	case e != nil:
 		ls.serveHit(cc, e)
@@ -71,6 +74,7 @@ func (ls *loopState) cacheRequest(cc *clientConn, req *codec.Request, host []byt
 		k := string(key)
 		ls.waits[k] = &cacheWait{} // followers on this loop wait here, not in the store
 		cc.cacheLeader, cc.cacheKey = true, k
+		cc.headAsGet = cc.isHead
 	}
 	ls.shard.Misses++
 	cc.cacheTag = xCacheMiss

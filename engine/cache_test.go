@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ type cacheOrigin struct {
 	mu     sync.Mutex
 	counts map[string]int
 	total  atomic.Int64
+	seen   map[string]bool // request methods
 }
 
 func startCacheOrigin(t *testing.T) *cacheOrigin {
@@ -37,7 +39,7 @@ func startCacheOrigin(t *testing.T) *cacheOrigin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &cacheOrigin{addr: ln.Addr().String(), counts: map[string]int{}}
+	o := &cacheOrigin{addr: ln.Addr().String(), counts: map[string]int{}, seen: map[string]bool{}}
 	srv := &fasthttp.Server{Handler: o.handle, DisableHeaderNamesNormalizing: true, Concurrency: 4096}
 	go srv.Serve(ln) //nolint:errcheck
 	t.Cleanup(func() { _ = srv.Shutdown() })
@@ -49,6 +51,7 @@ func (o *cacheOrigin) handle(ctx *fasthttp.RequestCtx) {
 	o.mu.Lock()
 	o.counts[target]++
 	n := o.counts[target]
+	o.seen[string(ctx.Method())] = true
 	o.mu.Unlock()
 	o.total.Add(1)
 	q := ctx.QueryArgs()
@@ -88,6 +91,18 @@ func (o *cacheOrigin) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	ctx.SetBody(body)
+}
+
+// methods lists the request methods the origin has seen, sorted, comma-separated.
+func (o *cacheOrigin) methods() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var ms []string
+	for m := range o.seen {
+		ms = append(ms, m)
+	}
+	sort.Strings(ms)
+	return strings.Join(ms, ",")
 }
 
 func (o *cacheOrigin) count(host, target string) int {
@@ -509,4 +524,35 @@ func indexHeadEnd(b []byte) int {
 		}
 	}
 	return -1
+}
+
+// TestCacheHeadMissFills: SPEC 3.6 keeps HEAD responses. A HEAD that misses fetches the GET (as nginx's
+// proxy_cache_convert_head does), answers with the head alone, and keeps the response: the next HEAD and
+// GET are hits, and the origin saw one GET.
+func TestCacheHeadMissFills(t *testing.T) {
+	forLoops(t, func(t *testing.T, loops int) {
+		o := startCacheOrigin(t)
+		addr, _ := startProxy(t, loops, cacheConfig(o, "10s", "1MiB"))
+		c, br := dial(t, addr)
+		for _, target := range []string{"/h", "/hc?chunked=1&size=3000"} {
+			resp, body := get(t, c, br, "HEAD", target, "")
+			if resp.StatusCode != 200 || body != "" || resp.Header.Get("X-Cache") != "MISS" {
+				t.Fatalf("%s first HEAD: %d %q X-Cache=%q", target, resp.StatusCode, body, resp.Header.Get("X-Cache"))
+			}
+			resp, body = get(t, c, br, "HEAD", target, "")
+			if resp.StatusCode != 200 || body != "" || resp.Header.Get("X-Cache") != "HIT" {
+				t.Fatalf("%s second HEAD: %d %q X-Cache=%q", target, resp.StatusCode, body, resp.Header.Get("X-Cache"))
+			}
+			resp, body = get(t, c, br, "GET", target, "")
+			if resp.StatusCode != 200 || !strings.HasPrefix(body, "n=1;") || resp.Header.Get("X-Cache") != "HIT" {
+				t.Fatalf("%s GET after HEAD: %d %.20q X-Cache=%q", target, resp.StatusCode, body, resp.Header.Get("X-Cache"))
+			}
+			if n := o.count("cache.test", target); n != 1 {
+				t.Fatalf("%s: origin saw %d requests, want 1", target, n)
+			}
+		}
+		if got := o.methods(); got != "GET" {
+			t.Fatalf("origin saw methods %q, want GET only", got)
+		}
+	})
 }

@@ -63,6 +63,7 @@ type exchange struct {
 	route         *routeRT
 	minor         uint8
 	isHead        bool
+	headAsGet     bool // a HEAD that leads a cache fill: sent upstream as GET, answered with the head only
 	upgrade       bool // the request asks for a protocol upgrade (Upgrade + Connection: upgrade)
 	keepAlive     bool
 	idempotent    bool
@@ -258,6 +259,7 @@ func (ls *loopState) waitHead(cc *clientConn) {
 	cc.route = nil
 	cc.tried, cc.attempts = 0, 0
 	cc.respStarted, cc.closeAfterRes, cc.reqDone, cc.bodyFromConn = false, false, false, false
+	cc.headAsGet = false
 	cc.reqSeen = 0
 	cc.freeRetries = 0
 }
@@ -609,6 +611,9 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 		ls.pathBuf = appendStripped(ls.pathBuf[:0], path, cc.route.prefix)
 		target = ls.pathBuf
 	}
+	if cc.headAsGet {
+		req.Method = methodGET // SPEC 3.6 keeps HEAD responses: fetch the GET that fills the cache
+	}
 	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, ls.clientIP(cc), protoHTTP, be.srv.HostHeader, cc.upgrade)
 	ls.headBuf = head[:0] // keep a grown buffer
 	cc.state = csForwarding
@@ -626,6 +631,8 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 }
 
 var protoHTTP = []byte("http")
+
+var methodGET = []byte("GET")
 
 // forwardBody streams request body bytes to the backend: first those already in the slab, then those in
 // gnet's buffer. Loop only.
