@@ -148,6 +148,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// SPEC 1: stop accepting. New connections are refused from here on (our gnet copy's StopAccepting);
+	// those already open finish what they carry.
+	if err := s.engine.StopAccepting(); err != nil {
+		s.log.Warn("cannot stop accepting; new connections are closed instead", "error", err)
+	}
 	s.eachLoop(func(ls *loopState) { ls.drain() })
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,7 @@ type engine struct {
 	inShutdown   atomic.Bool       // whether the engine is in shutdown
 	turnOff      context.CancelFunc
 	eventHandler EventHandler // user eventHandler
+	startMu      sync.Mutex   // held while start registers the loops (SwitchFlow patch: StopAccepting)
 	concurrency  struct {
 		*errgroup.Group
 
@@ -264,7 +266,10 @@ func run(eventHandler EventHandler, listeners []*listener, options *Options, add
 		return nil
 	}
 
-	if err := eng.start(ctx, numEventLoop); err != nil {
+	eng.startMu.Lock() // SwitchFlow patch: StopAccepting may run from OnBoot on
+	err := eng.start(ctx, numEventLoop)
+	eng.startMu.Unlock()
+	if err != nil {
 		eng.closeEventLoops()
 		eng.opts.Logger.Errorf("gnet engine is stopping with error: %v", err)
 		return err
