@@ -398,15 +398,11 @@ func (ls *loopState) readHead(cc *clientConn) {
 	}
 }
 
-// requestStarted reports whether b holds a byte of a request line: anything but the CRs and LFs of
-// empty lines.
+// requestStarted reports whether b holds a byte of a request line: anything past the empty lines the
+// parser skips (codec.EmptyLinesLen), a CR whose LF has not arrived yet excepted.
 func requestStarted(b []byte) bool {
-	for _, c := range b {
-		if c != '\r' && c != '\n' {
-			return true
-		}
-	}
-	return false
+	n := codec.EmptyLinesLen(b)
+	return n < len(b) && !(n == len(b)-1 && b[n] == '\r')
 }
 
 func statusForParseError(err error) int {

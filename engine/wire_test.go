@@ -436,22 +436,9 @@ upstream = "app"
 	c, br := dial(t, addr)
 	buf := make([]byte, 4096)
 	exchange := func(req []byte, tail string) func() {
-		return func() {
-			if _, err := c.Write(req); err != nil {
-				t.Fatal(err)
-			}
-			n := 0
-			for {
-				m, err := br.Read(buf[n:])
-				if err != nil {
-					t.Fatal(err)
-				}
-				n += m
-				if bytes.HasSuffix(buf[:n], []byte(tail)) {
-					return
-				}
-			}
-		}
+		end := []byte(tail)
+		done := func(b []byte) bool { return bytes.HasSuffix(b, end) }
+		return func() { writeReadUntil(t, c, br, buf, req, done) }
 	}
 	for _, tc := range []struct {
 		name string
