@@ -53,6 +53,8 @@ type conn struct {
 	opened         bool                   // connection opened event fired
 	isEOF          bool                   // whether the connection has reached EOF
 	readPaused     bool                   // PauseRead: readable events are not watched (SwitchFlow patch)
+	spliceOut      *splicer               // SpliceTo in progress from this conn's socket (SwitchFlow patch)
+	spliceIn       *splicer               // spliced bytes waiting in a pipe for this conn (SwitchFlow patch)
 }
 
 func newStreamConn(proto string, fd int, el *eventloop, sa unix.Sockaddr, localAddr, remoteAddr net.Addr) (c *conn) {
@@ -144,7 +146,7 @@ func (c *conn) write(data []byte) (n int, err error) {
 	// the current data ought to be appended to the
 	// outbound buffer for maintaining the sequence
 	// of network packets.
-	if !c.outboundBuffer.IsEmpty() {
+	if !c.outboundBuffer.IsEmpty() || c.spliceIn != nil { // SwitchFlow patch: behind a pipe's bytes
 		_, _ = c.outboundBuffer.Write(data)
 		return
 	}
@@ -197,7 +199,7 @@ func (c *conn) writev(bs [][]byte) (n int, err error) {
 	// the current data ought to be appended to the
 	// outbound buffer for maintaining the sequence
 	// of network packets.
-	if !c.outboundBuffer.IsEmpty() {
+	if !c.outboundBuffer.IsEmpty() || c.spliceIn != nil { // SwitchFlow patch: behind a pipe's bytes
 		_, _ = c.outboundBuffer.Writev(bs)
 		return
 	}
@@ -464,6 +466,9 @@ func (c *conn) InboundBuffered() int {
 }
 
 func (c *conn) OutboundBuffered() int {
+	if s := c.spliceIn; s != nil { // SwitchFlow patch: a pipe's bytes are queued for c too
+		return c.outboundBuffer.Buffered() + s.inPipe
+	}
 	return c.outboundBuffer.Buffered()
 }
 
@@ -596,7 +601,7 @@ func (c *conn) PauseRead() error {
 		return errorx.ErrUnsupportedOp
 	}
 	c.readPaused = true
-	if c.outboundBuffer.IsEmpty() {
+	if !c.queued() {
 		return c.watchRead()
 	}
 	return c.watchWrite()
@@ -608,8 +613,14 @@ func (c *conn) ResumeRead() error {
 		return nil
 	}
 	c.readPaused = false
-	if c.outboundBuffer.IsEmpty() {
+	if !c.queued() {
 		return c.watchRead()
 	}
 	return c.watchWrite()
+}
+
+// queued reports whether bytes wait to be written to c: in its outbound buffer or in a pipe being
+// spliced to it (SwitchFlow patch).
+func (c *conn) queued() bool {
+	return !c.outboundBuffer.IsEmpty() || (c.spliceIn != nil && c.spliceIn.inPipe > 0)
 }

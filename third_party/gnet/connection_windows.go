@@ -295,6 +295,9 @@ func (c *conn) PauseRead() error { return errorx.ErrUnsupportedOp }
 // ResumeRead is not supported on Windows (SwitchFlow patch).
 func (c *conn) ResumeRead() error { return errorx.ErrUnsupportedOp }
 
+// SpliceTo is not supported on Windows (SwitchFlow patch).
+func (c *conn) SpliceTo(Conn, int64) error { return errorx.ErrUnsupportedOp }
+
 func (c *conn) Context() any         { return c.ctx }
 func (c *conn) SetContext(ctx any)   { c.ctx = ctx }
 func (c *conn) LocalAddr() net.Addr  { return c.localAddr }

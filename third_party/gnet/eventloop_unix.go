@@ -47,6 +47,7 @@ type eventloop struct {
 	buffer       []byte            // read packet buffer whose capacity is set by user, default value is 64KB
 	connections  connMatrix        // loop connections storage
 	eventHandler EventHandler      // user eventHandler
+	pipes        []*splicer        // idle pipes for Conn.SpliceTo (SwitchFlow patch)
 }
 
 func (el *eventloop) Register(ctx context.Context, addr net.Addr) (<-chan RegisteredResult, error) {
@@ -103,6 +104,7 @@ func (el *eventloop) closeConns() {
 		_ = el.close(c, nil)
 		return true
 	})
+	el.closePipes() // SwitchFlow patch
 }
 
 type connWithCallback struct {
@@ -255,6 +257,9 @@ func (el *eventloop) read(c *conn) error {
 	if !c.opened {
 		return nil
 	}
+	if c.spliceOut != nil { // SwitchFlow patch: the socket's bytes go to a pipe, not to OnTraffic
+		return el.spliceRead(c)
+	}
 
 	var recv int
 	isET := el.engine.opts.EdgeTriggeredIO
@@ -283,6 +288,9 @@ loop:
 	}
 	_, _ = c.inboundBuffer.Write(c.buffer)
 	c.buffer = c.buffer[:0]
+	if c.spliceOut != nil { // SwitchFlow patch: OnTraffic started a splice; the next event feeds it
+		return nil
+	}
 
 	if c.isEOF || (isET && recv < chunk) {
 		goto loop
@@ -307,6 +315,9 @@ func (el *eventloop) write0(a any) error {
 const iovMax = 1024
 
 func (el *eventloop) write(c *conn) error {
+	if s := c.spliceIn; s != nil { // SwitchFlow patch: a pipe's bytes go first; the queue follows them
+		return el.splicePush(s)
+	}
 	if c.outboundBuffer.IsEmpty() {
 		return nil
 	}
@@ -371,6 +382,9 @@ func (el *eventloop) close(c *conn, err error) error {
 	}
 
 	el.connections.delConn(c)
+	if c.spliceOut != nil || c.spliceIn != nil { // SwitchFlow patch
+		el.spliceClosed(c)
+	}
 	action := el.eventHandler.OnClose(c, err)
 
 	// Send residual data in buffer back to the remote before actually closing the connection.

@@ -289,6 +289,18 @@ type Writer interface {
 	// no-op when not paused. Event-loop only. (SwitchFlow patch.)
 	ResumeRead() error
 
+	// SpliceTo moves the next n bytes that arrive on this connection straight to dst's socket with
+	// splice(2), through a pipe, without copying them into user space; OnTraffic does not see them.
+	// dst must be on the same event loop with nothing queued, and this connection must hold no unread
+	// bytes and not be paused; otherwise SpliceTo fails and nothing changes. The transfer applies its
+	// own backpressure: while the pipe is full this connection is not read. When the last of the n
+	// bytes has been read, SpliceHandler.OnSpliced(c) runs; bytes still in the pipe then count as
+	// queued for dst (OutboundBuffered), and anything written to dst goes out after them. An error or
+	// EOF on either side closes that side as usual; if the source closes first, bytes already in the
+	// pipe are dropped. Linux, level-triggered mode only (ErrUnsupportedOp elsewhere). Event-loop only.
+	// (SwitchFlow patch.)
+	SpliceTo(dst Conn, n int64) error
+
 	// AsyncWrite writes bytes to remote asynchronously, it's concurrency-safe,
 	// you don't have to invoke it within any method in EventHandler,
 	// usually you would call it in an individual goroutine.
@@ -814,4 +826,10 @@ func determineEventLoops(opts *Options) int {
 // byte went out (not after writes that never queued). (SwitchFlow patch.)
 type DrainHandler interface {
 	OnDrained(c Conn)
+}
+
+// SpliceHandler is implemented by an EventHandler that uses Conn.SpliceTo: OnSpliced(c) runs on the event
+// loop once the last of the bytes to splice has been read from c. (SwitchFlow patch.)
+type SpliceHandler interface {
+	OnSpliced(c Conn)
 }
