@@ -69,7 +69,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
-	warnUnbuilt(cfg, log)
 	srv, err := engine.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "error", err)
@@ -84,7 +83,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	go func() { served <- srv.Serve() }()
 	select {
 	case <-srv.Ready():
-		log.Info("switchflow started", "listen", cfg.Server.Listen, "version", version)
+		started := []any{"listen", cfg.Server.Listen, "version", version}
+		if a := srv.AdminAddr(); a != "" {
+			started = append(started, "admin", a)
+		}
+		log.Info("switchflow started", started...)
 	case err := <-served:
 		log.Error("cannot listen", "error", err)
 		return 1
@@ -99,6 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
+				srv.ReopenLogs() // the access log file, for logrotate; whatever becomes of the reload
 				next, err := config.Load(*path)
 				if err == nil {
 					err = srv.Reload(next)
@@ -118,23 +122,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 				log.Warn("shutdown timeout reached", "error", err)
 			}
 			return 0
-		}
-	}
-}
-
-// warnUnbuilt says at start which configured features this build accepts but does not serve yet, so that
-// a setting never does nothing silently.
-func warnUnbuilt(cfg *config.Config, log *slog.Logger) {
-	if cfg.Admin != nil {
-		log.Warn("[admin] is not served by this version; /metrics, /healthz and /status are not available", "listen", cfg.Admin.Listen)
-	}
-	if cfg.Log.Access != "off" {
-		log.Warn("log.access is not written by this version", "access", cfg.Log.Access)
-	}
-	for i, u := range cfg.Upstreams {
-		if u.HealthCheck != nil {
-			log.Warn("active health checks are not run by this version; passive checks (max_fails) still apply",
-				"key", fmt.Sprintf("upstream[%d].health_check", i))
 		}
 	}
 }

@@ -205,7 +205,8 @@ type Shard struct {
 	st *Store
 	m  map[string]*Entry
 
-	Hits, Misses, Bypasses uint64 // loop only; summed by whoever reports them
+	// Written by the shard's loop only; atomic so that metrics may read them from another goroutine.
+	Hits, Misses, Bypasses atomic.Uint64
 }
 
 // NewShard returns a view of st for one loop.

@@ -25,6 +25,9 @@ type ChunkedReader struct {
 // Reset makes d ready for a new body.
 func (d *ChunkedReader) Reset() { *d = ChunkedReader{} }
 
+// Consumed reports the bytes of the body consumed so far, framing included.
+func (d *ChunkedReader) Consumed() int64 { return int64(d.off) }
+
 // Done reports whether the final CRLF has been consumed.
 func (d *ChunkedReader) Done() bool { return d.state == StateBodyDone }
 

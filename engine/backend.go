@@ -39,11 +39,13 @@ type backendConn struct {
 	reused bool // taken from the idle pool for this request
 	tunnel bool // carries an upgraded connection: back to bsTunnel, not bsActive, after a park
 
+	statOpen     bool  // counted in its server's open connections (stats.go)
 	deadline     int64 // response_timeout, monotonic ns; 0 = none
 	dialIdx      int   // index in loopState.dialing while bsDialing; -1 when not there
 	parkedFD     int   // the socket while bsParked
 	clientQueued int   // while bsParked: the client's queue at the last progress seen
 	counted      bool  // srv.Begin was called for the exchange in flight
+	splicing     bool  // gnet splices the rest of the body to the client (Conn.SpliceTo); on ls.backends
 
 	// The response in flight.
 	gotBytes  bool
@@ -93,6 +95,7 @@ func (ls *loopState) endCount(be *backendConn) {
 // dial, while it was being made: then the fresh connection is parked for the next request.
 func (ls *loopState) backendOpened(be *backendConn, c gnet.Conn) {
 	ls.notDialing(be)
+	ls.backendOpenedStat(be)
 	be.gc = c
 	if be.state == bsResuming || be.state == bsClosing {
 		ls.resumed(be)
@@ -222,6 +225,7 @@ func (ls *loopState) closeBackend(be *backendConn) {
 	listRemove(&ls.backends, be)
 	ls.endCount(be)
 	be.client = nil
+	be.splicing = false
 	switch be.state {
 	case bsDialing, bsResuming:
 		// No gnet conn yet: OnOpen finds the client gone and closes it, or the failure callback fires.
@@ -230,6 +234,7 @@ func (ls *loopState) closeBackend(be *backendConn) {
 	case bsParked:
 		_ = syscall.Close(be.parkedFD)
 		be.state = bsClosing
+		ls.backendGone(be)
 		return
 	}
 	be.state = bsClosing
@@ -354,6 +359,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 				ls.startCapture(cc, be, resp)
 			}
 			cc.respStarted = true
+			ls.noteResponse(cc, resp, len(head)) // status and sizes for the metrics and the access log
 			consumed = n
 			data = data[n:]
 		}
@@ -394,6 +400,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			}
 		case codec.BodyUntilClose:
 			k = len(data)
+			cc.bodySent += int64(k) // noteProgress cannot tell these from what is left
 		}
 		if cc.headAsGet {
 			// A HEAD whose GET fills the cache: the client gets the head, the body goes to the capture.
@@ -420,10 +427,72 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			ls.finishExchange(be, cc)
 			return gnet.None
 		}
+		if ls.trySplice(be, cc) {
+			return gnet.None
+		}
 		if k == 0 {
 			return gnet.None
 		}
 	}
+}
+
+// spliceMin is the least body still to come for which splicing pays: below it a read and a write cost
+// less than setting a transfer up.
+const spliceMin = 64 << 10
+
+// trySplice hands the rest of a Content-Length body to gnet, which moves it from the backend's socket to
+// the client's with splice(2), without copying it through the loop (Conn.SpliceTo). It applies when
+// nothing is left unread in gnet and nothing is queued for the client (gnet refuses otherwise), the
+// request has been sent whole (so the client is never parked for its upload meanwhile), and no copy of
+// the body is kept for the cache. The transfer ends in Server.OnSpliced.
+func (ls *loopState) trySplice(be *backendConn, cc *clientConn) bool {
+	if !ls.s.splice || be.body != codec.BodyLength || be.remaining < spliceMin || !cc.reqDone ||
+		cc.capture != nil || cc.headAsGet || be.gc.InboundBuffered() > 0 || cc.gc.OutboundBuffered() > 0 {
+		return false
+	}
+	if be.gc.SpliceTo(cc.gc, be.remaining) != nil {
+		return false
+	}
+	be.splicing = true
+	be.clientQueued = 0
+	ls.splices++
+	listPush(&ls.backends, be) // the sweep watches the client's progress (spliceWatch)
+	return true
+}
+
+// spliced runs when gnet has read the last byte of a spliced body from the backend; what the pipe still
+// holds counts as queued for the client, and later writes to it go out behind those bytes.
+func (ls *loopState) spliced(be *backendConn) {
+	if !be.splicing {
+		return
+	}
+	be.splicing = false
+	listRemove(&ls.backends, be)
+	cc := be.client
+	if be.state != bsActive || cc == nil || cc.be != be {
+		return
+	}
+	be.remaining = 0
+	cc.deadline = 0
+	ls.finishExchange(be, cc)
+}
+
+// spliceWatch runs from the sweep while a body is spliced: a client that stops reading altogether must
+// not hold the pair forever (as for a parked backend, idle_timeout runs from the last time its queue
+// shrank).
+func (ls *loopState) spliceWatch(be *backendConn) {
+	cc := be.client
+	if cc == nil {
+		return
+	}
+	q := cc.gc.OutboundBuffered()
+	switch {
+	case q == 0:
+		cc.deadline = 0
+	case cc.deadline == 0 || q < be.clientQueued:
+		cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+	}
+	be.clientQueued = q
 }
 
 // dechunkBody forwards the payload of a chunked response without its framing (for HTTP/1.0 clients, who
@@ -457,6 +526,8 @@ func (ls *loopState) dechunkBody(be *backendConn, cc *clientConn) bool {
 // finishExchange completes a response: the backend connection goes back to the pool if it can carry
 // another request, and the client goes on to its next request or closes.
 func (ls *loopState) finishExchange(be *backendConn, cc *clientConn) {
+	ls.noteProgress(cc, be)
+	ls.record(cc, int(cc.status), cc.bodySent, int64(cc.respHead)+cc.bodySent)
 	cc.be = nil
 	ls.finishCapture(cc)
 	if be.keepAlive && cc.reqDone && be.gc.InboundBuffered() == 0 {
@@ -477,6 +548,7 @@ func (ls *loopState) backendBroken(be *backendConn, why string) {
 	cc := be.client
 	be.srv.Fail(ls.now)
 	ls.s.log.Warn("upstream response rejected", "server", be.srv.Name, "reason", why)
+	ls.noteProgress(cc, be)
 	ls.closeBackend(be)
 	if cc == nil {
 		return
@@ -503,6 +575,7 @@ func (ls *loopState) backendClosed(be *backendConn, err error) {
 	if be.state == bsParked || be.state == bsResuming {
 		return // gnet closed its conn; the socket lives on as parkedFD
 	}
+	ls.backendGone(be)
 	state := be.state
 	be.state = bsClosing
 	switch state {
@@ -545,6 +618,7 @@ func (ls *loopState) backendClosed(be *backendConn, err error) {
 		// The close is the end of this body: the response is complete.
 		cc.closeAfterRes = true
 	}
+	ls.noteProgress(cc, be) // closeClient records the response
 	// Otherwise the backend died mid-body: closing the client shows a truncated body, never a wrong one.
 	ls.closeClient(cc)
 }
@@ -561,6 +635,7 @@ func (ls *loopState) startTunnel(cc *clientConn, be *backendConn) {
 	be.tunnel = true
 	cc.state = csTunnel
 	cc.respStarted = true
+	cc.status = 101 // recorded when the tunnel ends
 	// Bytes the client sent after its request head (the first frames of the new protocol) go first.
 	if cc.pos < cc.filled {
 		_, _ = be.gc.Write(cc.buf()[cc.pos:cc.filled])
@@ -600,6 +675,12 @@ func (ls *loopState) tunnelCopy(from, to gnet.Conn, cc *clientConn) {
 	if in, _ := from.Peek(-1); len(in) > 0 {
 		_, _ = to.Write(in)
 		discard(from, len(in))
+		if to == cc.gc {
+			cc.bodySent += int64(len(in))
+			ls.st.bytesOut.Add(uint64(len(in)))
+		} else {
+			ls.st.bytesIn.Add(uint64(len(in)))
+		}
 	}
 	cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
 }
@@ -650,7 +731,7 @@ func (ls *loopState) maybeResume(be *backendConn, force bool) {
 	fd := be.parkedFD
 	be.parkedFD = -1
 	be.state = bsResuming
-	if err := ls.adoptFD(fd, "parked-backend", be, ls.resumeFailed); err != nil {
+	if err := ls.adoptFD(fd, "parked-backend", be, ls.onResumeFail); err != nil {
 		ls.resumeFailed(be, err)
 	}
 }
@@ -689,8 +770,10 @@ func (ls *loopState) resumeFailed(ctx any, err error) {
 		return
 	}
 	be.state = bsClosing
+	ls.backendGone(be) // the descriptor was consumed
 	ls.s.log.Warn("cannot resume a parked backend connection", "server", be.srv.Name, "error", err)
 	if cc := be.client; cc != nil {
+		ls.noteProgress(cc, be)
 		be.client, cc.be = nil, nil
 		ls.closeClient(cc)
 	}

@@ -44,7 +44,7 @@ type cacheWait struct {
 func (ls *loopState) cacheRequest(cc *clientConn, req *codec.Request, host []byte) bool {
 	if cc.upgrade || !cache.RequestCacheable(req) {
 		cc.cacheTag = xCacheBypass
-		ls.shard.Bypasses++
+		ls.shard.Bypasses.Add(1)
 		return false
 	}
 	key := appendCacheKey(ls.keyBuf[:0], host, req.Target)
@@ -76,7 +76,7 @@ func (ls *loopState) cacheRequest(cc *clientConn, req *codec.Request, host []byt
 		cc.cacheLeader, cc.cacheKey = true, k
 		cc.headAsGet = cc.isHead
 	}
-	ls.shard.Misses++
+	ls.shard.Misses.Add(1)
 	cc.cacheTag = xCacheMiss
 	return false
 }
@@ -120,7 +120,7 @@ func (ls *loopState) leaveWait(cc *clientConn) {
 
 // serveHit answers cc from e: prebuilt head, Date/Age/X-Cache/Connection, body (none for HEAD).
 func (ls *loopState) serveHit(cc *clientConn, e *cache.Entry) {
-	ls.shard.Hits++
+	ls.shard.Hits.Add(1)
 	keep := cc.keepAlive && !ls.s.draining.Load()
 	extra := e.AppendServeHeaders(ls.hitBuf[:0], ls.rs.date[:], ls.now, cc.minor, keep)
 	ls.hitBuf = extra[:0]
@@ -140,11 +140,13 @@ func (ls *loopState) serveHit(cc *clientConn, e *cache.Entry) {
 	cc.deadline = 0
 	cc.respStarted = true
 	cc.closeAfterRes = !keep
+	cc.status, cc.respHead, cc.bodySent = uint16(e.Status), int32(len(e.Head)+len(extra)), 0
 	_, _ = cc.gc.Writev(iov)
 	ls.iov3[0], ls.iov3[2] = nil, nil // do not keep an evicted entry alive
 	if cc.state == csClosed {
 		return
 	}
+	cc.bodySent = int64(len(first))
 	if len(first) < len(body) {
 		cc.hit, cc.hitOff = e, len(first)
 		ls.pumpHit(cc)
@@ -172,6 +174,7 @@ func (ls *loopState) pumpHit(cc *clientConn) {
 			cc.hit = nil
 			return
 		}
+		cc.bodySent += int64(end - cc.hitOff)
 		cc.hitOff = end
 	}
 	cc.hit = nil
@@ -181,6 +184,7 @@ func (ls *loopState) pumpHit(cc *clientConn) {
 // hitDone ends a response served from the cache.
 func (ls *loopState) hitDone(cc *clientConn) {
 	cc.deadline = 0
+	ls.record(cc, int(cc.status), cc.bodySent, int64(cc.respHead)+cc.bodySent)
 	if cc.closeAfterRes {
 		ls.closeClient(cc)
 	} else {
@@ -258,7 +262,7 @@ func (ls *loopState) flightDone(key string, e *cache.Entry) {
 func (ls *loopState) cacheMissGo(cc *clientConn) {
 	cc.deadline = 0
 	cc.cacheTag = xCacheMiss
-	ls.shard.Misses++
+	ls.shard.Misses.Add(1)
 	ls.connect(cc)
 }
 

@@ -10,6 +10,7 @@ import (
 	"switchflow/bufpool"
 	"switchflow/cache"
 	"switchflow/codec"
+	"switchflow/upstream"
 )
 
 // clientState is where a client connection stands in its request/response cycle.
@@ -88,6 +89,14 @@ type exchange struct {
 	wait        *cacheWait     // while csCacheWait
 	hit         *cache.Entry   // while csCacheSend: the entry being written, from body offset hitOff
 	hitOff      int
+
+	// Metrics and the access log (stats.go): what record needs when the response ends.
+	start    int64            // clock when the head was parsed; 0 once recorded
+	srv      *upstream.Server // the server of the last attempt
+	bodyLen  int64            // a forwarded response's Content-Length
+	bodySent int64            // body bytes sent to the client (noteProgress, cache hits, tunnels)
+	respHead int32            // length of the response head sent
+	status   uint16           // the status sent to the client
 }
 
 // freeExchangesKept bounds a loop's free list: a burst of busy connections past it leaves its exchanges
@@ -109,6 +118,7 @@ func (ls *loopState) attachExchange(cc *clientConn) {
 // that are now idle. It runs as each callback returns, not in waitHead, so that no caller still on the
 // stack can find cc.exchange gone. Loop only.
 func (ls *loopState) settle() {
+	ls.clockOK = false // the next callback reads the clock afresh
 	if len(ls.idled) == 0 {
 		return
 	}
@@ -156,7 +166,10 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 		// SPEC 3.3: connection max_connections+1 gets ready bytes and a close; nothing is allocated for it.
 		// It is sent before any request byte is read, so it cannot know a HEAD: the body goes too, and
 		// the close that follows ends the exchange whatever the client makes of it.
-		return ls.rs.get(503, false, false), gnet.Close
+		b := ls.rs.get(503, false, false)
+		ls.st.refused.Add(1)
+		ls.st.bytesOut.Add(uint64(len(b)))
+		return b, gnet.Close
 	}
 	cc := &clientConn{gc: c, ls: ls, slab: slab, parkedFD: -1}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -216,9 +229,11 @@ func (ls *loopState) dropRequest(cc *clientConn) {
 	}
 	cc.hit = nil
 	if be := cc.be; be != nil {
+		ls.noteProgress(cc, be)
 		cc.be = nil
 		ls.abandonBackend(be)
 	}
+	ls.recordUnfinished(cc)
 	ls.cacheForget(cc)
 }
 
@@ -262,6 +277,7 @@ func (ls *loopState) waitHead(cc *clientConn) {
 	cc.headAsGet = false
 	cc.reqSeen = 0
 	cc.freeRetries = 0
+	cc.start, cc.srv, cc.status, cc.respHead, cc.bodyLen, cc.bodySent = 0, nil, 0, 0, 0, 0
 }
 
 func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
@@ -360,6 +376,7 @@ func (ls *loopState) readHead(cc *clientConn) {
 				cc.slabDirty = true
 				discard(cc.gc, n)
 				cc.filled += n
+				ls.st.bytesIn.Add(uint64(n))
 			}
 		}
 		if cc.filled == 0 {
@@ -392,6 +409,7 @@ func (ls *loopState) readHead(cc *clientConn) {
 		if cc.exchange == nil {
 			ls.attachExchange(cc)
 		}
+		ls.beginRequest(cc)
 		ls.startRequest(cc, req)
 		// startRequest either sent a response and went back to csHead (loop for a pipelined request), or
 		// waits for a backend.
@@ -420,7 +438,9 @@ func statusForParseError(err error) int {
 
 // reject answers a request the proxy refuses itself, with the prebuilt response, and closes.
 func (ls *loopState) reject(cc *clientConn, status int) {
-	_, _ = cc.gc.Write(ls.rs.get(status, false, cc.headRequest()))
+	b := ls.rs.get(status, false, cc.headRequest())
+	ls.recordPrebuilt(cc, status, b, false)
+	_, _ = cc.gc.Write(b)
 	ls.closeClient(cc)
 }
 
@@ -535,6 +555,7 @@ func (ls *loopState) connect(cc *clientConn) {
 	}
 	cc.tried |= 1 << uint(srv.Index)
 	cc.attempts++
+	cc.srv = srv
 	if be, ok := lt.pools[cc.route.group].Get(srv.Index); ok {
 		be.state = bsActive
 		be.reused = true
@@ -545,7 +566,7 @@ func (ls *loopState) connect(cc *clientConn) {
 	be := &backendConn{ls: ls, lt: lt, group: cc.route.group, srv: srv, state: bsDialing, client: cc}
 	cc.be = be
 	cc.state = csConnecting
-	if err := ls.s.dialer.Dial(ls.loop, srv.Addr, g.ConnectTimeout, be, ls.dialFailed); err != nil {
+	if err := ls.s.dialer.Dial(ls.loop, srv.Addr, g.ConnectTimeout, be, ls.onDialFail); err != nil {
 		cc.be = nil
 		ls.failRequest(cc, 502)
 		return
@@ -565,12 +586,14 @@ func (ls *loopState) failRequest(cc *clientConn, status int) {
 		ls.closeClient(cc)
 		return
 	}
-	if !cc.bodyFromConn && cc.reqBody == codec.BodyNone && cc.keepAlive && !ls.s.draining.Load() {
-		_, _ = cc.gc.Write(ls.rs.get(status, true, cc.headRequest()))
+	keep := !cc.bodyFromConn && cc.reqBody == codec.BodyNone && cc.keepAlive && !ls.s.draining.Load()
+	b := ls.rs.get(status, keep, cc.headRequest())
+	ls.recordPrebuilt(cc, status, b, keep)
+	_, _ = cc.gc.Write(b)
+	if keep {
 		ls.finishClient(cc)
 		return
 	}
-	_, _ = cc.gc.Write(ls.rs.get(status, false, cc.headRequest()))
 	ls.closeClient(cc)
 }
 
@@ -682,6 +705,7 @@ func (ls *loopState) forwardBody(cc *clientConn) {
 		} else {
 			cc.bodyFromConn = true
 			discard(cc.gc, n)
+			ls.st.bytesIn.Add(uint64(n))
 		}
 		if cc.reqDone {
 			ls.requestSent(be)
@@ -703,7 +727,9 @@ func (ls *loopState) abortRequest(cc *clientConn, status int) {
 		ls.abandonBackend(be)
 	}
 	if !cc.respStarted {
-		_, _ = cc.gc.Write(ls.rs.get(status, false, cc.headRequest()))
+		b := ls.rs.get(status, false, cc.headRequest())
+		ls.recordPrebuilt(cc, status, b, false)
+		_, _ = cc.gc.Write(b)
 	}
 	ls.closeClient(cc)
 }

@@ -48,6 +48,11 @@
 //     tunnel that send faster than they read can be held at once. A side stops being read while more
 //     than half of io_buffer waits for its peer, and reads again when Server.OnDrained reports the
 //     peer's queue written out.
+//   - Large Content-Length response bodies are spliced, neither copied nor parked (trySplice): gnet
+//     moves them from the backend's socket to the client's through a pipe (Conn.SpliceTo), not reading
+//     the backend while the pipe is full; Server.OnSpliced ends the exchange once the last byte has left
+//     the backend, and the pipe's rest counts as the client's queue. The sweep closes a client that
+//     reads nothing for idle_timeout (spliceWatch), as for a parked backend.
 //
 // A side is parked only when gnet holds nothing unread and nothing unsent for it, because gnet's close
 // drops what it cannot flush at once: no byte is lost. Bytes that arrive while parked wait in the
@@ -64,7 +69,18 @@
 // in the middle of a callback of this package. Every Write on the request and response paths is followed
 // by lost(cc, be) before the loop touches either connection again.
 //
+// # Metrics and the access log
+//
+// Every response to a client ends in loopState.record (stats.go), once, wherever it was made: a
+// forwarded response (finishExchange), a cache hit (hitDone), a prebuilt answer (reject, failRequest,
+// abortRequest, closeParked), or a request cut short, a tunnel's end included (dropRequest). It counts into
+// the loop's own atomic counters (only that loop writes them; Server.Snapshot sums them for the admin
+// listener) and formats the access log line into the loop's buffer, which one writer goroutine drains
+// (accesslog.go). The loop reads the clock at most once per callback (loopState.clock). Nothing of this
+// allocates or takes a lock per request.
+//
 // # Imports
 //
-// engine imports codec, cache, config, upstream and bufpool. Nothing imports engine but main.
+// engine imports codec, cache, config, upstream, bufpool and admin (the admin listener it runs, which
+// imports nothing of ours). Nothing imports engine but main.
 package engine

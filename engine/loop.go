@@ -45,10 +45,23 @@ type loopState struct {
 	clients  connList[clientConn]  // every open client connection, for timeouts
 	backends connList[backendConn] // backend connections with a request in flight, for response_timeout
 	dialing  []*backendConn        // dials in flight, oldest first but for removals (handOver)
+	splices  int64                 // response bodies handed to gnet to splice (trySplice)
 
 	sweepRunnable gnet.Runnable
 
 	clientsOpen atomic.Int64 // mirrors clients.len for other goroutines
+
+	// Metrics and the access log (stats.go, accesslog.go).
+	st       loopStats                    // only this loop writes; the admin goroutine reads
+	ctr      *loopCounters                // per route and server, by registry id; grown by bindTable
+	ctrPub   atomic.Pointer[loopCounters] // ctr, for the admin goroutine
+	alog     *accessBuf                   // nil: log.access is off
+	clockNow int64                        // clock(): read once per callback
+	clockOK  bool                         // clockNow is this callback's; settle clears it
+
+	// Callbacks handed to the dialer, bound once (a method value per dial would allocate): they run on
+	// the loop from EventLoop.Execute, so they end with settle as every callback does.
+	onDialFail, onResumeFail, onClientResumeFail func(any, error)
 }
 
 func newLoopState(s *Server, el gnet.EventLoop) *loopState {
@@ -66,6 +79,13 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 	}
 	ls.now = int64(time.Since(s.base))
 	ls.lt = newLoopTable(s.tbl.Load())
+	ls.bindTable(ls.lt)
+	if s.alog != nil {
+		ls.alog = &accessBuf{a: s.alog}
+	}
+	ls.onDialFail = func(ctx any, err error) { ls.dialFailed(ctx, err); ls.settle() }
+	ls.onResumeFail = func(ctx any, err error) { ls.resumeFailed(ctx, err); ls.settle() }
+	ls.onClientResumeFail = func(ctx any, err error) { ls.clientResumeFailed(ctx, err); ls.settle() }
 	ls.sweepRunnable = gnet.RunnableFunc(func(context.Context) error {
 		ls.sweep()
 		ls.settle()
@@ -80,6 +100,7 @@ func (ls *loopState) current() *loopTable {
 	if t := ls.s.tbl.Load(); t != ls.lt.tbl {
 		old := ls.lt
 		ls.lt = newLoopTable(t)
+		ls.bindTable(ls.lt)
 		for _, p := range old.pools {
 			p.Each(func(_ int, be *backendConn) {
 				be.state = bsClosing
@@ -101,8 +122,12 @@ func (ls *loopState) sweep() {
 		ls.lastCacheSweep = now
 		ls.shard.Sweep(now)
 	}
+	var idle int64
 	for cc := ls.clients.head; cc != nil; {
 		next := cc.next
+		if cc.state == csHead && cc.filled == 0 && !cc.parked {
+			idle++
+		}
 		if cc.deadline != 0 && now >= cc.deadline {
 			ls.clientTimedOut(cc)
 		} else if cc.parked {
@@ -122,11 +147,14 @@ func (ls *loopState) sweep() {
 		next := be.next
 		if be.state == bsParked {
 			ls.maybeResume(be, false)
+		} else if be.splicing {
+			ls.spliceWatch(be)
 		} else if be.deadline != 0 && now >= be.deadline {
 			ls.backendTimedOut(be)
 		}
 		be = next
 	}
+	ls.publishStats(idle)
 }
 
 // drain closes idle keep-alive clients and makes busy ones close after their response. Loop only.

@@ -48,7 +48,7 @@ func (ls *loopState) maybeResumeClient(cc *clientConn, force bool) {
 	}
 	fd := cc.parkedFD
 	cc.parkedFD = -1
-	if err := ls.adoptFD(fd, "parked-client", cc, ls.clientResumeFailed); err != nil {
+	if err := ls.adoptFD(fd, "parked-client", cc, ls.onClientResumeFail); err != nil {
 		ls.clientResumeFailed(cc, err)
 	}
 }
@@ -98,7 +98,9 @@ func (ls *loopState) clientResumeFailed(ctx any, err error) {
 func (ls *loopState) closeParked(cc *clientConn, status int) {
 	if fd := cc.parkedFD; fd >= 0 {
 		if status != 0 && !cc.respStarted {
-			_, _ = syscall.Write(fd, ls.rs.get(status, false, cc.headRequest()))
+			b := ls.rs.get(status, false, cc.headRequest())
+			ls.recordPrebuilt(cc, status, b, false)
+			_, _ = syscall.Write(fd, b)
 		}
 		_ = syscall.Close(fd)
 		cc.parkedFD = -1

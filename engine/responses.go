@@ -97,6 +97,18 @@ func (rs *responseSet) get(status int, keepAlive, headOnly bool) []byte {
 	return p.b
 }
 
+// headLen is the length of the head of the prebuilt response get returns for status.
+func (rs *responseSet) headLen(status int, keepAlive bool) int {
+	set := &rs.close
+	if keepAlive {
+		set = &rs.keep
+	}
+	if status >= 0 && status < len(set) && set[status] != nil {
+		return set[status].headLen
+	}
+	return set[500].headLen
+}
+
 // appendDate adds "Date: date" to a head that ends in the blank line: a forwarded response whose backend
 // sent none gets the loop's current Date (RFC 9110 6.6.1), with no allocation once headBuf has grown.
 func appendDate(head, date []byte) []byte {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"switchflow/admin"
 	"switchflow/bufpool"
 	"switchflow/cache"
 	"switchflow/config"
@@ -41,8 +43,17 @@ type Server struct {
 	booted   chan struct{}
 	stopped  chan struct{}
 
+	reg     statRegistry                   // metrics ids of routes and servers (stats.go)
+	alog    *accessLog                     // nil: log.access is off (accesslog.go)
+	adminLn atomic.Pointer[admin.Listener] // the [admin] listener while Serve runs
+
+	healthMu sync.Mutex        // orders starting and stopping the checkers with Reload
+	checker  *upstream.Checker // active health checks of the live table, under healthMu
+	serving  bool              // under healthMu: Serve runs, so the live table's checks run too
+
 	headerBuffer int
-	ioBuffer     int // bytes queued for a client before its backend is parked
+	ioBuffer     int  // bytes queued for a client before its backend is parked
+	splice       bool // large response bodies go backend to client by splice(2); SWITCHFLOW_SPLICE=0 turns it off
 }
 
 var _ gnet.EventHandler = (*Server)(nil)
@@ -77,8 +88,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		stopped:      make(chan struct{}),
 		headerBuffer: cfg.Server.HeaderBuffer,
 		ioBuffer:     cfg.Server.IOBuffer,
+		splice:       os.Getenv("SWITCHFLOW_SPLICE") != "0",
 	}
 	s.tbl.Store(t)
+	if s.alog, err = newAccessLog(cfg.Log, loops, log); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -88,6 +103,10 @@ func (s *Server) Loops() int { return s.nloops }
 // Serve runs the event loops until Shutdown or Stop; it blocks.
 func (s *Server) Serve() error {
 	defer close(s.stopped)
+	if err := s.startAdmin(); err != nil {
+		return err
+	}
+	s.startHealth()
 	addrs := make([]string, len(s.cfg.Server.Listen))
 	for i, a := range s.cfg.Server.Listen {
 		addrs[i] = "tcp://" + a
@@ -103,9 +122,32 @@ func (s *Server) Serve() error {
 		gnet.WithReadBufferCap(readBufferFor(s.ioBuffer)),
 		gnet.WithLogger(gnetLogger{s.log}),
 	)
+	s.stopHealth()
 	s.dialer.Close()
+	s.stopAdmin()
 	return err
 }
+
+// startHealth starts the active health checks of the live table, for Serve.
+func (s *Server) startHealth() {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	s.serving = true
+	s.checker = upstream.StartChecker(s.tbl.Load().groups, s.monoNow, s.log)
+}
+
+// stopHealth stops the checks when the loops have stopped (Shutdown or a failed start); a later Reload
+// starts none.
+func (s *Server) stopHealth() {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	s.serving = false
+	s.checker.Stop()
+	s.checker = nil
+}
+
+// monoNow is the clock of upstream.Server.Up: monotonic nanoseconds since s.base, as the loops' now.
+func (s *Server) monoNow() int64 { return int64(time.Since(s.base)) }
 
 // readBufferFor sizes each loop's read buffer (one per loop, not per connection) from io_buffer. The
 // read that crosses a parking line (half of io_buffer) is what a slow side may have queued beyond it, so
@@ -129,18 +171,26 @@ func (s *Server) OnBoot(e gnet.Engine) gnet.Action {
 
 // Reload swaps in a new configuration for new requests: routes, upstreams and per-request settings.
 // Listener addresses, loops, max_connections and header_buffer keep the values the server started with.
-// Safe from any goroutine.
+// The new table's servers are new objects, so their health starts afresh (up, no failures counted): the
+// old table's health checks stop and the new one's start. Safe from any goroutine.
 func (s *Server) Reload(cfg *config.Config) error {
 	t, err := newTable(cfg)
 	if err != nil {
 		return err
 	}
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
 	s.tbl.Store(t)
+	if s.serving {
+		old := s.checker
+		s.checker = upstream.StartChecker(t.groups, s.monoNow, s.log)
+		old.Stop()
+	}
 	return nil
 }
 
-// Shutdown stops accepting, lets requests in flight finish until ctx ends, then stops the loops.
-// Safe from any goroutine.
+// Shutdown stops accepting, lets requests in flight finish until ctx ends, then stops the loops; the
+// active health checks run through the drain and stop with the loops (Serve). Safe from any goroutine.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	select {
@@ -222,6 +272,14 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	ls := s.loopFor(c)
 	return ls.clientOpened(c)
+}
+
+// OnSpliced ends a body that gnet spliced from a backend to its client (gnet.SpliceHandler).
+func (s *Server) OnSpliced(c gnet.Conn) {
+	if be, ok := c.Context().(*backendConn); ok {
+		be.ls.spliced(be)
+		be.ls.settle()
+	}
 }
 
 // OnTraffic hands bytes to the connection's state machine.

@@ -1223,8 +1223,9 @@ func (b *leakBase) check(t *testing.T) {
 	}
 }
 
-// parked counts, on each loop's own goroutine, the backend connections parked for a slow client and the
-// clients parked for a slow backend.
+// parked counts, on each loop's own goroutine, the backend connections parked for a slow client (or
+// splicing to a client that has bytes waiting for it in the pipe: gnet holds the backend while the pipe is
+// full) and the clients parked for a slow backend.
 func parked(t *testing.T, srv *Server) (backends, clients int) {
 	t.Helper()
 	var nb, nc atomic.Int64
@@ -1235,7 +1236,7 @@ func parked(t *testing.T, srv *Server) (backends, clients int) {
 		err := ls.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			defer wg.Done()
 			for be := ls.backends.head; be != nil; be = be.next {
-				if be.state == bsParked {
+				if be.state == bsParked || (be.splicing && be.client != nil && be.client.gc.OutboundBuffered() > 0) {
 					nb.Add(1)
 				}
 			}
@@ -1267,9 +1268,22 @@ func waitParked(t *testing.T, srv *Server, oc *originConn) {
 	deadline := time.Now().Add(10 * time.Second)
 	for b, _ := parked(t, srv); b == 0; b, _ = parked(t, srv) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no backend parked 10 s after its client stopped reading (the origin wrote %s)", mib(oc.written.Load()))
+			t.Fatalf("no backend parked or held 10 s after its client stopped reading (the origin wrote %s)", mib(oc.written.Load()))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// forLoopsAndSplice runs fn for each loop count with Content-Length bodies copied through the loop
+// (SWITCHFLOW_SPLICE=0, so slow clients park their backends) and spliced (gnet holds the backend).
+func forLoopsAndSplice(t *testing.T, fn func(t *testing.T, loops int)) {
+	for _, mode := range []string{"copy", "splice"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "copy" {
+				t.Setenv("SWITCHFLOW_SPLICE", "0")
+			}
+			forLoops(t, fn)
+		})
 	}
 }
 
@@ -1322,7 +1336,7 @@ func TestDeathBackendMidResponse(t *testing.T) {
 		{"FIN while parked, chunked", true, true, false},
 		{"reset while parked", false, true, true},
 	}
-	forLoops(t, func(t *testing.T, loops int) {
+	forLoopsAndSplice(t, func(t *testing.T, loops int) {
 		o, addr, srv, base := deathProxy(t, loops)
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -1386,7 +1400,7 @@ func TestDeathClientMidResponse(t *testing.T) {
 		{"FIN while parked", true, false},
 		{"reset while parked", true, true},
 	}
-	forLoops(t, func(t *testing.T, loops int) {
+	forLoopsAndSplice(t, func(t *testing.T, loops int) {
 		o, addr, srv, base := deathProxy(t, loops)
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {

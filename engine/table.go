@@ -35,6 +35,17 @@ func newTable(cfg *config.Config) (*table, error) {
 		for j, s := range u.Servers {
 			specs[j] = upstream.ServerSpec{Name: s.Addr, Addr: s.TCPAddr, Weight: s.Weight, Backup: s.Backup}
 		}
+		var health *upstream.HealthSettings
+		if hc := u.HealthCheck; hc != nil {
+			health = &upstream.HealthSettings{
+				Path:         hc.Path,
+				Interval:     hc.Interval,
+				Timeout:      hc.Timeout,
+				ExpectStatus: hc.ExpectStatus,
+				Rise:         hc.Rise,
+				Fall:         hc.Fall,
+			}
+		}
 		g, err := upstream.NewGroup(u.Name, specs, upstream.Settings{
 			Balance:         u.Balance,
 			Keepalive:       u.Keepalive,
@@ -43,6 +54,7 @@ func newTable(cfg *config.Config) (*table, error) {
 			MaxFails:        u.MaxFails,
 			FailTimeout:     u.FailTimeout,
 			Retries:         u.Retries,
+			Health:          health,
 		})
 		if err != nil {
 			return nil, err
@@ -81,6 +93,7 @@ type loopTable struct {
 	tbl     *table
 	pickers []*upstream.Picker
 	pools   []*upstream.IdlePool[*backendConn]
+	ids     *tableIDs // metrics registry ids of the table's routes and servers (stats.go)
 }
 
 func newLoopTable(t *table) *loopTable {

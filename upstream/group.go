@@ -19,6 +19,7 @@ type Group struct {
 	ConnectTimeout  time.Duration
 	ResponseTimeout time.Duration
 	Retries         int
+	Health          *HealthSettings // active health checks; nil = none (see Checker)
 }
 
 // ServerSpec describes one server of a group, as validated configuration gives it.
@@ -38,6 +39,7 @@ type Settings struct {
 	MaxFails        int
 	FailTimeout     time.Duration
 	Retries         int
+	Health          *HealthSettings // nil = no active health checks
 }
 
 // NewGroup builds a Group. upstream does not import config (dependencies point from engine to both), so
@@ -57,6 +59,10 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 		ResponseTimeout: set.ResponseTimeout,
 		Retries:         set.Retries,
 	}
+	if set.Health != nil {
+		h := *set.Health
+		g.Health = &h
+	}
 	for i, s := range servers {
 		if s.Addr == nil {
 			return nil, fmt.Errorf("upstream %q: server %d has no resolved address", name, i)
@@ -65,7 +71,7 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 		if w < 1 {
 			w = 1
 		}
-		g.Servers = append(g.Servers, &Server{
+		srv := &Server{
 			Index:       i,
 			Addr:        s.Addr,
 			Name:        s.Name,
@@ -74,7 +80,11 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 			Backup:      s.Backup,
 			maxFails:    int32(set.MaxFails),
 			failTimeout: int64(set.FailTimeout),
-		})
+		}
+		if g.Health != nil {
+			srv.healthReq = healthRequest(g.Health.Path, s.Name)
+		}
+		g.Servers = append(g.Servers, srv)
 	}
 	return g, nil
 }

@@ -61,6 +61,9 @@ func (p *IdlePool[T]) Remove(server int, c T) bool {
 	return false
 }
 
+// ServerLen reports the idle connections of one server.
+func (p *IdlePool[T]) ServerLen(server int) int { return len(p.stacks[server]) }
+
 // Len reports the idle connections of every server together.
 func (p *IdlePool[T]) Len() int { return p.count }
 

@@ -24,10 +24,18 @@ type Server struct {
 	windowStart atomic.Int64 // monotonic ns when the current failure window opened
 	downUntil   atomic.Int64 // monotonic ns; the server is down while now < downUntil
 	inFlight    atomic.Int64 // requests in flight, for least_conn and metrics
+
+	// Active health (health.go). Written only by the group's checker goroutine, read by anyone.
+	activeDown atomic.Bool                 // fall failed checks in a row; cleared by rise passing ones
+	hcFails    atomic.Int32                // consecutive failed checks
+	hcPasses   atomic.Int32                // consecutive passing checks
+	lastCheck  atomic.Pointer[checkResult] // nil until the first check ends
+	healthReq  []byte                      // the check request, built once by NewGroup
 }
 
-// Up reports whether the server may take requests at now (monotonic nanoseconds).
-func (s *Server) Up(now int64) bool { return now >= s.downUntil.Load() }
+// Up reports whether the server may take requests at now (monotonic nanoseconds): it is neither passively
+// down (max_fails within fail_timeout) nor actively down (fall failed health checks).
+func (s *Server) Up(now int64) bool { return now >= s.downUntil.Load() && !s.activeDown.Load() }
 
 // Fail records one failed attempt at now. After maxFails failures within failTimeout the server is down
 // for failTimeout, as nginx's max_fails/fail_timeout. maxFails == 0 disables marking.
@@ -45,10 +53,11 @@ func (s *Server) Fail(now int64) {
 	}
 }
 
-// MarkDown takes the server out until now+d (active health checks).
+// MarkDown takes the server out until now+d, as max_fails does (passive down).
 func (s *Server) MarkDown(now int64, d time.Duration) { s.downUntil.Store(now + int64(d)) }
 
-// MarkUp puts the server back at once.
+// MarkUp ends a passive down at once and forgets the failures counted toward one. Active down is the
+// checker's own (health.go), which calls MarkUp when a server passes rise checks.
 func (s *Server) MarkUp() { s.downUntil.Store(0); s.fails.Store(0) }
 
 // InFlight reports the requests in flight on this server.
