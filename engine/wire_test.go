@@ -402,28 +402,7 @@ func TestBuiltHeadAndAddedDateAllocateNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	oaddr := serveConns(t, func(c net.Conn) {
-		buf := make([]byte, 16<<10)
-		resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		n := 0
-		for {
-			m, err := c.Read(buf[n:])
-			if err != nil {
-				return
-			}
-			n += m
-			for {
-				i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-				if i < 0 {
-					break
-				}
-				n = copy(buf, buf[i+4:n])
-				if _, err := c.Write(resp); err != nil {
-					return
-				}
-			}
-		}
-	})
+	oaddr := fixedOrigin(t, []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
 	addr, _ := startProxy(t, 1, fmt.Sprintf(`
 [[upstream]]
 name = "app"
