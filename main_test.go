@@ -47,6 +47,12 @@ func TestVersionAndConfigCheck(t *testing.T) {
 	if code := run([]string{"-config", bad}, &out, &errb); code != 1 {
 		t.Fatalf("running on a bad file: exit %d, want 1", code)
 	}
+	// The README's first command runs the shipped file: it must always check.
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"-t", "-config", "switchflow.toml"}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "configuration ok" {
+		t.Fatalf("-t on the shipped switchflow.toml: exit %d, %q %q", code, out.String(), errb.String())
+	}
 }
 
 // TestSignals drives the real binary: SIGHUP swaps routes without dropping a request, a bad file on SIGHUP
