@@ -102,12 +102,13 @@ func (ls *loopState) backendOpened(be *backendConn, c gnet.Conn) {
 		return
 	}
 	cc := be.client
+	// The connection exists from here on: bsDialing would make closeBackend leave it open.
+	be.state = bsActive
 	if cc == nil || cc.be != be || cc.state != csConnecting {
 		be.client = nil
 		ls.parkOrClose(be)
 		return
 	}
-	be.state = bsActive
 	ls.sendHead(cc, be)
 }
 
