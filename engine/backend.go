@@ -2,6 +2,7 @@ package engine
 
 import (
 	"syscall"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -42,6 +43,9 @@ type backendConn struct {
 	statOpen     bool  // counted in its server's open connections (stats.go)
 	deadline     int64 // response_timeout, monotonic ns; 0 = none
 	dialIdx      int   // index in loopState.dialing while bsDialing; -1 when not there
+	dialDeadline int64 // connect_timeout for the request that asked for the dial, monotonic ns
+	queued       bool  // bsDialing but not handed to the dialer yet: maxDials are in flight to srv
+	dialed       bool  // handed to the dialer and not answered yet: counted in lt.dials
 	parkedFD     int   // the socket while bsParked
 	clientQueued int   // while bsParked: the client's queue at the last progress seen
 	counted      bool  // srv.Begin was called for the exchange in flight
@@ -95,6 +99,7 @@ func (ls *loopState) endCount(be *backendConn) {
 // dial, while it was being made: then the fresh connection is parked for the next request.
 func (ls *loopState) backendOpened(be *backendConn, c gnet.Conn) {
 	ls.notDialing(be)
+	ls.dialDone(be)
 	ls.backendOpenedStat(be)
 	be.gc = c
 	if be.state == bsResuming || be.state == bsClosing {
@@ -116,6 +121,7 @@ func (ls *loopState) backendOpened(be *backendConn, c gnet.Conn) {
 func (ls *loopState) dialFailed(ctx any, err error) {
 	be := ctx.(*backendConn)
 	ls.notDialing(be)
+	ls.dialDone(be)
 	be.state = bsClosing
 	cc := be.client
 	be.client = nil
@@ -190,6 +196,9 @@ func (ls *loopState) handOver(be *backendConn) bool {
 			continue
 		}
 		d.client = nil
+		if d.queued {
+			ls.dropQueued(d)
+		}
 		be.state = bsActive
 		be.reused = true
 		ls.attach(cc, be)
@@ -197,6 +206,90 @@ func (ls *loopState) handOver(be *backendConn) bool {
 		return true
 	}
 	return false
+}
+
+// maxDials bounds the dials in flight from one loop to one server. A burst of clients beyond the pool
+// (keepalive) would otherwise ask for a dial each: on a busy loop the dialer falls behind, dials wait in
+// its queue past connect_timeout, and the server is marked down for what is the proxy's own backlog. Past
+// the bound a request waits (queued) for a connection that a finished response frees (handOver) or for
+// the next dial slot, within the same connect_timeout.
+const maxDials = 32
+
+// startDial hands be to the dialer with what is left of its connect_timeout. It reports false when the
+// dialer refuses (its queue full or closed); be is then the caller's to drop.
+func (ls *loopState) startDial(be *backendConn) bool {
+	left := time.Duration(be.dialDeadline - ls.now)
+	if left < time.Millisecond {
+		left = time.Millisecond
+	}
+	if ls.s.dialer.Dial(ls.loop, be.srv.Addr, left, be, ls.onDialFail) != nil {
+		return false
+	}
+	be.queued, be.dialed = false, true
+	be.lt.dials[be.group][be.srv.Index]++
+	return true
+}
+
+// dialDone frees be's dial slot and starts the oldest queued dial to the same server whose client still
+// waits; queued entries whose client went away are dropped on the way.
+func (ls *loopState) dialDone(be *backendConn) {
+	if !be.dialed {
+		return
+	}
+	be.dialed = false
+	be.lt.dials[be.group][be.srv.Index]--
+	for i := 0; i < len(ls.dialing); {
+		d := ls.dialing[i]
+		if !d.queued || d.srv != be.srv {
+			i++
+			continue
+		}
+		if cc := d.client; cc == nil || cc.be != d || cc.state != csConnecting {
+			ls.dropQueued(d)
+			continue // dropQueued moved the last entry to i
+		}
+		if !ls.startDial(d) {
+			cc := d.client
+			ls.dropQueued(d)
+			cc.be = nil
+			ls.failRequest(cc, 502)
+		}
+		return
+	}
+}
+
+// dropQueued forgets a queued dial that was never started.
+func (ls *loopState) dropQueued(d *backendConn) {
+	ls.notDialing(d)
+	d.queued = false
+	d.client = nil
+	d.state = bsClosing
+}
+
+// queuedTimeouts runs from the sweep: a request whose dial is still queued at its connect_timeout gets
+// what a connect timeout gets (the next server, else 502), but its server is not blamed: the wait was the
+// proxy's. Entries whose client went away are dropped.
+func (ls *loopState) queuedTimeouts() {
+	for i := len(ls.dialing) - 1; i >= 0; i-- {
+		if i >= len(ls.dialing) {
+			continue
+		}
+		d := ls.dialing[i]
+		if !d.queued {
+			continue
+		}
+		cc := d.client
+		if cc == nil || cc.be != d || cc.state != csConnecting {
+			ls.dropQueued(d)
+			continue
+		}
+		if ls.now < d.dialDeadline {
+			continue
+		}
+		ls.dropQueued(d)
+		cc.be = nil
+		ls.retry(cc, 502, false)
+	}
 }
 
 // dialStarted and notDialing keep loopState.dialing, the dials in flight, for handOver.
@@ -229,7 +322,11 @@ func (ls *loopState) closeBackend(be *backendConn) {
 	be.splicing = false
 	switch be.state {
 	case bsDialing, bsResuming:
-		// No gnet conn yet: OnOpen finds the client gone and closes it, or the failure callback fires.
+		// No gnet conn yet: OnOpen finds the client gone and closes it, or the failure callback fires;
+		// a queued dial was never started, so nothing will answer it.
+		if be.queued {
+			ls.dropQueued(be)
+		}
 		be.state = bsClosing
 		return
 	case bsParked:
@@ -247,6 +344,10 @@ func (ls *loopState) closeBackend(be *backendConn) {
 // abandonBackend is called when the client of be is gone or gave up on the exchange.
 func (ls *loopState) abandonBackend(be *backendConn) {
 	if be.state == bsDialing {
+		if be.queued {
+			ls.dropQueued(be) // never started: nothing will answer it
+			return
+		}
 		be.client = nil // OnOpen will park it, or dialFailed will drop it
 		return
 	}

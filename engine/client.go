@@ -566,12 +566,17 @@ func (ls *loopState) connect(cc *clientConn) {
 	be := &backendConn{ls: ls, lt: lt, group: cc.route.group, srv: srv, state: bsDialing, client: cc}
 	cc.be = be
 	cc.state = csConnecting
-	if err := ls.s.dialer.Dial(ls.loop, srv.Addr, g.ConnectTimeout, be, ls.onDialFail); err != nil {
-		cc.be = nil
-		ls.failRequest(cc, 502)
+	be.dialDeadline = ls.now + int64(g.ConnectTimeout)
+	ls.dialStarted(be)
+	if lt.dials[cc.route.group][srv.Index] >= maxDials {
+		be.queued = true // a connection freed meanwhile (handOver) or the next dial slot serves it
 		return
 	}
-	ls.dialStarted(be)
+	if !ls.startDial(be) {
+		ls.notDialing(be)
+		cc.be = nil
+		ls.failRequest(cc, 502)
+	}
 }
 
 // failRequest answers a request with a prebuilt response, without (or instead of) the backend's. The

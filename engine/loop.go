@@ -143,6 +143,9 @@ func (ls *loopState) sweep() {
 		}
 		cc = next
 	}
+	if len(ls.dialing) > 0 {
+		ls.queuedTimeouts()
+	}
 	for be := ls.backends.head; be != nil; {
 		next := be.next
 		if be.state == bsParked {

@@ -94,6 +94,7 @@ type loopTable struct {
 	pickers []*upstream.Picker
 	pools   []*upstream.IdlePool[*backendConn]
 	ids     *tableIDs // metrics registry ids of the table's routes and servers (stats.go)
+	dials   [][]int   // dials handed to the dialer and not yet answered, per group and server (maxDials)
 }
 
 func newLoopTable(t *table) *loopTable {
@@ -101,6 +102,7 @@ func newLoopTable(t *table) *loopTable {
 	for _, g := range t.groups {
 		lt.pickers = append(lt.pickers, upstream.NewPicker(g))
 		lt.pools = append(lt.pools, upstream.NewIdlePool[*backendConn](len(g.Servers), g.Keepalive))
+		lt.dials = append(lt.dials, make([]int, len(g.Servers)))
 	}
 	return lt
 }

@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// hungListener returns the address of a socket that listens with no accept backlog and never accepts;
+// its queue is filled first, so further connects hang in SYN-SENT until their timeout.
+func hungListener(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for i := 0; i < 8; i++ {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr // the queue is full: connects hang from here on
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	t.Skip("could not fill the listen queue; connects do not hang here")
+	return ""
+}
+
+// dialState reads, on each loop, the dials in flight to the first server and the dials queued behind them.
+func dialState(t *testing.T, srv *Server) (inFlight, queued int) {
+	t.Helper()
+	var mu sync.Mutex
+	srv.loops.Range(func(_, v any) bool {
+		ls := v.(*loopState)
+		done := make(chan struct{})
+		if ls.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer close(done)
+			mu.Lock()
+			defer mu.Unlock()
+			if ls.lt != nil {
+				inFlight += ls.lt.dials[0][0]
+			}
+			for _, d := range ls.dialing {
+				if d.queued {
+					queued++
+				}
+			}
+			return nil
+		})) == nil {
+			<-done
+		}
+		return true
+	})
+	return inFlight, queued
+}
+
+// TestDialBurstQueued: a burst of requests to a server whose connects hang starts at most maxDials dials
+// per loop; the rest wait queued, without dialing, and every request gets its 502 at connect_timeout.
+// Nothing is left in flight or queued afterwards.
+func TestDialBurstQueued(t *testing.T) {
+	addr, srv := startProxy(t, 1, faultConfig(0, "5s", hungListener(t)))
+	const clients = 100
+	var wg sync.WaitGroup
+	codes := make(chan int, clients)
+	start := time.Now()
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				codes <- -1
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				codes <- -2
+				return
+			}
+			codes <- resp.StatusCode
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // connect_timeout is 1s (faultConfig)
+	inFlight, queued := dialState(t, srv)
+	if inFlight != maxDials || queued != clients-maxDials {
+		t.Errorf("half way to connect_timeout: %d dials in flight and %d queued, want %d and %d", inFlight, queued, maxDials, clients-maxDials)
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != 502 {
+			t.Fatalf("a request got %d, want 502", code)
+		}
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the 502s took %v; connect_timeout is 1s", d)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		inFlight, queued = dialState(t, srv)
+		if inFlight == 0 && queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the burst: %d dials in flight, %d queued", inFlight, queued)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
