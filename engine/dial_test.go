@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/panjf2000/gnet/v2"
 )
 
 // hungListener returns the address of a socket that listens with no accept backlog and never accepts;
@@ -48,27 +45,15 @@ func hungListener(t *testing.T) string {
 // dialState reads, on each loop, the dials in flight to the first server and the dials queued behind them.
 func dialState(t *testing.T, srv *Server) (inFlight, queued int) {
 	t.Helper()
-	var mu sync.Mutex
-	srv.loops.Range(func(_, v any) bool {
-		ls := v.(*loopState)
-		done := make(chan struct{})
-		if ls.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			defer close(done)
-			mu.Lock()
-			defer mu.Unlock()
-			if ls.lt != nil {
-				inFlight += ls.lt.dials[0][0]
-			}
-			for _, d := range ls.dialing {
-				if d.queued {
-					queued++
-				}
-			}
-			return nil
-		})) == nil {
-			<-done
+	onLoops(t, srv, func(ls *loopState) {
+		if ls.lt != nil {
+			inFlight += ls.lt.dials[0][0]
 		}
-		return true
+		for _, d := range ls.dialing {
+			if d.queued {
+				queued++
+			}
+		}
 	})
 	return inFlight, queued
 }

@@ -17,15 +17,15 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// splices sums, on each loop's goroutine, the response bodies the loops handed to gnet to splice.
-func splices(t *testing.T, srv *Server) int64 {
+// onLoops runs fn on each loop's own goroutine, one loop after the other, and returns when all have run
+// (loop state may be read only there).
+func onLoops(t *testing.T, srv *Server, fn func(ls *loopState)) {
 	t.Helper()
-	var n atomic.Int64
 	srv.loops.Range(func(_, v any) bool {
 		ls := v.(*loopState)
 		done := make(chan struct{})
 		err := ls.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			n.Add(ls.splices)
+			fn(ls)
 			close(done)
 			return nil
 		}))
@@ -38,7 +38,14 @@ func splices(t *testing.T, srv *Server) int64 {
 		}
 		return true
 	})
-	return n.Load()
+}
+
+// splices sums the response bodies the loops handed to gnet to splice.
+func splices(t *testing.T, srv *Server) int64 {
+	t.Helper()
+	var n int64
+	onLoops(t, srv, func(ls *loopState) { n += ls.splices })
+	return n
 }
 
 // TestSpliceOrderAndFraming: large Content-Length bodies go from backend to client by splice(2), and
