@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -62,7 +63,8 @@ func dialState(t *testing.T, srv *Server) (inFlight, queued int) {
 // per loop; the rest wait queued, without dialing, and every request gets its 502 at connect_timeout.
 // Nothing is left in flight or queued afterwards.
 func TestDialBurstQueued(t *testing.T) {
-	addr, srv := startProxy(t, 1, faultConfig(0, "5s", hungListener(t)))
+	cfg := strings.Replace(faultConfig(0, "5s", hungListener(t)), `connect_timeout = "1s"`, `connect_timeout = "2s"`, 1)
+	addr, srv := startProxy(t, 1, cfg)
 	const clients = 100
 	var wg sync.WaitGroup
 	codes := make(chan int, clients)
@@ -87,10 +89,14 @@ func TestDialBurstQueued(t *testing.T) {
 			codes <- resp.StatusCode
 		}()
 	}
-	time.Sleep(500 * time.Millisecond) // connect_timeout is 1s (faultConfig)
+	// Every request reaches the loop well before connect_timeout (2s), even under the race detector.
 	inFlight, queued := dialState(t, srv)
+	for inFlight+queued < clients && time.Since(start) < 1500*time.Millisecond {
+		time.Sleep(20 * time.Millisecond)
+		inFlight, queued = dialState(t, srv)
+	}
 	if inFlight != maxDials || queued != clients-maxDials {
-		t.Errorf("half way to connect_timeout: %d dials in flight and %d queued, want %d and %d", inFlight, queued, maxDials, clients-maxDials)
+		t.Errorf("before connect_timeout: %d dials in flight and %d queued, want %d and %d", inFlight, queued, maxDials, clients-maxDials)
 	}
 	wg.Wait()
 	close(codes)
@@ -99,8 +105,8 @@ func TestDialBurstQueued(t *testing.T) {
 			t.Fatalf("a request got %d, want 502", code)
 		}
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("the 502s took %v; connect_timeout is 1s", d)
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("the 502s took %v; connect_timeout is 2s", d)
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
