@@ -42,22 +42,23 @@ func AppendMetrics(b []byte, s *Snapshot) []byte {
 	w.family("switchflow_sent_bytes_total", "counter", "Bytes written to clients.")
 	w.sample("switchflow_sent_bytes_total", "", uint64Text(s.Bytes.Sent))
 
-	w.family("switchflow_upstream_requests_total", "counter", "Requests by the upstream server their last attempt went to, and status class.")
-	for i := range s.Upstreams {
-		u := &s.Upstreams[i]
-		for j := range u.Servers {
-			sv := &u.Servers[j]
-			w.classes("switchflow_upstream_requests_total", &sv.Requests, "upstream", u.Name, "server", sv.Name)
-		}
-	}
-	serverGauge := func(name, typ, help string, v func(*Server) string) {
-		w.family(name, typ, help)
+	eachServer := func(fn func(u *Upstream, sv *Server)) {
 		for i := range s.Upstreams {
 			u := &s.Upstreams[i]
 			for j := range u.Servers {
-				w.sample(name, "", v(&u.Servers[j]), "upstream", u.Name, "server", u.Servers[j].Name)
+				fn(u, &u.Servers[j])
 			}
 		}
+	}
+	w.family("switchflow_upstream_requests_total", "counter", "Requests by the upstream server their last attempt went to, and status class.")
+	eachServer(func(u *Upstream, sv *Server) {
+		w.classes("switchflow_upstream_requests_total", &sv.Requests, "upstream", u.Name, "server", sv.Name)
+	})
+	serverGauge := func(name, typ, help string, v func(*Server) string) {
+		w.family(name, typ, help)
+		eachServer(func(u *Upstream, sv *Server) {
+			w.sample(name, "", v(sv), "upstream", u.Name, "server", sv.Name)
+		})
 	}
 	serverGauge("switchflow_upstream_server_up", "gauge", "1 while the upstream server takes requests, 0 while it is down.",
 		func(sv *Server) string { return boolText(sv.Up) })

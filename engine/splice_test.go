@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -283,4 +285,76 @@ func pipeFDs(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// TestSpliceIdleWhileBackendPauses: a spliced body whose backend pauses after the client has caught up
+// must leave the loop idle. The pipe went full once (the client read nothing at first), so the client
+// was watched for writability; once the pipe is empty that watch has to go, or level-triggered epoll
+// reports the writable client on every poll and the loop spins until the backend sends again.
+func TestSpliceIdleWhileBackendPauses(t *testing.T) {
+	const first, rest = 16 << 20, 1 << 20 // first: more than the kernel buffers between the proxy and the client hold
+	resume := make(chan struct{})
+	oaddr := serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", first+rest)
+		var sent atomic.Int64
+		_ = writePattern(c, first, 32<<10, false, &sent)
+		<-resume
+		_ = writePatternFrom(c, first, rest)
+	})
+	addr, srv := startProxy(t, 1, faultConfig(0, "5s", oaddr))
+	c := slowDial(t, addr)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "GET /dl HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(300 * time.Millisecond) // the pipe fills: the proxy watches the client for writability
+	br := bufio.NewReaderSize(c, 64<<10)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newPatternCheck()
+	if _, err := io.CopyN(v, resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the pipe is empty, the backend silent
+	before := cpuTime(t)
+	time.Sleep(500 * time.Millisecond)
+	busy := cpuTime(t) - before
+	t.Logf("CPU while the backend paused: %v", busy)
+	close(resume)
+	if _, err := io.Copy(v, resp.Body); err != nil || !v.intact(first+rest) {
+		t.Fatalf("read %d bytes, first difference at %d, %v", v.n, v.bad, err)
+	}
+	if splices(t, srv) != 1 {
+		t.Fatalf("the body was not spliced")
+	}
+	if busy > 150*time.Millisecond {
+		t.Errorf("the process used %v of CPU in 500 ms while the backend paused: the loop spins", busy)
+	}
+}
+
+// writePatternFrom writes the stream's n bytes from off.
+func writePatternFrom(w io.Writer, off, n int64) error {
+	for end := off + n; off < end; {
+		p := patternAt(off, int(min(end-off, 32<<10)))
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+		off += int64(len(p))
+	}
+	return nil
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -27,7 +27,6 @@ package engine
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -50,8 +49,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/panjf2000/gnet/v2"
 )
 
 var (
@@ -1228,38 +1225,19 @@ func (b *leakBase) check(t *testing.T) {
 // full) and the clients parked for a slow backend.
 func parked(t *testing.T, srv *Server) (backends, clients int) {
 	t.Helper()
-	var nb, nc atomic.Int64
-	var wg sync.WaitGroup
-	srv.loops.Range(func(_, v any) bool {
-		ls := v.(*loopState)
-		wg.Add(1)
-		err := ls.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			defer wg.Done()
-			for be := ls.backends.head; be != nil; be = be.next {
-				if be.state == bsParked || (be.splicing && be.client != nil && be.client.gc.OutboundBuffered() > 0) {
-					nb.Add(1)
-				}
+	onLoops(t, srv, func(ls *loopState) {
+		for be := ls.backends.head; be != nil; be = be.next {
+			if be.state == bsParked || (be.splicing && be.client != nil && be.client.gc.OutboundBuffered() > 0) {
+				backends++
 			}
-			for cc := ls.clients.head; cc != nil; cc = cc.next {
-				if cc.parked {
-					nc.Add(1)
-				}
-			}
-			return nil
-		}))
-		if err != nil {
-			wg.Done()
 		}
-		return true
+		for cc := ls.clients.head; cc != nil; cc = cc.next {
+			if cc.parked {
+				clients++
+			}
+		}
 	})
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("an event loop did not run a task within 5 s")
-	}
-	return int(nb.Load()), int(nc.Load())
+	return backends, clients
 }
 
 // waitParked waits up to 10 s for the proxy to park a backend behind a client that reads nothing.

@@ -577,6 +577,9 @@ func (*conn) SetWriteDeadline(_ time.Time) error {
 // watchWrite watches c for writability, and for readability unless reading is paused (LT mode; SwitchFlow
 // patch).
 func (c *conn) watchWrite() error {
+	if c.spliceIn != nil {
+		c.spliceIn.watching = true
+	}
 	if c.readPaused {
 		return c.loop.poller.ModWrite(&c.pollAttachment)
 	}
@@ -586,6 +589,9 @@ func (c *conn) watchWrite() error {
 // watchRead watches c for readability only, or for nothing while reading is paused (LT mode; SwitchFlow
 // patch).
 func (c *conn) watchRead() error {
+	if c.spliceIn != nil {
+		c.spliceIn.watching = false
+	}
 	if c.readPaused {
 		return c.loop.poller.ModNone(&c.pollAttachment)
 	}

@@ -26,6 +26,7 @@ type splicer struct {
 	inPipe   int   // bytes read from src and not yet written to dst
 	left     int64 // bytes still to read from src
 	held     bool  // src's reading was paused because the pipe was full
+	watching bool  // dst is watched for writability (kept by conn.watchWrite and conn.watchRead)
 }
 
 // maxPooledPipes bounds the idle pipes an event loop keeps for later transfers.
@@ -80,7 +81,7 @@ func (el *eventloop) getPipe() (*splicer, error) {
 
 // putPipe keeps an empty pipe for a later transfer, or closes it.
 func (el *eventloop) putPipe(s *splicer) {
-	s.src, s.dst, s.left, s.held = nil, nil, 0, false
+	s.src, s.dst, s.left, s.held, s.watching = nil, nil, 0, false, false
 	if s.inPipe == 0 && len(el.pipes) < maxPooledPipes {
 		el.pipes = append(el.pipes, s)
 		return
@@ -165,18 +166,25 @@ func (el *eventloop) splicePush(s *splicer) error {
 		}
 	}
 	if s.inPipe > 0 {
+		if s.watching {
+			return nil
+		}
 		return dst.watchWrite()
 	}
+	// The pipe is empty: level-triggered epoll would report the writable dst on every poll while the
+	// source is silent, so the write watch goes (dst's own queue waits for the end of the transfer).
+	if s.watching {
+		if err := dst.watchRead(); err != nil {
+			return err
+		}
+	}
 	if s.src != nil {
-		return nil // more to come; the pipe is empty, so dst needs no write watch
+		return nil // more to come
 	}
 	dst.spliceIn = nil
 	el.putPipe(s)
 	if !dst.outboundBuffer.IsEmpty() {
 		return dst.watchWrite()
-	}
-	if err := dst.watchRead(); err != nil {
-		return err
 	}
 	if h, ok := el.eventHandler.(DrainHandler); ok {
 		h.OnDrained(dst)
