@@ -265,7 +265,7 @@ func (el *eventloop) read(c *conn) error {
 	isET := el.engine.opts.EdgeTriggeredIO
 	chunk := el.engine.opts.EdgeTriggeredIOChunk
 loop:
-	n, err := unix.Read(c.fd, el.buffer)
+	n, err := gio.Read(c.fd, el.buffer) // SwitchFlow patch: raw read
 	if err != nil || n == 0 {
 		if err == unix.EAGAIN {
 			return nil
@@ -337,7 +337,7 @@ loop:
 		}
 		n, err = gio.Writev(c.fd, iov)
 	} else {
-		n, err = unix.Write(c.fd, iov[0])
+		n, err = gio.Write(c.fd, iov[0]) // SwitchFlow patch: raw write
 	}
 	_, _ = c.outboundBuffer.Discard(n)
 	switch err {

@@ -4,7 +4,11 @@
 
 package gnet
 
-import "golang.org/x/sys/unix"
+import (
+	"golang.org/x/sys/unix"
+
+	gio "github.com/panjf2000/gnet/v2/pkg/io"
+)
 
 const spliceSupported = true
 
@@ -31,21 +35,21 @@ func newPipe(size int) (r, w, granted int, err error) {
 // spliceIn moves up to n bytes from the socket fd into the pipe's write end w.
 func spliceIn(fd, w, n int) (int, error) {
 	for {
-		k, err := unix.Splice(fd, nil, w, nil, n, spliceFlags)
+		k, err := gio.Splice(fd, w, n, spliceFlags)
 		if err == unix.EINTR {
 			continue
 		}
-		return int(k), err
+		return k, err
 	}
 }
 
 // spliceOut moves up to n bytes from the pipe's read end r into the socket fd.
 func spliceOut(r, fd, n int) (int, error) {
 	for {
-		k, err := unix.Splice(r, nil, fd, nil, n, spliceFlags)
+		k, err := gio.Splice(r, fd, n, spliceFlags)
 		if err == unix.EINTR {
 			continue
 		}
-		return int(k), err
+		return k, err
 	}
 }

@@ -71,3 +71,13 @@ func bytes2iovec(bs [][]byte) []unix.Iovec {
 	}
 	return iovecs
 }
+
+// Read calls read() (SwitchFlow patch: Linux makes it a raw system call, see raw_linux.go).
+func Read(fd int, p []byte) (int, error) {
+	return unix.Read(fd, p)
+}
+
+// Write calls write() (SwitchFlow patch: Linux makes it a raw system call, see raw_linux.go).
+func Write(fd int, p []byte) (int, error) {
+	return unix.Write(fd, p)
+}

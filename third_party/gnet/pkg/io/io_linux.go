@@ -24,7 +24,7 @@ func Writev(fd int, iov [][]byte) (int, error) {
 	if len(iov) == 0 {
 		return 0, nil
 	}
-	return unix.Writev(fd, iov)
+	return writevRaw(fd, iov) // SwitchFlow patch
 }
 
 // Readv calls readv() on Linux.
