@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -357,4 +358,67 @@ func cpuTime(t *testing.T) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestSpliceCutShortLogsBytesSent: a spliced body that the backend cuts short is logged with the body
+// bytes the client got, not those known when the splice began (the engine's count of the body stands
+// still while gnet moves it). The origin declares 4 MiB, sends 1,000,000 bytes after a pause (so that
+// the proxy has the head alone and splices the rest) and closes.
+func TestSpliceCutShortLogsBytesSent(t *testing.T) {
+	const sent = 1_000_000
+	oaddr := serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4194304\r\n\r\n")
+		time.Sleep(50 * time.Millisecond)
+		chunk := []byte(strings.Repeat("x", 10_000))
+		for i := 0; i < sent/len(chunk); i++ {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	})
+	path := filepath.Join(t.TempDir(), "access.log")
+	addr, srv := startProxy(t, 1, fmt.Sprintf(`
+[log]
+access = %q
+access_format = "json"
+
+[[upstream]]
+name = "app"
+servers = [ { addr = %q } ]
+
+[[route]]
+path_prefix = "/"
+upstream = "app"
+`, path, oaddr))
+	c, br := dial(t, addr)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET /cut HTTP/1.1\r\nHost: t\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil || n != sent {
+		t.Fatalf("client got %d body bytes ending with %v; want %d and a truncated body", n, err, sent)
+	}
+	if splices(t, srv) != 1 {
+		t.Fatalf("the body was not spliced")
+	}
+	line := readLines(t, path, 1)[0]
+	if want := fmt.Sprintf(`"status":200,"body_bytes_sent":%d,`, sent); !strings.Contains(line, want) {
+		t.Errorf("access log line %s\nwant it to hold %s", line, want)
+	}
 }

@@ -310,14 +310,18 @@ func (ls *loopState) noteResponse(cc *clientConn, resp *codec.Response, headLen 
 // noteProgress sets cc.bodySent to the body bytes be has forwarded to cc so far: a Content-Length body's
 // bytes, a chunked body's bytes with their framing (as nginx's $body_bytes_sent; a chunked body de-chunked
 // for an HTTP/1.0 client counts its framing too). A body that ends with the backend's close is not
-// counted.
+// counted. A spliced body counts the bytes gnet has written to the client (Conn.SplicedBytes).
 func (ls *loopState) noteProgress(cc *clientConn, be *backendConn) {
 	if cc == nil || be == nil || cc.exchange == nil || !cc.respStarted || !be.headDone || cc.status == 101 || cc.headAsGet {
 		return
 	}
 	switch be.body {
 	case codec.BodyLength:
-		cc.bodySent = cc.bodyLen - be.remaining
+		left := be.remaining
+		if be.splicing && be.gc != nil {
+			left -= be.gc.SplicedBytes() // be.remaining stands still while gnet splices
+		}
+		cc.bodySent = cc.bodyLen - left
 	case codec.BodyChunked:
 		cc.bodySent = be.chunked.Consumed()
 	}

@@ -55,6 +55,7 @@ type conn struct {
 	readPaused     bool                   // PauseRead: readable events are not watched (SwitchFlow patch)
 	spliceOut      *splicer               // SpliceTo in progress from this conn's socket (SwitchFlow patch)
 	spliceIn       *splicer               // spliced bytes waiting in a pipe for this conn (SwitchFlow patch)
+	splicedOut     int64                  // bytes of the last SpliceTo from this conn written to dst (SwitchFlow patch)
 }
 
 func newStreamConn(proto string, fd int, el *eventloop, sa unix.Sockaddr, localAddr, remoteAddr net.Addr) (c *conn) {

@@ -298,6 +298,9 @@ func (c *conn) ResumeRead() error { return errorx.ErrUnsupportedOp }
 // SpliceTo is not supported on Windows (SwitchFlow patch).
 func (c *conn) SpliceTo(Conn, int64) error { return errorx.ErrUnsupportedOp }
 
+// SplicedBytes is always 0 on Windows (SwitchFlow patch).
+func (c *conn) SplicedBytes() int64 { return 0 }
+
 func (c *conn) Context() any         { return c.ctx }
 func (c *conn) SetContext(ctx any)   { c.ctx = ctx }
 func (c *conn) LocalAddr() net.Addr  { return c.localAddr }

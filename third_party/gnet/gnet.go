@@ -301,6 +301,12 @@ type Writer interface {
 	// (SwitchFlow patch.)
 	SpliceTo(dst Conn, n int64) error
 
+	// SplicedBytes reports how many bytes of this connection's last SpliceTo have been written to its
+	// destination so far: with a transfer cut short (either side closed), the bytes the destination got.
+	// It keeps its value after the connection closes, until the next SpliceTo. Event-loop only.
+	// (SwitchFlow patch.)
+	SplicedBytes() int64
+
 	// AsyncWrite writes bytes to remote asynchronously, it's concurrency-safe,
 	// you don't have to invoke it within any method in EventHandler,
 	// usually you would call it in an individual goroutine.
