@@ -47,9 +47,10 @@ func main() {
 	flag.StringVar(&o.loadCPU, "load-cpu", "1", "CPU list (taskset -c) for wrk, the origin and idleconns")
 	flag.StringVar(&o.switchflow, "switchflow", "", "SwitchFlow binary; empty: build it from the repo root into -out")
 	report := flag.String("report", "", "print the table for an earlier run's results.json (the same rounds, today's ratios) and exit")
+	chart := flag.String("chart", "", "with -report: also draw that run's chart to this PNG file")
 	flag.Parse()
 	if *report != "" {
-		if err := reprint(*report); err != nil {
+		if err := reprint(*report, *chart); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

@@ -14,6 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/image/font"
+	"golang.org/x/image/font/basicfont"
+	"golang.org/x/image/math/fixed"
 )
 
 // sample is one measured run of one proxy in one scenario.
@@ -500,8 +504,9 @@ func mdEscape(s string) string {
 	return s
 }
 
-// reprint prints the table for a results.json written earlier, summarized again.
-func reprint(path string) error {
+// reprint prints the table for a results.json written earlier, summarized again, and, when chart is
+// not empty, draws its chart there.
+func reprint(path, chart string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -516,6 +521,9 @@ func reprint(path string) error {
 	}
 	res.summarize()
 	fmt.Print(res.markdown())
+	if chart != "" {
+		return res.writeChart(chart)
+	}
 	return nil
 }
 
@@ -527,8 +535,7 @@ func (res *results) writeJSON(path string) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// proxyColors are the bar colors of chart.png; benchmarks/README.md holds
-// the legend, since the chart has no text.
+// proxyColors are the bar colors of chart.png, named in its legend.
 var proxyColors = map[string]color.RGBA{
 	"switchflow": {0xd6, 0x27, 0x28, 0xff}, // red
 	"nginx":      {0x2c, 0xa0, 0x2c, 0xff}, // green
@@ -541,9 +548,11 @@ var proxyColors = map[string]color.RGBA{
 
 // writeChart draws two panels, requests/s above and CPU µs/request below,
 // one group of bars per scenario in the order of the table, one bar per
-// proxy in -proxies order. Each group is scaled to its own largest value,
-// and a thin black line marks nginx's value. idle10k and slowread show RSS
-// growth in the upper panel, since they have no requests/s.
+// proxy in -proxies order, with a legend of the proxies' colors under them.
+// Each group is scaled to its own largest value, a thin black line marks
+// nginx's value, and SwitchFlow's ×nginx from the table is written above
+// the group. idle10k and slowread show RSS growth in the upper panel, since
+// they have no requests/s.
 func (res *results) writeChart(path string) error {
 	var scens []string
 	for _, c := range res.Cells {
@@ -552,17 +561,30 @@ func (res *results) writeChart(path string) error {
 		}
 	}
 	proxies := res.Meta.Proxies
+	face := basicfont.Face7x13
 	const (
-		barW, barGap, groupGap, margin = 14, 2, 28, 20
-		panelH, panelGap               = 260, 30
+		barW, barGap, margin = 14, 2, 20
+		panelH, titleH       = 240, 42 // titleH: the panel's title and the ratio line above its bars
+		labelH, lineH        = 18, 16  // labelH: the scenario names under a panel; lineH: a legend line
 	)
 	groupW := len(proxies)*(barW+barGap) - barGap
+	groupGap := 28
+	for _, s := range scens { // room for the longest name under its group
+		groupGap = max(groupGap, len(s)*face.Advance-groupW+8)
+	}
+	titles := []string{"requests/s (idle10k, slowread: RSS growth)", "CPU us per request"}
 	width := 2*margin + len(scens)*groupW + (len(scens)-1)*groupGap
-	height := 2*margin + 2*panelH + panelGap
+	width = max(width, 2*margin+len(titles[0])*face.Advance)
+	panelFull := titleH + panelH + labelH
+	height := 2*margin + 2*panelFull + (len(proxies)+1)*lineH + 8
 	img := image.NewRGBA(image.Rect(0, 0, width, height))
 	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
 	black := image.NewUniform(color.Black)
 	light := image.NewUniform(color.RGBA{0xe0, 0xe0, 0xe0, 0xff})
+	text := func(x, y int, s string) { // y: the baseline
+		d := font.Drawer{Dst: img, Src: black, Face: face, Dot: fixed.P(x, y)}
+		d.DrawString(s)
+	}
 
 	metrics := []func(c *cell) float64{
 		func(c *cell) float64 {
@@ -573,14 +595,27 @@ func (res *results) writeChart(path string) error {
 		},
 		func(c *cell) float64 { return c.Median.CPUusPerReq },
 	}
+	// The figure above a group is the table's ×nginx for SwitchFlow (the median over rounds of the
+	// per-round ratio), not the ratio of the medians the bars show.
+	vsNginx := []func(r *ratios, scen string) float64{
+		func(r *ratios, scen string) float64 {
+			if isMemory(scen) {
+				return r.RSS
+			}
+			return r.RPS
+		},
+		func(r *ratios, _ string) float64 { return r.CPU },
+	}
 	for pi, metric := range metrics {
-		top := margin + pi*(panelH+panelGap)
+		top := margin + pi*panelFull + titleH
 		base := top + panelH
+		text(margin-4, top-titleH+20, titles[pi])
 		// Panel background and baseline.
 		draw.Draw(img, image.Rect(margin-4, top, width-margin+4, base), light, image.Point{}, draw.Src)
 		draw.Draw(img, image.Rect(margin-4, base, width-margin+4, base+2), black, image.Point{}, draw.Src)
 		for si, s := range scens {
 			x0 := margin + si*(groupW+groupGap)
+			text(x0+(groupW-len(s)*face.Advance)/2, base+labelH-3, s)
 			var peak float64
 			for _, p := range proxies {
 				if c := res.cells[s+"/"+p]; c != nil && c.Median != nil {
@@ -600,12 +635,28 @@ func (res *results) writeChart(path string) error {
 				col := image.NewUniform(proxyColors[p])
 				draw.Draw(img, image.Rect(x, base-h, x+barW, base), col, image.Point{}, draw.Src)
 			}
-			if ng := res.cells[s+"/nginx"]; ng != nil && ng.Median != nil {
-				y := base - int(float64(panelH-10)*metric(ng)/peak)
-				draw.Draw(img, image.Rect(x0-2, y, x0+groupW+2, y+1), black, image.Point{}, draw.Src)
+			ng, sf := res.cells[s+"/nginx"], res.cells[s+"/switchflow"]
+			if ng == nil || ng.Median == nil {
+				continue
+			}
+			y := base - int(float64(panelH-10)*metric(ng)/peak)
+			draw.Draw(img, image.Rect(x0-2, y, x0+groupW+2, y+1), black, image.Point{}, draw.Src)
+			if sf != nil && sf.VsNginx != nil {
+				if v := vsNginx[pi](sf.VsNginx, s); v > 0 {
+					r := fmt.Sprintf("%.2fx", v)
+					text(x0+(groupW-len(r)*face.Advance)/2, top-4, r)
+				}
 			}
 		}
 	}
+	// Legend: a swatch and a name per proxy, one a line, and what the figures above the groups are.
+	legend := margin + 2*panelFull + 8
+	for i, p := range proxies {
+		y := legend + i*lineH
+		draw.Draw(img, image.Rect(margin, y+2, margin+barW, y+12), image.NewUniform(proxyColors[p]), image.Point{}, draw.Src)
+		text(margin+barW+6, y+11, p)
+	}
+	text(margin, legend+len(proxies)*lineH+11, "0.92x: switchflow / nginx")
 	f, err := os.Create(path)
 	if err != nil {
 		return err
