@@ -1,8 +1,3 @@
-// Command switchflow is an HTTP/1.1 reverse proxy and load balancer on gnet event loops.
-//
-//	switchflow -config switchflow.toml   run the proxy
-//	switchflow -t -config FILE           check FILE and exit 0 (ok) or 1 (every problem printed)
-//	switchflow -version                  print the version and the Go and gnet versions
 package main
 
 import (

@@ -1,10 +1,3 @@
-// Command bench is SwitchFlow's benchmark harness. It builds and starts a
-// fasthttp origin, starts each proxy in turn pinned to one CPU with one
-// worker, drives it with wrk pinned to another CPU, and reports throughput,
-// latency, CPU time per request and memory, with ratios against nginx from
-// the same run. See benchmarks/README.md for the method.
-//
-//	go run ./benchmarks/cmd/bench -rounds 3 -duration 10s
 package main
 
 import (
