@@ -34,13 +34,10 @@ func AppendMetrics(b []byte, s *Snapshot) []byte {
 	w.family("switchflow_client_connections", "gauge", "Open client connections: active (a request in flight) or idle (waiting for one).")
 	w.sample("switchflow_client_connections", "", int64Text(s.Clients.Active), "state", "active")
 	w.sample("switchflow_client_connections", "", int64Text(s.Clients.Idle), "state", "idle")
-	w.family("switchflow_connections_refused_total", "counter", "Client connections answered with 503 and closed at max_connections.")
-	w.sample("switchflow_connections_refused_total", "", uint64Text(s.Clients.Refused))
+	w.scalar("switchflow_connections_refused_total", "counter", "Client connections answered with 503 and closed at max_connections.", uint64Text(s.Clients.Refused))
 
-	w.family("switchflow_received_bytes_total", "counter", "Bytes read from clients.")
-	w.sample("switchflow_received_bytes_total", "", uint64Text(s.Bytes.Received))
-	w.family("switchflow_sent_bytes_total", "counter", "Bytes written to clients.")
-	w.sample("switchflow_sent_bytes_total", "", uint64Text(s.Bytes.Sent))
+	w.scalar("switchflow_received_bytes_total", "counter", "Bytes read from clients.", uint64Text(s.Bytes.Received))
+	w.scalar("switchflow_sent_bytes_total", "counter", "Bytes written to clients.", uint64Text(s.Bytes.Sent))
 
 	eachServer := func(fn func(u *Upstream, sv *Server)) {
 		for i := range s.Upstreams {
@@ -69,23 +66,15 @@ func AppendMetrics(b []byte, s *Snapshot) []byte {
 	serverGauge("switchflow_upstream_connections_idle", "gauge", "Idle backend connections kept for the server (keepalive pools).",
 		func(sv *Server) string { return int64Text(sv.ConnsIdle) })
 
-	w.family("switchflow_cache_hits_total", "counter", "Requests answered from the micro-cache.")
-	w.sample("switchflow_cache_hits_total", "", uint64Text(s.Cache.Hits))
-	w.family("switchflow_cache_misses_total", "counter", "Cacheable requests sent to the backend.")
-	w.sample("switchflow_cache_misses_total", "", uint64Text(s.Cache.Misses))
-	w.family("switchflow_cache_bypasses_total", "counter", "Requests on caching routes the cache may not answer (method, body, Authorization, Cookie, Upgrade).")
-	w.sample("switchflow_cache_bypasses_total", "", uint64Text(s.Cache.Bypasses))
-	w.family("switchflow_cache_evictions_total", "counter", "Entries evicted to stay within cache.max_size.")
-	w.sample("switchflow_cache_evictions_total", "", uint64Text(s.Cache.Evictions))
-	w.family("switchflow_cache_bytes", "gauge", "Bytes the micro-cache holds (heads, bodies, keys and overhead).")
-	w.sample("switchflow_cache_bytes", "", int64Text(s.Cache.Bytes))
-	w.family("switchflow_cache_entries", "gauge", "Entries the micro-cache holds.")
-	w.sample("switchflow_cache_entries", "", int64Text(int64(s.Cache.Entries)))
+	w.scalar("switchflow_cache_hits_total", "counter", "Requests answered from the micro-cache.", uint64Text(s.Cache.Hits))
+	w.scalar("switchflow_cache_misses_total", "counter", "Cacheable requests sent to the backend.", uint64Text(s.Cache.Misses))
+	w.scalar("switchflow_cache_bypasses_total", "counter", "Requests on caching routes the cache may not answer (method, body, Authorization, Cookie, Upgrade).", uint64Text(s.Cache.Bypasses))
+	w.scalar("switchflow_cache_evictions_total", "counter", "Entries evicted to stay within cache.max_size.", uint64Text(s.Cache.Evictions))
+	w.scalar("switchflow_cache_bytes", "gauge", "Bytes the micro-cache holds (heads, bodies, keys and overhead).", int64Text(s.Cache.Bytes))
+	w.scalar("switchflow_cache_entries", "gauge", "Entries the micro-cache holds.", int64Text(int64(s.Cache.Entries)))
 
-	w.family("switchflow_access_log_dropped_total", "counter", "Access log lines dropped because the writer lagged.")
-	w.sample("switchflow_access_log_dropped_total", "", uint64Text(s.AccessLog.Dropped))
-	w.family("switchflow_draining", "gauge", "1 after SIGTERM while requests in flight finish.")
-	w.sample("switchflow_draining", "", boolText(s.Draining))
+	w.scalar("switchflow_access_log_dropped_total", "counter", "Access log lines dropped because the writer lagged.", uint64Text(s.AccessLog.Dropped))
+	w.scalar("switchflow_draining", "gauge", "1 after SIGTERM while requests in flight finish.", boolText(s.Draining))
 	return w.b
 }
 
@@ -105,6 +94,12 @@ func (w *promWriter) family(name, typ, help string) {
 
 // sample writes `name{k="v",...} value`. labels are name/value pairs; extra is one more rendered pair
 // ("" for none), kept for callers that add a label to a fixed set.
+// scalar writes a family that has one sample and no labels.
+func (w *promWriter) scalar(name, typ, help, value string) {
+	w.family(name, typ, help)
+	w.sample(name, "", value)
+}
+
 func (w *promWriter) sample(name, extra, value string, labels ...string) {
 	w.b = append(w.b, name...)
 	if len(labels) > 0 || extra != "" {
