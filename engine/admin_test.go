@@ -97,6 +97,30 @@ func scrape(t *testing.T, adminAddr string) map[string]float64 {
 	return m
 }
 
+// scrapeSettled scrapes until every sample in want has its value, and fails naming those that do not
+// within 3 s. A response is counted on its loop just after its last byte is written, so a client that
+// has read the whole response can scrape a moment before the count moves; it never moves past want.
+func scrapeSettled(t *testing.T, adminAddr string, want map[string]float64) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		m := scrape(t, adminAddr)
+		var off []string
+		for k, v := range want {
+			if m[k] != v {
+				off = append(off, fmt.Sprintf("%s = %v, want %v", k, m[k], v))
+			}
+		}
+		if len(off) == 0 {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never settled:\n%s", strings.Join(off, "\n"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func sumPrefix(m map[string]float64, prefix string) float64 {
 	var s float64
 	for k, v := range m {
@@ -603,17 +627,12 @@ func TestMetricsAcrossReload(t *testing.T) {
 	get("/a/2")
 	get("/b/1")
 	get("/b/2")
-	m := scrape(t, adminAddr)
-	for k, v := range map[string]float64{
+	m := scrapeSettled(t, adminAddr, map[string]float64{
 		`switchflow_requests_total{route="/a/",code="2xx"}`:                                           2,
 		`switchflow_requests_total{route="/b/",code="2xx"}`:                                           2,
 		fmt.Sprintf(`switchflow_upstream_requests_total{upstream="app",server=%q,code="2xx"}`, oaddr): 5,
 		`switchflow_request_duration_seconds_count`:                                                   5,
-	} {
-		if m[k] != v {
-			t.Errorf("%s = %v, want %v", k, m[k], v)
-		}
-	}
+	})
 	if _, ok := m[`switchflow_requests_total{route="/gone/",code="2xx"}`]; ok {
 		t.Errorf("a route removed by the reload is still reported")
 	}
