@@ -220,13 +220,13 @@ func Parse(data []byte) (*Config, error) {
 }
 
 func parse(data []byte, r resolver) (*Config, error) {
-	c, decodeProblems, badKeys, err := decode(data)
+	c, d, err := decode(data)
 	if err != nil {
 		return nil, err
 	}
-	problems := decodeProblems
-	for _, p := range c.validate(r) {
-		if !coveredBy(p.Key, badKeys) {
+	problems := d.list
+	for _, p := range c.validate(r, d.listenKeys) {
+		if !coveredBy(p.Key, d.bad) {
 			problems = append(problems, p)
 		}
 	}

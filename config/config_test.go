@@ -298,6 +298,8 @@ func TestErrors(t *testing.T) {
 		{"syntax error", "[server]\nloops = 1\nlisten = \n", "", 3, ""},
 		{"syntax duplicate key", "[server]\nloops = 1\nloops = 2\n", "", 3, ""},
 		{"syntax table defined twice", "[server]\nloops = 1\n[server]\n", "", 3, ""},
+		{"syntax unclosed table name", "[server]\nloops = 1\n[log\nlevel = \"info\"\n", "", 3, "end table name"},
+		{"syntax unclosed array table name", "[server]\nloops = 1\n[[upstream]\nname = \"a\"\n", "", 3, "table array name"},
 
 		// unknown keys
 		{"unknown top-level section", minimal + "[serve]\nloops = 1\n", "serve", 0, `unknown key (did you mean "server"?)`},
@@ -348,6 +350,8 @@ func TestErrors(t *testing.T) {
 		{"addr duplicate", upstreamWith(`servers = [{ addr = "127.0.0.1:1" }, { addr = "127.0.0.1:1" }]`), "upstream[0].servers[1].addr", 0, "duplicate server"},
 		{"listen bad", "[server]\nlisten = \"8080\"\n", "server.listen", 0, "not a host:port"},
 		{"listen bad in array", "[server]\nlisten = [\"0.0.0.0:80\", \"0.0.0.0:x\"]\n", "server.listen[1]", 0, "port"},
+		{"listen bad in array of one", "[server]\nlisten = [\"bad\"]\n", "server.listen[0]", 0, "not a host:port"},
+		{"listen bad after a wrong type", "[server]\nlisten = [5, \"127.0.0.1:80\", \"bad\"]\n", "server.listen[2]", 0, "not a host:port"},
 		{"listen bad host", "[server]\nlisten = \"a b:80\"\n", "server.listen", 0, "neither an IP"},
 		{"admin listen bad", "[admin]\nlisten = \"localhost\"\n", "admin.listen", 0, "not a host:port"},
 		{"tls listen clash", "[tls]\nlisten = \"0.0.0.0:8080\"\ncertificates = [{ cert = \"a\", key = \"b\" }]\n", "tls.listen", 0, "already used by server.listen"},

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -17,35 +18,47 @@ import (
 // reported with its array indices ("upstream[1].servers[0].wieght"): toml's
 // MetaData.Undecoded names keys without them.
 //
-// It returns the problems found, and the set of keys that failed to decode,
-// whose values were left at their defaults; validation problems on those
-// keys are dropped as echoes. A syntax error ends decoding at once and is
-// returned as err.
-func decode(data []byte) (c *Config, ps []Problem, bad map[string]bool, err error) {
+// The decoder it returns holds the problems found, the set of keys that
+// failed to decode, whose values were left at their defaults (validation
+// problems on those keys are dropped as echoes), and the key of each listen
+// address as written. A syntax error ends decoding at once and is returned
+// as err.
+func decode(data []byte) (*Config, *decoder, error) {
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
-		return nil, nil, nil, syntaxError(err)
+		return nil, nil, syntaxError(data, err)
 	}
 	d := &decoder{bad: map[string]bool{}}
-	c = d.config(d.root(raw))
-	return c, d.list, d.bad, nil
+	c := d.config(d.root(raw))
+	return c, d, nil
 }
 
-func syntaxError(err error) *Errors {
+func syntaxError(data []byte, err error) *Errors {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		return &Errors{Problems: []Problem{{Line: pe.Position.Line, Msg: pe.Message}}}
+		return &Errors{Problems: []Problem{{Line: syntaxLine(data, pe.Position), Msg: pe.Message}}}
 	}
 	var ppe *toml.ParseError
 	if errors.As(err, &ppe) {
-		return &Errors{Problems: []Problem{{Line: ppe.Position.Line, Msg: ppe.Message}}}
+		return &Errors{Problems: []Problem{{Line: syntaxLine(data, ppe.Position), Msg: ppe.Message}}}
 	}
 	return &Errors{Problems: []Problem{{Msg: err.Error()}}}
 }
 
+// syntaxLine is the line of a syntax error. toml counts a line's newline before it reports an error
+// found at that newline ("[log" then a newline is reported on the next line), so the line is counted
+// here from the error's byte offset, where toml gives one that does not point past its own line.
+func syntaxLine(data []byte, pos toml.Position) int {
+	if pos.Start <= 0 || pos.Start > len(data) {
+		return pos.Line
+	}
+	return min(1+bytes.Count(data[:pos.Start], []byte{'\n'}), pos.Line)
+}
+
 type decoder struct {
 	problems
-	bad map[string]bool
+	bad        map[string]bool
+	listenKeys []string // the key that names each server.listen entry, as the file wrote it
 }
 
 // wrongType records that key holds a value of the wrong TOML type.
@@ -261,26 +274,30 @@ func (t *table) tables(k string) (elems []*table, present bool) {
 	return elems, true
 }
 
-// stringList decodes a string or an array of strings.
-func (t *table) stringList(k string, dst *[]string) {
+// stringList decodes a string or an array of strings, and in keys the key that names each one where a
+// problem is reported: k itself for a string, k[i] with the element's place in the file for an array
+// (an element of the wrong type is dropped, and the others keep their own index).
+func (t *table) stringList(k string, dst, keys *[]string) {
 	v, ok := t.get(k)
 	if !ok {
 		return
 	}
 	switch x := v.(type) {
 	case string:
-		*dst = []string{x}
+		*dst, *keys = []string{x}, []string{t.key(k)}
 	case []any:
 		list := make([]string, 0, len(x))
+		names := make([]string, 0, len(x))
 		for i, item := range x {
+			key := fmt.Sprintf("%s[%d]", t.key(k), i)
 			s, isStr := item.(string)
 			if !isStr {
-				t.d.wrongType(fmt.Sprintf("%s[%d]", t.key(k), i), "a string", item)
+				t.d.wrongType(key, "a string", item)
 				continue
 			}
-			list = append(list, s)
+			list, names = append(list, s), append(names, key)
 		}
-		*dst = list
+		*dst, *keys = list, names
 	default:
 		t.d.wrongType(t.key(k), "a string or an array of strings", v)
 	}
@@ -351,7 +368,7 @@ func (d *decoder) config(root *table) *Config {
 }
 
 func (d *decoder) server(t *table, s *Server) {
-	t.stringList("listen", &s.Listen)
+	t.stringList("listen", &s.Listen, &d.listenKeys)
 	t.integer("loops", &s.Loops)
 	t.integer("max_connections", &s.MaxConnections)
 	t.sizeInt("header_buffer", &s.HeaderBuffer)

@@ -16,7 +16,7 @@ import (
 // Route.Host. It returns nil or an *Errors with every problem, keyed as in a
 // file. After it returns nil, treat c as immutable.
 func (c *Config) Validate() error {
-	ps := c.validate(netResolver{})
+	ps := c.validate(netResolver{}, nil)
 	if len(ps) == 0 {
 		return nil
 	}
@@ -38,7 +38,7 @@ const (
 	minIOBuffer     = 4 << 10
 )
 
-func (c *Config) validate(r resolver) []Problem {
+func (c *Config) validate(r resolver, listenKeys []string) []Problem {
 	var ps problems
 	listeners := map[string]string{} // address → key that claimed it
 
@@ -59,7 +59,9 @@ func (c *Config) validate(r resolver) []Problem {
 	}
 	for i, addr := range s.Listen {
 		key := "server.listen"
-		if len(s.Listen) > 1 {
+		if i < len(listenKeys) {
+			key = listenKeys[i] // as written: a string, or the element's place in the array
+		} else if len(s.Listen) > 1 {
 			key = fmt.Sprintf("server.listen[%d]", i)
 		}
 		claim(key, addr)
