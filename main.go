@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"switchflow/config"
@@ -32,6 +34,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit (diagnostics)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h asked for the usage, which flag has printed
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "switchflow: unexpected argument %q (the file goes after -config)\n", fs.Arg(0))
+		fs.Usage()
 		return 2
 	}
 	if *showVersion {
@@ -39,6 +49,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	cfg, err := config.Load(*path)
+	if err == nil && *check {
+		err = engine.Check(cfg) // what the file's own checks cannot see: [tls], the access log file
+	}
 	if *check {
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: configuration check failed:\n%v\n", *path, err)
@@ -51,7 +64,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", *path, err)
 		return 1
 	}
-	log := newLogger(cfg, stderr)
+	var level slog.LevelVar // log.level applies on reload too
+	level.Set(cfg.Log.SlogLevel())
+	log := newLogger(cfg, &level, stderr)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -87,6 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot listen", "error", err)
 		return 1
 	}
+	current := cfg // the file as last loaded: cfg, then each reload's
 	for {
 		select {
 		case err := <-served:
@@ -106,11 +122,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 					log.Error("reload refused; the running configuration stays", "file", *path, "error", err)
 					continue
 				}
+				level.Set(next.Log.SlogLevel())
 				log.Info("configuration reloaded", "file", *path)
+				restart := srv.RestartOnly(next)
+				if next.Log.Format != cfg.Log.Format {
+					restart = append(restart, "log.format")
+				}
+				if len(restart) > 0 {
+					log.Warn("changed settings that take effect only on restart", "keys", strings.Join(restart, ","))
+				}
+				current = next
 				continue
 			}
-			log.Info("shutting down", "signal", sig.String(), "timeout", cfg.Server.ShutdownTimeout)
-			ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			timeout := current.Server.ShutdownTimeout
+			log.Info("shutting down", "signal", sig.String(), "timeout", timeout.String())
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			err := srv.Shutdown(ctx)
 			cancel()
 			if err != nil {
@@ -121,18 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	switch cfg.Log.Level {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	default:
-		level = slog.LevelInfo
-	}
+func newLogger(cfg *config.Config, level slog.Leveler, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))

@@ -47,6 +47,30 @@ func TestVersionAndConfigCheck(t *testing.T) {
 	if code := run([]string{"-config", bad}, &out, &errb); code != 1 {
 		t.Fatalf("running on a bad file: exit %d, want 1", code)
 	}
+	// What the file's own checks cannot see, -t reports as the run would: [tls], which this build
+	// cannot serve, and an access log it cannot open.
+	for _, tc := range []struct{ text, key string }{
+		{"[tls]\ncertificates = [ { cert = \"a.crt\", key = \"a.key\" } ]\n", "tls: "},
+		{"[log]\naccess = " + fmt.Sprintf("%q", filepath.Join(dir, "no-such-dir", "access.log")) + "\n", "log.access: "},
+	} {
+		f := filepath.Join(dir, "start.toml")
+		os.WriteFile(f, []byte(tc.text), 0o644)
+		out.Reset()
+		errb.Reset()
+		if code := run([]string{"-t", "-config", f}, &out, &errb); code != 1 || !strings.Contains(errb.String(), tc.key) || out.Len() != 0 {
+			t.Errorf("-t on %q: exit %d, stdout %q, stderr %q; want 1 and a problem naming %q", tc.text, code, out.String(), errb.String(), tc.key)
+		}
+	}
+	// -h is a question, answered with exit 0; a stray argument is a mistake (the file goes after -config).
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"-h"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "-config") {
+		t.Errorf("-h: exit %d, %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"-t", good}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unexpected argument") {
+		t.Errorf("-t FILE without -config: exit %d, %q; want 2", code, errb.String())
+	}
 	// The README's first command runs the shipped file: it must always check.
 	out.Reset()
 	errb.Reset()
@@ -69,8 +93,8 @@ func TestSignals(t *testing.T) {
 	a, b := testOrigin(t, "a"), testOrigin(t, "b")
 	addr := freeAddr(t)
 	cfgPath := filepath.Join(dir, "sf.toml")
-	write := func(origin string) {
-		os.WriteFile(cfgPath, []byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 2\nshutdown_timeout = \"5s\"\n[[upstream]]\nname = \"o\"\nservers = [ { addr = %q } ]\n[[route]]\nupstream = \"o\"\n", addr, origin)), 0o644)
+	write := func(origin string, extra ...string) {
+		os.WriteFile(cfgPath, []byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 2\nshutdown_timeout = \"5s\"\n[[upstream]]\nname = \"o\"\nservers = [ { addr = %q } ]\n[[route]]\nupstream = \"o\"\n", addr, origin)+strings.Join(extra, "")), 0o644)
 	}
 	write(a)
 	cmd := exec.Command(bin, "-config", cfgPath)
@@ -119,6 +143,22 @@ func TestSignals(t *testing.T) {
 	if !strings.Contains(logs.String(), "reload refused") {
 		t.Fatalf("refused reload not logged:\n%s", logs.String())
 	}
+	// A file that adds [tls] is refused on reload as it is at start.
+	write(a, "[tls]\nlisten = \"127.0.0.1:1\"\ncertificates = [ { cert = \"a.crt\", key = \"a.key\" } ]\n")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, &logs, "TLS termination is not available", 1)
+	if _, body := get("/"); body != "b" {
+		t.Fatalf("a file with [tls] replaced the running configuration: %q", body)
+	}
+	// log.level applies on reload (the Info line of this reload is not written); a setting that only a
+	// restart applies is named in a warning.
+	write(b, "[log]\nlevel = \"warn\"\n")
+	os.WriteFile(cfgPath, bytes.Replace(must(os.ReadFile(cfgPath)), []byte("loops = 2"), []byte("loops = 3"), 1), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, &logs, "take effect only on restart", 1)
+	if l := logs.String(); strings.Count(l, "configuration reloaded") != 1 || !strings.Contains(l, "keys=server.loops") {
+		t.Fatalf("after a reload to level warn with loops changed:\n%s", l)
+	}
 
 	// A slow request in flight when SIGTERM arrives still completes.
 	c, err := net.Dial("tcp", addr)
@@ -153,6 +193,25 @@ func TestSignals(t *testing.T) {
 	case <-time.After(6 * time.Second):
 		t.Fatal("no exit after SIGTERM")
 	}
+}
+
+// waitLog waits up to 3 s for the child's log to hold want at least n times.
+func waitLog(t *testing.T, logs *lockedBuffer, want string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for strings.Count(logs.String(), want) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log never said %q:\n%s", want, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // testOrigin answers its name, and "/slow" after 500 ms.

@@ -242,6 +242,51 @@ func TestStoreEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+// TestStoreResize: a reload's smaller max_size evicts from the cold end down to the new bound, and drops
+// entries over the new per-entry bound; 0 keeps nothing, and shards let go of what was dropped.
+func TestStoreResize(t *testing.T) {
+	raw := "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + strings.Repeat("x", 1000)
+	one := build(t, "k00", raw, 0, 1<<20).Size()
+	st := NewStore(20 * one)
+	sh := NewShard(st)
+	for i := 0; i < 10; i++ {
+		k := fmt.Sprintf("k%02d", i)
+		st.Finish(k, build(t, k, raw, 0, 1<<20), 0)
+	}
+	if e, _, _ := sh.Lookup([]byte("k09"), 0, nil, false); e == nil {
+		t.Fatal("k09 not found")
+	}
+	st.Resize(8 * one)
+	if st.Len() != 8 || st.Bytes() > 8*one || st.Evictions.Load() != 2 {
+		t.Fatalf("after shrinking to 8 entries: %d entries, %d bytes, %d evictions", st.Len(), st.Bytes(), st.Evictions.Load())
+	}
+	for i := 0; i < 10; i++ {
+		e, _, _ := st.Lookup([]byte(fmt.Sprintf("k%02d", i)), 0, nil, false)
+		if (e != nil) != (i >= 2) {
+			t.Fatalf("k%02d stored %v: the newest eight should stay", i, e != nil)
+		}
+	}
+	if st.MaxEntry() != int(one) {
+		t.Fatalf("MaxEntry %d, want %d", st.MaxEntry(), one)
+	}
+	// Entries larger than an eighth of the new bound go even where the total would fit.
+	st.Resize(4 * one)
+	if st.Len() != 0 || st.Bytes() != 0 {
+		t.Fatalf("%d entries (%d bytes) of 1000-byte bodies kept under a per-entry bound of %d", st.Len(), st.Bytes(), st.MaxEntry())
+	}
+	st.Resize(0)
+	if st.Finish("k", build(t, "k", raw, 0, 1<<20), 0) != nil || st.Len() != 0 {
+		t.Fatal("max_size 0 stored an entry")
+	}
+	if e, _, _ := sh.Lookup([]byte("k09"), 0, nil, false); e != nil {
+		t.Fatal("a shard still serves an entry the resize dropped")
+	}
+	st.Resize(10 * one)
+	if st.Finish("k", build(t, "k", raw, 0, st.MaxEntry()), 0) == nil {
+		t.Fatal("growing the store again did not let entries in")
+	}
+}
+
 func TestHitAllocatesNothing(t *testing.T) {
 	st := NewStore(1 << 20)
 	sh := NewShard(st)

@@ -20,8 +20,8 @@ type flight struct {
 // Store is the shared index of entries and fetches. Safe for concurrent use.
 type Store struct {
 	mu       sync.Mutex
-	max      int64
-	maxEntry int
+	max      int64        // under mu
+	maxEntry atomic.Int64 // max/8; read without mu when a fetch starts
 	size     int64
 	m        map[string]*Entry
 	head     *Entry // most recently used
@@ -39,16 +39,39 @@ type Store struct {
 // fixed overhead). One entry may take at most an eighth of it: a micro-cache is for many small answers,
 // and one huge one must not flush them all.
 func NewStore(maxSize int64) *Store {
-	return &Store{
-		max:      maxSize,
-		maxEntry: int(maxSize / 8),
-		m:        make(map[string]*Entry),
-		flights:  make(map[string]*flight),
+	s := &Store{
+		max:     maxSize,
+		m:       make(map[string]*Entry),
+		flights: make(map[string]*flight),
 	}
+	s.maxEntry.Store(maxSize / 8)
+	return s
 }
 
 // MaxEntry is the largest body a Builder for this store should accept.
-func (s *Store) MaxEntry() int { return s.maxEntry }
+func (s *Store) MaxEntry() int { return int(s.maxEntry.Load()) }
+
+// Resize sets a new bound (a reload's [cache] max_size). Shrinking evicts from the cold end until what
+// is held fits, and drops entries larger than the new per-entry bound; 0 empties the store and keeps
+// nothing more. Fetches in flight finish against the new bound.
+func (s *Store) Resize(maxSize int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.max = maxSize
+	s.maxEntry.Store(maxSize / 8)
+	for e := s.tail; e != nil; {
+		prev := e.prev
+		if int64(len(e.Body)) > maxSize/8 {
+			s.remove(e)
+			s.Evictions.Add(1)
+		}
+		e = prev
+	}
+	for s.size > s.max && s.tail != nil {
+		s.remove(s.tail)
+		s.Evictions.Add(1)
+	}
+}
 
 // Bytes is what the store holds now.
 func (s *Store) Bytes() int64 {
@@ -124,7 +147,7 @@ func (s *Store) Finish(key string, e *Entry, now int64) *Entry {
 
 // insert adds e, evicting from the cold end until it fits. Under mu.
 func (s *Store) insert(e *Entry, now int64) bool {
-	if e.size > s.max || len(e.Body) > s.maxEntry {
+	if e.size > s.max || int64(len(e.Body)) > s.maxEntry.Load() {
 		return false
 	}
 	if old := s.m[e.Key]; old != nil {

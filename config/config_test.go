@@ -398,6 +398,9 @@ func TestErrors(t *testing.T) {
 		{"duplicate upstream names", minimal + "[[upstream]]\nname = \"app\"\n" + server + "\n", "upstream[1].name", 0, `duplicate upstream name "app" (also upstream[0])`},
 		{"duplicate routes", minimal + "[[route]]\nupstream = \"app\"\npath_prefix = \"/\"\n", "route[1]", 0, "duplicates route[0]"},
 		{"duplicate routes host case", minimal + "host = \"A.example\"\n[[route]]\nupstream = \"app\"\nhost = \"a.EXAMPLE\"\n", "route[1]", 0, "duplicates route[0]"},
+		{"admin on a port the wildcard listen holds", "[server]\nlisten = \"0.0.0.0:19086\"\n[admin]\nlisten = \"127.0.0.1:19086\"\n", "admin.listen", 0, "already used by server.listen"},
+		{"listen under an IPv6 wildcard", "[server]\nlisten = [\"[::]:81\", \"127.0.0.1:81\"]\n", "server.listen[1]", 0, "already used by server.listen[0]"},
+		{"listen name under a wildcard", "[server]\nlisten = [\"localhost:82\", \":82\"]\n", "server.listen[1]", 0, "already used by server.listen[0]"},
 		{"duplicate listen", "[server]\nlisten = [\"0.0.0.0:80\", \"0.0.0.0:80\"]\n", "server.listen[1]", 0, "already used by server.listen[0]"},
 
 		// route patterns
@@ -609,6 +612,30 @@ func TestParseSize(t *testing.T) {
 	}
 	if FormatSize(8192) != "8KiB" || FormatSize(64<<20) != "64MiB" {
 		t.Errorf("FormatSize: %s %s", FormatSize(8192), FormatSize(64<<20))
+	}
+}
+
+func TestHostsOverlap(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"127.0.0.1", "127.0.0.1", true},
+		{"127.0.0.1", "127.0.0.2", false},
+		{"0.0.0.0", "127.0.0.1", true},
+		{"0.0.0.0", "::1", false}, // different families bind side by side
+		{"::", "127.0.0.1", true},
+		{"", "::1", true},
+		{"0.0.0.0", "localhost", true},
+		{"localhost", "127.0.0.1", false}, // names are not resolved
+		{"::ffff:127.0.0.1", "127.0.0.1", true},
+	} {
+		if got := hostsOverlap(tc.a, tc.b); got != tc.want {
+			t.Errorf("hostsOverlap(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+		if got := hostsOverlap(tc.b, tc.a); got != tc.want {
+			t.Errorf("hostsOverlap(%q, %q) = %v, want %v", tc.b, tc.a, got, tc.want)
+		}
 	}
 }
 

@@ -40,17 +40,23 @@ const (
 
 func (c *Config) validate(r resolver, listenKeys []string) []Problem {
 	var ps problems
-	listeners := map[string]string{} // address → key that claimed it
+	type claimed struct{ key, host string }
+	listeners := map[int][]claimed{} // port → the listeners that claimed it
 
 	claim := func(key, addr string) {
 		if !checkListen(&ps, key, addr) {
 			return
 		}
-		if prev, dup := listeners[addr]; dup {
-			ps.addf(key, "address %q is already used by %s", addr, prev)
-			return
+		host, port, _ := splitHostPort(addr)
+		if port != 0 {
+			for _, prev := range listeners[port] {
+				if hostsOverlap(host, prev.host) {
+					ps.addf(key, "address %q is already used by %s", addr, prev.key)
+					return
+				}
+			}
 		}
-		listeners[addr] = key
+		listeners[port] = append(listeners[port], claimed{key, host})
 	}
 
 	s := &c.Server
@@ -303,6 +309,30 @@ func checkListen(ps *problems, key, addr string) bool {
 		}
 	}
 	return true
+}
+
+// hostsOverlap reports whether listeners on the same port with these hosts would both try to bind it:
+// the same host, or either one a wildcard ("", "0.0.0.0" for IPv4 hosts, "::" for any). A name is
+// compared as written (it is not resolved here).
+func hostsOverlap(a, b string) bool {
+	if strings.EqualFold(a, b) {
+		return true
+	}
+	ipA, errA := netip.ParseAddr(a)
+	ipB, errB := netip.ParseAddr(b)
+	wild := func(h string, ip netip.Addr, err error, other netip.Addr, otherErr error) bool {
+		switch {
+		case h == "" || (err == nil && ip == netip.IPv6Unspecified()):
+			return true // every address, IPv6 and (dual stack) IPv4
+		case err == nil && ip == netip.IPv4Unspecified():
+			return otherErr != nil || other.Unmap().Is4() // every IPv4 address, and names
+		}
+		return false
+	}
+	if wild(a, ipA, errA, ipB, errB) || wild(b, ipB, errB, ipA, errA) {
+		return true
+	}
+	return errA == nil && errB == nil && ipA.Unmap() == ipB.Unmap()
 }
 
 // resolveBackend turns an upstream server address into a TCP address.

@@ -382,6 +382,27 @@ func TestAdminHealthzDraining(t *testing.T) {
 	}
 }
 
+// TestShutdownTimeoutCountsOpenClients: when shutdown_timeout ends the drain, the error counts the
+// client connections it cut (counted before the loops stop, which closes them).
+func TestShutdownTimeoutCountsOpenClients(t *testing.T) {
+	o := startOrigin(t, "a")
+	addr, srv := startProxy(t, 1, simpleConfig("", o))
+	c, _ := dial(t, addr)
+	if _, err := io.WriteString(c, "GET /slow?ms=3000 HTTP/1.1\r\nHost: d.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for o.hits.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if err == nil || !strings.Contains(err.Error(), "1 client connections still open") {
+		t.Fatalf("Shutdown past its timeout with one request in flight: %v", err)
+	}
+}
+
 var (
 	combinedTime = regexp.MustCompile(`\[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\]`)
 	jsonTime     = regexp.MustCompile(`"time":"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})"`)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"switchflow/config"
 )
 
 // cacheOrigin is a loopback origin whose answer the query string dictates, and which counts the requests
@@ -560,4 +562,46 @@ func writeReadUntil(t *testing.T, c net.Conn, br *bufio.Reader, buf, req []byte,
 			return
 		}
 	}
+}
+
+// TestCacheReloadMaxSize: SPEC 1 has a reload apply cache settings. A reload that sets [cache] max_size
+// to 0 empties the cache and keeps nothing more; a reload back to a size caches again. A reload adding
+// [tls] is refused, and the cache stays as it was.
+func TestCacheReloadMaxSize(t *testing.T) {
+	o := startCacheOrigin(t)
+	addr, srv := startProxy(t, 2, cacheConfig(o, "30s", "16MiB"))
+	reload := func(maxSize, extra string) error {
+		t.Helper()
+		cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 2\n", addr) + cacheConfig(o, "30s", maxSize) + extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv.Reload(cfg)
+	}
+	c, br := dial(t, addr)
+	want := func(target, xcache string) {
+		t.Helper()
+		if resp, body := get(t, c, br, "GET", target, ""); resp.Header.Get("X-Cache") != xcache {
+			t.Fatalf("GET %s: X-Cache=%q (%q), want %s", target, resp.Header.Get("X-Cache"), body, xcache)
+		}
+	}
+	want("/a", "MISS")
+	want("/a", "HIT")
+	if err := reload("16MiB", "[tls]\ncertificates = [ { cert = \"a.crt\", key = \"a.key\" } ]\n"); err != ErrTLSUnsupported {
+		t.Fatalf("reload with [tls]: %v", err)
+	}
+	want("/a", "HIT")
+	if err := reload("0", ""); err != nil {
+		t.Fatal(err)
+	}
+	want("/a", "MISS")
+	want("/a", "MISS")
+	if n := srv.cache.Len(); n != 0 {
+		t.Fatalf("%d entries under max_size 0", n)
+	}
+	if err := reload("1MiB", ""); err != nil {
+		t.Fatal(err)
+	}
+	want("/a", "MISS")
+	want("/a", "HIT")
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,7 +63,28 @@ var _ gnet.EventHandler = (*Server)(nil)
 
 // ErrTLSUnsupported is returned by New for a configuration with [tls]: gnet has no TLS, and silently
 // serving plain HTTP where HTTPS was asked for is worse than refusing to start.
-var ErrTLSUnsupported = errors.New("engine: [tls] is configured but TLS termination is not available in this build")
+var ErrTLSUnsupported = errors.New("[tls] is configured but TLS termination is not available in this build (gnet has no TLS): terminate TLS in front of SwitchFlow and remove [tls]")
+
+// Check reports what New would refuse in a configuration that passed its own checks (config.Load), for
+// "switchflow -t": [tls], and an access log file that cannot be opened for appending. The file is opened
+// as New opens it (created if absent, as nginx -t creates its logs) and closed again.
+func Check(cfg *config.Config) error {
+	var errs []error
+	if cfg.TLS != nil {
+		errs = append(errs, fmt.Errorf("tls: %w", ErrTLSUnsupported))
+	}
+	switch a := cfg.Log.Access; a {
+	case "", config.AccessOff, config.AccessStdout, config.AccessStderr:
+	default:
+		f, err := openAccessFile(a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("log.access: %w", err))
+		} else {
+			_ = f.Close()
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // New prepares a Server for cfg: it allocates the header slabs for max_connections clients and builds the
 // routing table. Nothing listens until Serve.
@@ -125,7 +149,33 @@ func (s *Server) Serve() error {
 	s.stopHealth()
 	s.dialer.Close()
 	s.stopAdmin()
+	if err != nil && !s.isBooted() {
+		return listenError(s.cfg.Server.Listen, err)
+	}
 	return err
+}
+
+func (s *Server) isBooted() bool {
+	select {
+	case <-s.booted:
+		return true
+	default:
+		return false
+	}
+}
+
+// listenError names the address a failed start could not listen on: gnet's error ("bind: address
+// already in use") does not. Each address is tried once more on its own (and let go at once); the
+// first that fails is the one named, else all of them are.
+func listenError(addrs []string, err error) error {
+	for _, a := range addrs {
+		ln, lerr := net.Listen("tcp", a)
+		if lerr != nil {
+			return fmt.Errorf("listen %s: %w", a, err)
+		}
+		_ = ln.Close()
+	}
+	return fmt.Errorf("listen %s: %w", strings.Join(addrs, ", "), err)
 }
 
 // startHealth starts the active health checks of the live table, for Serve.
@@ -169,11 +219,15 @@ func (s *Server) OnBoot(e gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
-// Reload swaps in a new configuration for new requests: routes, upstreams and per-request settings.
-// Listener addresses, loops, max_connections and header_buffer keep the values the server started with.
+// Reload swaps in a new configuration for new requests: routes, upstreams, per-request settings and the
+// cache's bound (a smaller [cache] max_size evicts down to it at once). What RestartOnly names keeps the
+// values the server started with; a file with [tls] is refused, as New refuses it.
 // The new table's servers are new objects, so their health starts afresh (up, no failures counted): the
 // old table's health checks stop and the new one's start. Safe from any goroutine.
 func (s *Server) Reload(cfg *config.Config) error {
+	if cfg.TLS != nil {
+		return ErrTLSUnsupported // as at start: never accept a file that asks for HTTPS and serve none
+	}
 	t, err := newTable(cfg)
 	if err != nil {
 		return err
@@ -181,12 +235,43 @@ func (s *Server) Reload(cfg *config.Config) error {
 	s.healthMu.Lock()
 	defer s.healthMu.Unlock()
 	s.tbl.Store(t)
+	s.cache.Resize(cfg.Cache.MaxSize)
 	if s.serving {
 		old := s.checker
 		s.checker = upstream.StartChecker(t.groups, s.monoNow, s.log)
 		old.Stop()
 	}
 	return nil
+}
+
+// RestartOnly names the settings in cfg that differ from those the server started with and that a
+// reload cannot apply: the listeners, the loops, the memory laid out at start, and the access log's
+// destination and format. The caller warns about them; the rest of cfg applies on Reload.
+func (s *Server) RestartOnly(cfg *config.Config) []string {
+	was, now := s.cfg, cfg
+	var keys []string
+	add := func(key string, changed bool) {
+		if changed {
+			keys = append(keys, key)
+		}
+	}
+	add("server.listen", !slices.Equal(was.Server.Listen, now.Server.Listen))
+	add("server.loops", was.Server.Loops != now.Server.Loops)
+	add("server.max_connections", was.Server.MaxConnections != now.Server.MaxConnections)
+	add("server.header_buffer", was.Server.HeaderBuffer != now.Server.HeaderBuffer)
+	add("server.io_buffer", was.Server.IOBuffer != now.Server.IOBuffer)
+	add("server.reuse_port", was.Server.ReusePort != now.Server.ReusePort)
+	add("admin.listen", adminListen(was) != adminListen(now))
+	add("log.access", was.Log.Access != now.Log.Access)
+	add("log.access_format", was.Log.AccessFormat != now.Log.AccessFormat)
+	return keys
+}
+
+func adminListen(cfg *config.Config) string {
+	if cfg.Admin == nil {
+		return ""
+	}
+	return cfg.Admin.Listen
 }
 
 // Shutdown stops accepting, lets requests in flight finish until ctx ends, then stops the loops; the
@@ -209,8 +294,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for s.clientsOpen() > 0 {
 		select {
 		case <-ctx.Done():
+			open := s.clientsOpen() // before the loops stop: stopping closes them
 			s.stopEngine()
-			return fmt.Errorf("engine: %d client connections still open at shutdown_timeout", s.clientsOpen())
+			return fmt.Errorf("engine: %d client connections still open at shutdown_timeout", open)
 		case <-tick.C:
 		}
 	}
