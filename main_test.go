@@ -52,6 +52,7 @@ func TestVersionAndConfigCheck(t *testing.T) {
 	for _, tc := range []struct{ text, key string }{
 		{"[tls]\ncertificates = [ { cert = \"a.crt\", key = \"a.key\" } ]\n", "tls: "},
 		{"[log]\naccess = " + fmt.Sprintf("%q", filepath.Join(dir, "no-such-dir", "access.log")) + "\n", "log.access: "},
+		{"[server]\nmax_connections = 100000000\nheader_buffer = \"1MiB\"\n", "server.max_connections: "}, // ~95 TiB of slabs
 	} {
 		f := filepath.Join(dir, "start.toml")
 		os.WriteFile(f, []byte(tc.text), 0o644)

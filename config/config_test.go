@@ -323,6 +323,7 @@ func TestErrors(t *testing.T) {
 		{"wrong type section", "server = 5\n", "server", 0, "must be a table, got an integer"},
 		{"upstream as plain table", "[upstream]\nname = \"app\"\n", "upstream", 0, "[[upstream]], not [upstream]"},
 		{"route as array of tables", minimal + "[[log]]\nlevel = \"info\"\n", "log", 0, "[log], not [[log]]"},
+		{"health_check as array of tables", upstreamWith(server + "\n[[upstream.health_check]]\npath = \"/h\"\n"), "upstream[0].health_check", 0, "([upstream.health_check], not [[upstream.health_check]])"},
 		{"wrong type server element", upstreamWith(`servers = ["127.0.0.1:9001"]`), "upstream[0].servers[0]", 0, "must be a table, got a string"},
 		{"wrong type addr", upstreamWith(`servers = [{ addr = 9001 }]`), "upstream[0].servers[0].addr", 0, "must be a string"},
 		{"wrong type weight", upstreamWith(`servers = [{ addr = "127.0.0.1:1", weight = "2" }]`), "upstream[0].servers[0].weight", 0, "integer"},

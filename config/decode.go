@@ -230,12 +230,29 @@ func (t *table) sub(k string) *table {
 	if !isMap {
 		hint := "a table"
 		if _, isArr := v.([]map[string]any); isArr {
-			hint = fmt.Sprintf("a table ([%s], not [[%s]])", t.key(k), t.key(k))
+			h := tomlHeader(t.key(k))
+			hint = fmt.Sprintf("a table ([%s], not [[%s]])", h, h)
 		}
 		t.d.wrongType(t.key(k), hint, v)
 		return nil
 	}
 	return &table{d: t.d, path: t.key(k), m: m, seen: map[string]bool{}}
+}
+
+// tomlHeader is the table header a key is written under in TOML: its path without the array indices
+// ("upstream[0].health_check" is written [upstream.health_check], inside the [[upstream]] it belongs to).
+func tomlHeader(key string) string {
+	var b strings.Builder
+	for i := 0; i < len(key); i++ {
+		if key[i] == '[' {
+			if j := strings.IndexByte(key[i:], ']'); j > 0 {
+				i += j
+				continue
+			}
+		}
+		b.WriteByte(key[i])
+	}
+	return b.String()
 }
 
 // tables returns the array of tables at k. An element that is not a table

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -73,6 +74,9 @@ func Check(cfg *config.Config) error {
 	if cfg.TLS != nil {
 		errs = append(errs, fmt.Errorf("tls: %w", ErrTLSUnsupported))
 	}
+	if err := checkSlabMemory(cfg); err != nil {
+		errs = append(errs, err)
+	}
 	switch a := cfg.Log.Access; a {
 	case "", config.AccessOff, config.AccessStdout, config.AccessStderr:
 	default:
@@ -86,11 +90,36 @@ func Check(cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
+// checkSlabMemory refuses a max_connections × header_buffer that this machine's memory cannot hold: the
+// header slabs are laid out at start, and a start that cannot have them should say so, not stall
+// allocating or be killed later. Half of the RAM is the bound (the slabs are only the heads; bodies,
+// buffers and the cache come on top).
+func checkSlabMemory(cfg *config.Config) error {
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) != nil || si.Totalram == 0 {
+		return nil // unknown: no bound
+	}
+	ram := uint64(si.Totalram) * uint64(si.Unit)
+	need := uint64(cfg.Server.MaxConnections) * uint64(cfg.Server.HeaderBuffer+slabOverhead)
+	if need > ram/2 {
+		return fmt.Errorf("server.max_connections: %d connections × header_buffer %s = %.1f GiB of header slabs, more than half of this machine's memory (%.1f GiB)",
+			cfg.Server.MaxConnections, config.FormatSize(int64(cfg.Server.HeaderBuffer)),
+			float64(need)/(1<<30), float64(ram)/(1<<30))
+	}
+	return nil
+}
+
+// slabOverhead is the bookkeeping per slab beside its bytes (bufpool.Slab and its free-list entry).
+const slabOverhead = 40
+
 // New prepares a Server for cfg: it allocates the header slabs for max_connections clients and builds the
 // routing table. Nothing listens until Serve.
 func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if cfg.TLS != nil {
 		return nil, ErrTLSUnsupported
+	}
+	if err := checkSlabMemory(cfg); err != nil {
+		return nil, err
 	}
 	t, err := newTable(cfg)
 	if err != nil {
