@@ -41,7 +41,7 @@ type backendConn struct {
 	tunnel bool // carries an upgraded connection: back to bsTunnel, not bsActive, after a park
 
 	statOpen     bool  // counted in its server's open connections (stats.go)
-	deadline     int64 // response_timeout, monotonic ns; 0 = none
+	deadline     int64 // response_timeout (for the head, then between reads of the body), monotonic ns; 0 = none
 	dialIdx      int   // index in loopState.dialing while bsDialing; -1 when not there
 	dialDeadline int64 // connect_timeout for the request that asked for the dial, monotonic ns
 	queued       bool  // bsDialing but not handed to the dialer yet: maxDials are in flight to srv
@@ -50,6 +50,7 @@ type backendConn struct {
 	clientQueued int   // while bsParked: the client's queue at the last progress seen
 	counted      bool  // srv.Begin was called for the exchange in flight
 	splicing     bool  // gnet splices the rest of the body to the client (Conn.SpliceTo); on ls.backends
+	splicedSeen  int64 // while splicing: SplicedBytes at the last progress the sweep saw
 
 	// The response in flight.
 	gotBytes  bool
@@ -84,6 +85,15 @@ func (ls *loopState) requestSent(be *backendConn) {
 		return
 	}
 	// be.lt, not ls.lt: after a reload the request keeps the settings of the table it was routed by.
+	be.deadline = ls.now + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
+	listPush(&ls.backends, be)
+}
+
+// awaitBody arms response_timeout between reads of a response body (nginx: proxy_read_timeout): a
+// backend that stops in the middle of a body must not hold its client forever. The client sees the body
+// cut short and the connection closed (SPEC 3.4, backend closes mid-body). Called after each read that
+// leaves the body unfinished; a parked or spliced body is watched by the sweep instead.
+func (ls *loopState) awaitBody(be *backendConn) {
 	be.deadline = ls.now + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
 	listPush(&ls.backends, be)
 }
@@ -556,7 +566,7 @@ func (ls *loopState) trySplice(be *backendConn, cc *clientConn) bool {
 		return false
 	}
 	be.splicing = true
-	be.clientQueued = 0
+	be.clientQueued, be.splicedSeen, be.deadline = 0, 0, 0
 	ls.splices++
 	listPush(&ls.backends, be) // the sweep watches the client's progress (spliceWatch)
 	return true
@@ -595,6 +605,14 @@ func (ls *loopState) spliceWatch(be *backendConn) {
 		cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
 	}
 	be.clientQueued = q
+	// The backend's side: response_timeout runs from the last spliced byte while the client keeps up
+	// (with bytes queued for the client, the wait is the client's, timed above).
+	if sent := be.gc.SplicedBytes(); sent != be.splicedSeen || q > 0 || be.deadline == 0 {
+		be.splicedSeen = sent
+		be.deadline = ls.now + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
+	} else if ls.now >= be.deadline {
+		ls.backendTimedOut(be)
+	}
 }
 
 // dechunkBody forwards the payload of a chunked response without its framing (for HTTP/1.0 clients, who
@@ -663,7 +681,11 @@ func (ls *loopState) backendBroken(be *backendConn, why string) {
 func (ls *loopState) backendTimedOut(be *backendConn) {
 	cc := be.client
 	be.srv.Fail(ls.now)
-	ls.s.log.Warn("upstream response timeout", "server", be.srv.Name)
+	if be.headDone {
+		ls.s.log.Warn("upstream timed out in the middle of a response body", "server", be.srv.Name)
+	} else {
+		ls.s.log.Warn("upstream response timeout", "server", be.srv.Name)
+	}
 	ls.closeBackend(be)
 	if cc == nil {
 		return
@@ -852,7 +874,9 @@ func (ls *loopState) resumed(be *backendConn) {
 		if cc.gc.InboundBuffered() > 0 { // the client's bytes that woke it
 			ls.tunnelCopy(cc.gc, be.gc, cc)
 		}
+		return
 	}
+	ls.awaitBody(be)
 }
 
 // parkable reports whether the reading side (from) should be parked: more than half of ioBuffer waits

@@ -670,7 +670,7 @@ func (ls *loopState) forwardBody(cc *clientConn) {
 		} else {
 			src, _ = cc.gc.Peek(-1)
 			if len(src) == 0 {
-				return
+				break
 			}
 		}
 		var n int
@@ -713,10 +713,16 @@ func (ls *loopState) forwardBody(cc *clientConn) {
 			ls.st.bytesIn.Add(uint64(n))
 		}
 		if cc.reqDone {
+			cc.deadline = 0
 			ls.requestSent(be)
 		} else if n == 0 {
-			return
+			break
 		}
+	}
+	if !cc.reqDone {
+		// A body that stops coming must not hold the client's slot and a backend connection forever
+		// (nginx: client_body_timeout, 408): idle_timeout runs from the last bytes forwarded.
+		cc.deadline = ls.now + int64(cc.lt.tbl.idleTimeout)
 	}
 }
 
@@ -755,6 +761,10 @@ func (ls *loopState) clientTimedOut(cc *clientConn) {
 		ls.closeParked(cc, 504)
 	case cc.state == csHead && cc.headTimer:
 		ls.reject(cc, 408)
+	case cc.state == csForwarding && !cc.reqDone && cc.be != nil:
+		// The request body stopped coming for idle_timeout: 408 if nothing of the response went out yet,
+		// else a close; the backend, which holds a partial request, is closed either way.
+		ls.abortRequest(cc, 408)
 	case cc.state == csClosing:
 		_ = cc.gc.Close()
 	case cc.state == csCacheWait:

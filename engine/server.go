@@ -406,6 +406,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		return a
 	case *backendConn:
 		a := x.ls.backendTraffic(x)
+		if x.state == bsActive && x.headDone && !x.splicing && x.client != nil {
+			x.ls.awaitBody(x) // the body goes on: time the backend's silence until its next bytes
+		}
 		x.ls.settle()
 		return a
 	}
