@@ -66,7 +66,8 @@ var xForwardedHost = []byte("X-Forwarded-Host")
 //   - "HTTP/1.1 <status> <reason>\r\n", from a prebuilt line when the status is common and the reason
 //     is the standard one;
 //   - every header except the hop-by-hop ones (as for requests; Upgrade kept when keepUpgrade), and
-//     except Transfer-Encoding when omitTE; identical Content-Lengths become one;
+//     except Transfer-Encoding and Trailer when omitTE (the body goes de-chunked, without trailers);
+//     identical Content-Lengths become one;
 //   - "Connection: upgrade\r\n" when keepUpgrade; otherwise "Connection: close\r\n" when !keepAlive, or
 //     "Connection: keep-alive\r\n" when keepAlive and the client speaks HTTP/1.0; then "\r\n".
 //
@@ -220,7 +221,7 @@ func appendStatusLine(dst []byte, status int, reason []byte) []byte {
 
 // appendEndToEnd appends every end-to-end header of hs: hop-by-hop ones are dropped, identical
 // Content-Lengths become one, the client's X-Forwarded-* are dropped when dropForwarded (the proxy writes
-// its own), and Transfer-Encoding is dropped when omitTE.
+// its own), and Transfer-Encoding and Trailer are dropped when omitTE.
 func appendEndToEnd(dst []byte, hs []Header, contentLength int64, connOther, keepUpgrade, dropForwarded, omitTE bool) []byte {
 	clDone := false
 	for i := range hs {
@@ -229,6 +230,10 @@ func appendEndToEnd(dst []byte, hs []Header, contentLength int64, connOther, kee
 			continue
 		}
 		switch len(name) {
+		case 7:
+			if omitTE && equalFoldLower(name, "trailer") {
+				continue // announces trailers that a de-chunked body cannot carry
+			}
 		case 14:
 			if equalFoldLower(name, "content-length") {
 				dst, clDone = appendContentLength(dst, contentLength, clDone)

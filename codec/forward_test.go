@@ -74,6 +74,8 @@ func TestAppendProxyResponse(t *testing.T) {
 			"HTTP/1.1 200 OK|Content-Length: 2|Connection: keep-alive||"},
 		{"TE omitted for de-chunking", "HTTP/1.1 200 OK|Transfer-Encoding: chunked|X: 1||", 0, false, true, false,
 			"HTTP/1.1 200 OK|X: 1|Connection: close||"},
+		{"Trailer omitted for de-chunking", "HTTP/1.1 200 OK|Transfer-Encoding: chunked|Trailer: X-Sum|X: 1||", 0, false, true, false,
+			"HTTP/1.1 200 OK|X: 1|Connection: close||"},
 		{"TE forwarded otherwise", "HTTP/1.1 200 OK|Transfer-Encoding: chunked|Trailer: X-Sum||", 1, true, false, false,
 			"HTTP/1.1 200 OK|Transfer-Encoding: chunked|Trailer: X-Sum||"},
 		{"named in Connection removed", "HTTP/1.1 200 OK|Connection: X-Internal|X-Internal: 1|Content-Length: 0||", 1, true, false, false,
