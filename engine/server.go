@@ -70,13 +70,7 @@ var ErrTLSUnsupported = errors.New("[tls] is configured but TLS termination is n
 // "switchflow -t": [tls], and an access log file that cannot be opened for appending. The file is opened
 // as New opens it (created if absent, as nginx -t creates its logs) and closed again.
 func Check(cfg *config.Config) error {
-	var errs []error
-	if cfg.TLS != nil {
-		errs = append(errs, fmt.Errorf("tls: %w", ErrTLSUnsupported))
-	}
-	if err := checkSlabMemory(cfg); err != nil {
-		errs = append(errs, err)
-	}
+	errs := unservable(cfg)
 	switch a := cfg.Log.Access; a {
 	case "", config.AccessOff, config.AccessStdout, config.AccessStderr:
 	default:
@@ -88,6 +82,19 @@ func Check(cfg *config.Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unservable lists what in a checked configuration this build cannot start with: [tls], and header
+// slabs the machine cannot hold. New refuses such a file; Check reports it.
+func unservable(cfg *config.Config) []error {
+	var errs []error
+	if cfg.TLS != nil {
+		errs = append(errs, fmt.Errorf("tls: %w", ErrTLSUnsupported))
+	}
+	if err := checkSlabMemory(cfg); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
 }
 
 // checkSlabMemory refuses a max_connections × header_buffer that this machine's memory cannot hold: the
@@ -115,11 +122,8 @@ const slabOverhead = 40
 // New prepares a Server for cfg: it allocates the header slabs for max_connections clients and builds the
 // routing table. Nothing listens until Serve.
 func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
-	if cfg.TLS != nil {
-		return nil, ErrTLSUnsupported
-	}
-	if err := checkSlabMemory(cfg); err != nil {
-		return nil, err
+	if errs := unservable(cfg); len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	t, err := newTable(cfg)
 	if err != nil {
