@@ -65,6 +65,7 @@ func (el *eventloop) accept0(fd int, _ netpoll.IOEvent, _ netpoll.IOFlags) error
 
 		el := el.engine.eventLoops.next(remoteAddr)
 		c := newStreamConn(network, nfd, el, sa, el.listeners[fd].addr, remoteAddr)
+		c.soleFD = true // SwitchFlow patch: see eventloop.close
 		err = el.poller.Trigger(queue.HighPriority, el.register, c)
 		if err != nil {
 			el.getLogger().Errorf("failed to enqueue the accepted socket fd=%d to poller: %v", c.fd, err)
@@ -118,6 +119,7 @@ func (el *eventloop) accept(fd int, ev netpoll.IOEvent, flags netpoll.IOFlags) e
 		}
 
 		c := newStreamConn(network, nfd, el, sa, el.listeners[fd].addr, remoteAddr)
+		c.soleFD = true // SwitchFlow patch: see eventloop.close
 		if err = el.register0(c); err != nil {
 			return err
 		}

@@ -56,6 +56,7 @@ type conn struct {
 	spliceOut      *splicer               // SpliceTo in progress from this conn's socket (SwitchFlow patch)
 	spliceIn       *splicer               // spliced bytes waiting in a pipe for this conn (SwitchFlow patch)
 	splicedOut     int64                  // bytes of the last SpliceTo from this conn written to dst (SwitchFlow patch)
+	soleFD         bool                   // accepted and never Dup'ed: closing fd drops it from epoll (SwitchFlow patch)
 }
 
 func newStreamConn(proto string, fd int, el *eventloop, sa unix.Sockaddr, localAddr, remoteAddr net.Addr) (c *conn) {
@@ -483,7 +484,7 @@ func (c *conn) RemoteAddr() net.Addr { return c.remoteAddr }
 // func (c *conn) Gfd() gfd.GFD             { return c.gfd }
 
 func (c *conn) Fd() int                        { return c.fd }
-func (c *conn) Dup() (fd int, err error)       { return socket.Dup(c.fd) }
+func (c *conn) Dup() (fd int, err error)       { c.soleFD = false; return socket.Dup(c.fd) }
 func (c *conn) SetReadBuffer(bytes int) error  { return socket.SetRecvBuffer(c.fd, bytes) }
 func (c *conn) SetWriteBuffer(bytes int) error { return socket.SetSendBuffer(c.fd, bytes) }
 func (c *conn) SetLinger(sec int) error        { return socket.SetLinger(c.fd, sec) }

@@ -1,0 +1,11 @@
+/*
+ * SwitchFlow patch: accept4 as a raw system call on Linux (accept_linux.go); here, as before.
+ */
+
+//go:build dragonfly || freebsd
+
+package socket
+
+import "golang.org/x/sys/unix"
+
+func rawAccept4(fd, flags int) (int, unix.Sockaddr, error) { return unix.Accept4(fd, flags) }
