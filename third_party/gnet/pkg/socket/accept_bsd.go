@@ -1,8 +1,8 @@
+//go:build dragonfly || freebsd
+
 /*
  * SwitchFlow patch: accept4 as a raw system call on Linux (accept_linux.go); here, as before.
  */
-
-//go:build dragonfly || freebsd
 
 package socket
 
