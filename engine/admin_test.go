@@ -151,7 +151,7 @@ func adminGet(t *testing.T, method, url string) (int, string) {
 // every counter moved by exactly what was sent, bytes included.
 func TestAdminMetricsCountExactly(t *testing.T) {
 	oaddr := fixedOrigin(t, []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-	dead := freeAddr(t)
+	dead := refusedAddr(t)
 	adminAddr := freeAddr(t)
 	addr, srv := startProxy(t, 2, fmt.Sprintf(`max_connections = 3
 

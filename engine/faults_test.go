@@ -102,7 +102,7 @@ const postHello = "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello
 
 func TestFaultRefusedIs502(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
-		dead := freeAddr(t)
+		dead := refusedAddr(t)
 		addr, srv := startProxy(t, loops, faultConfig(0, "2s", dead))
 		check := leakCheck(t, srv)
 		c, br := dial(t, addr)

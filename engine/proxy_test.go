@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,6 +100,27 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// refusedAddr is a loopback address where connections are refused, for a dead backend: a socket bound to
+// it and never listening holds the port for the test. A port from freeAddr is free again at once, and
+// may be handed to the next listener (the proxy's own, which then proxies to itself until
+// max_connections answers 503).
+func refusedAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 // startProxy runs an engine in process on a fresh loopback port with the given TOML (the [server] listen
@@ -372,7 +394,7 @@ upstream = "app"
 func TestFailoverAndRefused(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
 		a := startOrigin(t, "a")
-		dead := freeAddr(t) // nothing listens here: connection refused
+		dead := refusedAddr(t)
 		addr, _ := startProxy(t, loops, fmt.Sprintf(`
 [[upstream]]
 name = "app"
@@ -404,7 +426,7 @@ upstream = "down"
 }
 
 func TestNoServerUpIs503(t *testing.T) {
-	dead := freeAddr(t)
+	dead := refusedAddr(t)
 	addr, _ := startProxy(t, 1, fmt.Sprintf(`
 [[upstream]]
 name = "app"

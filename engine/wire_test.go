@@ -52,7 +52,7 @@ upstream = "dead"
 [[route]]
 host = "stall.test"
 upstream = "stall"
-`, ok.addr, freeAddr(t), stall.addr)
+`, ok.addr, refusedAddr(t), stall.addr)
 }
 
 // expectHeadAnswer reads the answer to a HEAD on a kept-alive connection: status want, a Content-Length
