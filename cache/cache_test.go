@@ -203,16 +203,22 @@ func TestStoreFlightsAndExpiry(t *testing.T) {
 	}
 }
 
+// fill stores n entries of the response raw under the keys k00, k01 ..., oldest first.
+func fill(t *testing.T, st *Store, raw string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("k%02d", i)
+		st.Finish(k, build(t, k, raw, 0, 1<<20), 0)
+	}
+}
+
 func TestStoreEvictsLeastRecentlyUsed(t *testing.T) {
 	body := strings.Repeat("x", 1000)
 	raw := "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + body
 	one := build(t, "k00", raw, 0, 1<<20).Size()
 	st := NewStore(10 * one)
 	sh := NewShard(st)
-	for i := 0; i < 10; i++ {
-		k := fmt.Sprintf("k%02d", i)
-		st.Finish(k, build(t, k, raw, 0, 1<<20), 0)
-	}
+	fill(t, st, raw, 10)
 	if st.Len() != 10 {
 		t.Fatalf("%d entries fit, want 10", st.Len())
 	}
@@ -249,10 +255,7 @@ func TestStoreResize(t *testing.T) {
 	one := build(t, "k00", raw, 0, 1<<20).Size()
 	st := NewStore(20 * one)
 	sh := NewShard(st)
-	for i := 0; i < 10; i++ {
-		k := fmt.Sprintf("k%02d", i)
-		st.Finish(k, build(t, k, raw, 0, 1<<20), 0)
-	}
+	fill(t, st, raw, 10)
 	if e, _, _ := sh.Lookup([]byte("k09"), 0, nil, false); e == nil {
 		t.Fatal("k09 not found")
 	}

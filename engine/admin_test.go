@@ -349,14 +349,8 @@ func TestAdminHealthzDraining(t *testing.T) {
 	o := startOrigin(t, "a")
 	adminAddr := freeAddr(t)
 	addr, srv := startProxy(t, 1, fmt.Sprintf("[admin]\nlisten = %q\n", adminAddr)+simpleConfig("", o))
-	c, br := dial(t, addr)
-	if _, err := io.WriteString(c, "GET /slow?ms=1000 HTTP/1.1\r\nHost: d.test\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	_, br := slowRequestInFlight(t, o, addr, 1000)
 	deadline := time.Now().Add(2 * time.Second)
-	for o.hits.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
 	shut := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -382,19 +376,26 @@ func TestAdminHealthzDraining(t *testing.T) {
 	}
 }
 
-// TestShutdownTimeoutCountsOpenClients: when shutdown_timeout ends the drain, the error counts the
-// client connections it cut (counted before the loops stop, which closes them).
-func TestShutdownTimeoutCountsOpenClients(t *testing.T) {
-	o := startOrigin(t, "a")
-	addr, srv := startProxy(t, 1, simpleConfig("", o))
-	c, _ := dial(t, addr)
-	if _, err := io.WriteString(c, "GET /slow?ms=3000 HTTP/1.1\r\nHost: d.test\r\n\r\n"); err != nil {
+// slowRequestInFlight sends GET /slow?ms=ms on a new connection and returns once the origin has it.
+func slowRequestInFlight(t *testing.T, o *origin, addr string, ms int) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, br := dial(t, addr)
+	if _, err := fmt.Fprintf(c, "GET /slow?ms=%d HTTP/1.1\r\nHost: d.test\r\n\r\n", ms); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for o.hits.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
+	return c, br
+}
+
+// TestShutdownTimeoutCountsOpenClients: when shutdown_timeout ends the drain, the error counts the
+// client connections it cut (counted before the loops stop, which closes them).
+func TestShutdownTimeoutCountsOpenClients(t *testing.T) {
+	o := startOrigin(t, "a")
+	addr, srv := startProxy(t, 1, simpleConfig("", o))
+	slowRequestInFlight(t, o, addr, 3000)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	err := srv.Shutdown(ctx)
