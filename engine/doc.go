@@ -25,10 +25,9 @@
 // gnet (v2.9, v2.10) cannot stop reading a socket (its issues #712, #722): it reads into an unbounded
 // buffer while the other side waits. Of the two ways out — a patch of ours to gnet adding pause/resume
 // of read interest, applied at build time to a copy of the module, or parking within gnet's public API —
-// SwitchFlow parks. Parking needs no build step and no fork to keep in step with gnet's releases (the
-// README's two commands stay plain `go build` / `go test`), only slow peers pay for it, and the fast path
-// is untouched; its cost is a dup, a close and an Enroll per pause, on connections that are by definition
-// waiting anyway. The tests decide: a 32 MiB stream to a slow side grows the heap by well under 2 MiB with
+// SwitchFlow parks responses and uploads (it chose before our gnet copy, third_party/README.md, could
+// pause reads, and the choice holds): only slow peers pay for it, and the fast path is untouched; its
+// cost is a dup, a close and an Enroll per pause, on connections that are by definition waiting anyway. The tests decide: a 32 MiB stream to a slow side grows the heap by well under 2 MiB with
 // parking and by nearly the whole stream without it, in each direction (backpressure_test.go,
 // tunnel_test.go).
 //
@@ -62,6 +61,22 @@
 // written, or a body while its backend is dialed, past io_buffer waiting (holdClient, resumed by
 // resumeClient as the loop takes the bytes). capPipelined (2 × io_buffer + header_buffer) and capTunnel
 // (8 × io_buffer one way) remain as last bounds behind the pauses.
+//
+// # Timeouts
+//
+// Each connection carries one deadline (clientConn.deadline, backendConn.deadline, monotonic ns), set
+// where the wait begins and checked by the sweep every 100 ms, so a timeout fires up to 100 ms late and
+// arming one costs a store. What each wait is bounded by:
+//
+//   - a request head: read_header_timeout (408); an idle keep-alive client: idle_timeout (silent close);
+//   - a request body that stops coming: idle_timeout from the last bytes forwarded (forwardBody; 408, or
+//     a close once the response began); a client that reads nothing of its response: idle_timeout from
+//     the last time its queue shrank (parked backend, spliceWatch);
+//   - a dial: connect_timeout (next server, then 502); a response head: response_timeout from the request
+//     sent (504); a response body that stops coming: response_timeout between reads (awaitBody,
+//     spliceWatch; the client's connection closes, the body cut short);
+//   - a backend that reads nothing of an upload: idle_timeout (parked client, 504); a tunnel: both sides
+//     silent for idle_timeout.
 //
 // # Writes can close
 //
