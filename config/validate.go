@@ -312,27 +312,34 @@ func checkListen(ps *problems, key, addr string) bool {
 }
 
 // hostsOverlap reports whether listeners on the same port with these hosts would both try to bind it:
-// the same host, or either one a wildcard ("", "0.0.0.0" for IPv4 hosts, "::" for any). A name is
-// compared as written (it is not resolved here).
+// the same host (an IP in any spelling), or one a wildcard that covers the other. A name is compared as
+// written (it is not resolved here).
 func hostsOverlap(a, b string) bool {
-	if strings.EqualFold(a, b) {
+	if strings.EqualFold(a, b) || covers(a, b) || covers(b, a) {
 		return true
 	}
 	ipA, errA := netip.ParseAddr(a)
 	ipB, errB := netip.ParseAddr(b)
-	wild := func(h string, ip netip.Addr, err error, other netip.Addr, otherErr error) bool {
-		switch {
-		case h == "" || (err == nil && ip == netip.IPv6Unspecified()):
-			return true // every address, IPv6 and (dual stack) IPv4
-		case err == nil && ip == netip.IPv4Unspecified():
-			return otherErr != nil || other.Unmap().Is4() // every IPv4 address, and names
-		}
-		return false
-	}
-	if wild(a, ipA, errA, ipB, errB) || wild(b, ipB, errB, ipA, errA) {
+	return errA == nil && errB == nil && ipA.Unmap() == ipB.Unmap()
+}
+
+// covers reports whether a listener on host w takes the port for host h as well: "" and "::" take every
+// address (IPv6 and, dual stack, IPv4), "0.0.0.0" every IPv4 address and every name.
+func covers(w, h string) bool {
+	if w == "" {
 		return true
 	}
-	return errA == nil && errB == nil && ipA.Unmap() == ipB.Unmap()
+	ip, err := netip.ParseAddr(w)
+	switch {
+	case err != nil:
+		return false
+	case ip == netip.IPv6Unspecified():
+		return true
+	case ip == netip.IPv4Unspecified():
+		other, err := netip.ParseAddr(h)
+		return err != nil || other.Unmap().Is4()
+	}
+	return false
 }
 
 // resolveBackend turns an upstream server address into a TCP address.
