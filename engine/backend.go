@@ -85,7 +85,7 @@ func (ls *loopState) requestSent(be *backendConn) {
 		return
 	}
 	// be.lt, not ls.lt: after a reload the request keeps the settings of the table it was routed by.
-	be.deadline = ls.now + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
+	be.deadline = ls.clock() + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
 	listPush(&ls.backends, be)
 }
 
@@ -94,7 +94,7 @@ func (ls *loopState) requestSent(be *backendConn) {
 // cut short and the connection closed (SPEC 3.4, backend closes mid-body). Called after each read that
 // leaves the body unfinished; a parked or spliced body is watched by the sweep instead.
 func (ls *loopState) awaitBody(be *backendConn) {
-	be.deadline = ls.now + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
+	be.deadline = ls.clock() + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
 	listPush(&ls.backends, be)
 }
 
@@ -135,7 +135,7 @@ func (ls *loopState) dialFailed(ctx any, err error) {
 	be.state = bsClosing
 	cc := be.client
 	be.client = nil
-	be.srv.Fail(ls.now)
+	be.srv.Fail(ls.clock())
 	ls.s.log.Warn("upstream connect failed", "upstream", be.lt.tbl.groups[be.group].Name, "server", be.srv.Name, "error", err)
 	if cc == nil || cc.be != be || cc.state != csConnecting {
 		return
@@ -228,7 +228,7 @@ const maxDials = 32
 // startDial hands be to the dialer with what is left of its connect_timeout. It reports false when the
 // dialer refuses (its queue full or closed); be is then the caller's to drop.
 func (ls *loopState) startDial(be *backendConn) bool {
-	left := time.Duration(be.dialDeadline - ls.now)
+	left := time.Duration(be.dialDeadline - ls.clock())
 	if left < time.Millisecond {
 		left = time.Millisecond
 	}
@@ -293,7 +293,7 @@ func (ls *loopState) queuedTimeouts() {
 			ls.dropQueued(d)
 			continue
 		}
-		if ls.now < d.dialDeadline {
+		if ls.clock() < d.dialDeadline {
 			continue
 		}
 		ls.dropQueued(d)
@@ -602,15 +602,15 @@ func (ls *loopState) spliceWatch(be *backendConn) {
 	case q == 0:
 		cc.deadline = 0
 	case cc.deadline == 0 || q < be.clientQueued:
-		cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+		cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
 	}
 	be.clientQueued = q
 	// The backend's side: response_timeout runs from the last spliced byte while the client keeps up
 	// (with bytes queued for the client, the wait is the client's, timed above).
 	if sent := be.gc.SplicedBytes(); sent != be.splicedSeen || q > 0 || be.deadline == 0 {
 		be.splicedSeen = sent
-		be.deadline = ls.now + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
-	} else if ls.now >= be.deadline {
+		be.deadline = ls.clock() + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
+	} else if ls.clock() >= be.deadline {
 		ls.backendTimedOut(be)
 	}
 }
@@ -666,7 +666,7 @@ func (ls *loopState) finishExchange(be *backendConn, cc *clientConn) {
 // client gets 502 if its response has not started, else a close (SPEC 3.4).
 func (ls *loopState) backendBroken(be *backendConn, why string) {
 	cc := be.client
-	be.srv.Fail(ls.now)
+	be.srv.Fail(ls.clock())
 	ls.s.log.Warn("upstream response rejected", "server", be.srv.Name, "reason", why)
 	ls.noteProgress(cc, be)
 	ls.closeBackend(be)
@@ -680,7 +680,7 @@ func (ls *loopState) backendBroken(be *backendConn, why string) {
 // backendTimedOut: no response head within response_timeout (SPEC 3.4: 504).
 func (ls *loopState) backendTimedOut(be *backendConn) {
 	cc := be.client
-	be.srv.Fail(ls.now)
+	be.srv.Fail(ls.clock())
 	if be.headDone {
 		ls.s.log.Warn("upstream timed out in the middle of a response body", "server", be.srv.Name)
 	} else {
@@ -733,7 +733,7 @@ func (ls *loopState) backendClosed(be *backendConn, err error) {
 			cc.attempts--
 			cc.tried &^= 1 << uint(be.srv.Index)
 		} else {
-			be.srv.Fail(ls.now)
+			be.srv.Fail(ls.clock())
 		}
 		ls.retry(cc, 502, true)
 		return
@@ -806,7 +806,7 @@ func (ls *loopState) tunnelCopy(from, to gnet.Conn, cc *clientConn) {
 			ls.st.bytesIn.Add(uint64(len(in)))
 		}
 	}
-	cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+	cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
 }
 
 // Backpressure, response direction (SPEC 3.3). gnet cannot stop reading a socket, so a backend whose
@@ -828,7 +828,7 @@ func (ls *loopState) parkBackend(be *backendConn) gnet.Action {
 	// idle_timeout runs from the last time its queue shrank.
 	if cc := be.client; cc != nil {
 		be.clientQueued = cc.gc.OutboundBuffered()
-		cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+		cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
 	}
 	return gnet.Close
 }
@@ -844,7 +844,7 @@ func (ls *loopState) maybeResume(be *backendConn, force bool) {
 	if q := cc.gc.OutboundBuffered(); !force && q > ls.s.ioBuffer/4 {
 		if q < be.clientQueued { // progress: the client reads, slowly
 			be.clientQueued = q
-			cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+			cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
 		}
 		return
 	}

@@ -49,7 +49,7 @@ func (ls *loopState) cacheRequest(cc *clientConn, req *codec.Request, host []byt
 	}
 	key := appendCacheKey(ls.keyBuf[:0], host, req.Target)
 	ls.keyBuf = key[:0]
-	if e := ls.shard.Get(key, ls.now); e != nil {
+	if e := ls.shard.Get(key, ls.clock()); e != nil {
 		ls.serveHit(cc, e)
 		return true
 	}
@@ -60,7 +60,7 @@ func (ls *loopState) cacheRequest(cc *clientConn, req *codec.Request, host []byt
 	// A HEAD may lead too (SPEC 3.6 keeps HEAD responses): it fetches the GET, as nginx's
 	// proxy_cache_convert_head does, keeps it, and answers with the head alone. HTTP/1.0 clients of a
 	// chunked response would need de-chunking, which is never kept, so they do not lead.
-	e, leader, joined := ls.shard.Lookup(key, ls.now, ls, !cc.isHead || cc.minor == 1)
+	e, leader, joined := ls.shard.Lookup(key, ls.clock(), ls, !cc.isHead || cc.minor == 1)
 	switch {
 	case e != nil:
 		ls.serveHit(cc, e)
@@ -97,7 +97,7 @@ func (ls *loopState) joinWait(cc *clientConn, w *cacheWait) {
 	w.clients = append(w.clients, cc)
 	cc.wait = w
 	cc.state = csCacheWait
-	cc.deadline = ls.now + int64(cacheLockTimeout)
+	cc.deadline = ls.clock() + int64(cacheLockTimeout)
 }
 
 // leaveWait takes a waiting client off its wait list (it closed, or waited too long).
@@ -122,7 +122,7 @@ func (ls *loopState) leaveWait(cc *clientConn) {
 func (ls *loopState) serveHit(cc *clientConn, e *cache.Entry) {
 	ls.shard.Hits.Add(1)
 	keep := cc.keepAlive && !ls.s.draining.Load()
-	extra := e.AppendServeHeaders(ls.hitBuf[:0], ls.rs.date[:], ls.now, cc.minor, keep)
+	extra := e.AppendServeHeaders(ls.hitBuf[:0], ls.rs.date[:], ls.clock(), cc.minor, keep)
 	ls.hitBuf = extra[:0]
 	body := e.Body
 	if cc.isHead {
@@ -163,7 +163,7 @@ func (ls *loopState) pumpHit(cc *clientConn) {
 	for cc.hitOff < len(body) {
 		if cc.gc.OutboundBuffered() > ls.s.ioBuffer/2 {
 			cc.state = csCacheSend
-			cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+			cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
 			return
 		}
 		end := cc.hitOff + ls.s.ioBuffer
@@ -211,7 +211,7 @@ func (ls *loopState) endFlight(cc *clientConn, e *cache.Entry) {
 	}
 	key := cc.cacheKey
 	cc.cacheLeader, cc.cacheKey, cc.capture = false, "", nil
-	e = ls.shard.Store().Finish(key, e, ls.now)
+	e = ls.shard.Store().Finish(key, e, ls.clock())
 	ls.flightDone(key, e)
 }
 
@@ -222,7 +222,7 @@ func (ls *loopState) finishCapture(cc *clientConn) {
 	}
 	var e *cache.Entry
 	if cc.capture != nil {
-		e = cc.capture.Finish(ls.now)
+		e = cc.capture.Finish(ls.clock())
 	}
 	ls.endFlight(cc, e)
 }

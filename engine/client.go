@@ -191,7 +191,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	// byte of it has come yet (SPEC 2: a client must send a whole request head within it); idle_timeout
 	// is for kept-alive connections between requests.
 	cc.headTimer = true
-	cc.deadline = ls.now + int64(ls.current().tbl.readHeaderTimeout)
+	cc.deadline = ls.clock() + int64(ls.current().tbl.readHeaderTimeout)
 	return nil, gnet.None
 }
 
@@ -248,7 +248,7 @@ func (ls *loopState) closeClient(cc *clientConn) {
 	}
 	ls.dropRequest(cc)
 	cc.state = csClosing
-	cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout)
+	cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
 	if cc.gc.OutboundBuffered() == 0 {
 		_ = cc.gc.Close()
 	}
@@ -259,10 +259,10 @@ func (ls *loopState) closeClient(cc *clientConn) {
 // into read_header_timeout for a new connection). Loop only.
 func (ls *loopState) waitHead(cc *clientConn) {
 	cc.state = csHead
-	cc.idleSince = ls.now
+	cc.idleSince = ls.clock()
 	cc.headLen = 0
 	cc.headTimer = false
-	cc.deadline = ls.now + int64(ls.current().tbl.idleTimeout)
+	cc.deadline = ls.clock() + int64(ls.current().tbl.idleTimeout)
 	if cc.exchange == nil {
 		return // a new connection
 	}
@@ -387,7 +387,7 @@ func (ls *loopState) readHead(cc *clientConn) {
 			// Empty lines before it (skipped by the parser, RFC 9112 2.2) leave the idle clock running;
 			// they still fill the slab, so a flood of them ends in 431.
 			cc.headTimer = true
-			cc.deadline = ls.now + int64(ls.current().tbl.readHeaderTimeout)
+			cc.deadline = ls.clock() + int64(ls.current().tbl.readHeaderTimeout)
 		}
 		req := &ls.req
 		n, err := codec.ParseRequest(cc.buf()[:cc.filled], req)
@@ -544,7 +544,7 @@ func scanChunked(d *codec.ChunkedReader, buf []byte) (consumed int, payload int6
 func (ls *loopState) connect(cc *clientConn) {
 	lt := cc.lt
 	g := lt.tbl.groups[cc.route.group]
-	srv := lt.pickers[cc.route.group].Pick(ls.now, cc.tried, cc.ipHash)
+	srv := lt.pickers[cc.route.group].Pick(ls.clock(), cc.tried, cc.ipHash)
 	if srv == nil {
 		if cc.attempts == 0 {
 			ls.failRequest(cc, 503)
@@ -566,7 +566,7 @@ func (ls *loopState) connect(cc *clientConn) {
 	be := &backendConn{ls: ls, lt: lt, group: cc.route.group, srv: srv, state: bsDialing, client: cc}
 	cc.be = be
 	cc.state = csConnecting
-	be.dialDeadline = ls.now + int64(g.ConnectTimeout)
+	be.dialDeadline = ls.clock() + int64(g.ConnectTimeout)
 	ls.dialStarted(be)
 	if lt.dials[cc.route.group][srv.Index] >= maxDials {
 		be.queued = true // a connection freed meanwhile (handOver) or the next dial slot serves it
@@ -722,7 +722,7 @@ func (ls *loopState) forwardBody(cc *clientConn) {
 	if !cc.reqDone {
 		// A body that stops coming must not hold the client's slot and a backend connection forever
 		// (nginx: client_body_timeout, 408): idle_timeout runs from the last bytes forwarded.
-		cc.deadline = ls.now + int64(cc.lt.tbl.idleTimeout)
+		cc.deadline = ls.clock() + int64(cc.lt.tbl.idleTimeout)
 	}
 }
 
@@ -756,7 +756,7 @@ func (ls *loopState) clientTimedOut(cc *clientConn) {
 	case cc.parked:
 		// The backend read nothing of the body for idle_timeout (nginx: proxy_send_timeout, 504).
 		if be := cc.be; be != nil {
-			be.srv.Fail(ls.now)
+			be.srv.Fail(ls.clock())
 		}
 		ls.closeParked(cc, 504)
 	case cc.state == csHead && cc.headTimer:

@@ -66,7 +66,9 @@
 //
 // Each connection carries one deadline (clientConn.deadline, backendConn.deadline, monotonic ns), set
 // where the wait begins and checked by the sweep every 100 ms, so a timeout fires up to 100 ms late and
-// arming one costs a store. What each wait is bounded by:
+// arming one costs a store. A deadline counts from the clock of the callback that sets it (loopState.clock,
+// read once per callback), never from the last sweep's: that one is up to 100 ms old, and timeouts
+// counted from it fired up to 100 ms early. What each wait is bounded by:
 //
 //   - a request head: read_header_timeout (408); an idle keep-alive client: idle_timeout (silent close);
 //   - a request body that stops coming: idle_timeout from the last bytes forwarded (forwardBody; 408, or

@@ -21,7 +21,6 @@ type loopState struct {
 	s    *Server
 	loop gnet.EventLoop
 	lt   *loopTable // routes, balancers and idle pools of the table this loop last saw
-	now  int64      // monotonic ns since s.base, refreshed by each sweep (tickInterval resolution)
 	rs   *responseSet
 
 	// Scratch space reused by every connection of the loop inside one callback; nothing keeps it.
@@ -77,7 +76,6 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 		shard:   cache.NewShard(s.cache),
 		waits:   make(map[string]*cacheWait),
 	}
-	ls.now = int64(time.Since(s.base))
 	ls.lt = newLoopTable(s.tbl.Load())
 	ls.bindTable(ls.lt)
 	if s.alog != nil {
@@ -114,10 +112,10 @@ func (ls *loopState) current() *loopTable {
 // sweep enforces timeouts and refreshes Date. It runs on the loop every tickInterval.
 func (ls *loopState) sweep() {
 	wall := time.Now()
-	ls.now = int64(wall.Sub(ls.s.base))
+	ls.clockNow, ls.clockOK = max(int64(wall.Sub(ls.s.base)), 1), true
 	ls.rs.refreshDate(wall)
 	ls.current()
-	now := ls.now
+	now := ls.clockNow
 	if now-ls.lastCacheSweep >= int64(time.Second) {
 		ls.lastCacheSweep = now
 		ls.shard.Sweep(now)

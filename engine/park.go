@@ -28,7 +28,7 @@ func (ls *loopState) parkClient(cc *clientConn) gnet.Action {
 		return gnet.None // cannot park: keep forwarding, bounded only by the backend
 	}
 	cc.parked, cc.parkedFD, cc.gc = true, fd, nil
-	cc.deadline = ls.now + int64(ls.lt.tbl.idleTimeout) // a backend that stops reading altogether
+	cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout) // a backend that stops reading altogether
 	return gnet.Close
 }
 

@@ -390,7 +390,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.None
 	}
 	ls := s.loopFor(c)
-	return ls.clientOpened(c)
+	out, a := ls.clientOpened(c)
+	ls.settle()
+	return out, a
 }
 
 // OnSpliced ends a body that gnet spliced from a backend to its client (gnet.SpliceHandler).

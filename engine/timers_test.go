@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Timers may fire late (the sweep runs every tickInterval) but never early: a deadline is counted from
+// the moment of the event that sets it, not from the last sweep. Each test runs staggeredClients
+// connections started tickInterval/staggeredClients apart, so that together they set their deadlines at
+// every phase of the sweep: a clock up to a tick stale made about half of them fire early.
+
+const staggeredClients = 8
+
+// staggered runs fn on staggeredClients goroutines started evenly across one tickInterval and waits for
+// them; fn reports a failure as a non-empty string.
+func staggered(t *testing.T, fn func(i int) string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	fails := make(chan string, staggeredClients)
+	for i := 0; i < staggeredClients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if msg := fn(i); msg != "" {
+				fails <- fmt.Sprintf("client %d: %s", i, msg)
+			}
+		}()
+		time.Sleep(tickInterval / staggeredClients)
+	}
+	wg.Wait()
+	close(fails)
+	for msg := range fails {
+		t.Error(msg)
+	}
+}
+
+// exchanges sends each of paths, the next after its pause, on one connection, and returns what went
+// wrong: an error, or a response other than a whole 200.
+func exchanges(addr string, pauses []time.Duration, paths ...string) string {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for n, path := range paths {
+		time.Sleep(pauses[n])
+		start := time.Now()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: t.test\r\n\r\n"); err != nil {
+			return fmt.Sprintf("request %d: %v", n, err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return fmt.Sprintf("request %d: %v", n, err)
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			return fmt.Sprintf("request %d: %d after %v (%v)", n, resp.StatusCode, time.Since(start), err)
+		}
+	}
+	return ""
+}
+
+// TestResponseTimeoutNeverEarly: a backend that answers 60 ms inside response_timeout is answered 200,
+// whatever the phase of the sweep when the request went out (SPEC 3.4: 504 only beyond the timeout).
+func TestResponseTimeoutNeverEarly(t *testing.T) {
+	o := startOrigin(t, "a")
+	addr, _ := startProxy(t, 1, faultConfig(0, "500ms", o.addr))
+	staggered(t, func(int) string { return exchanges(addr, []time.Duration{0}, "/slow?ms=440") })
+}
+
+// TestIdleTimeoutNeverEarly: a keep-alive client that sends its next request 50 ms inside idle_timeout
+// gets it answered on the same connection.
+func TestIdleTimeoutNeverEarly(t *testing.T) {
+	o := startOrigin(t, "a")
+	addr, _ := startProxy(t, 1, "idle_timeout = \"1s\"\n"+upstreamConfig("", o.addr))
+	staggered(t, func(int) string { return exchanges(addr, []time.Duration{0, 950 * time.Millisecond}, "/x", "/x") })
+}
