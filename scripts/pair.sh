@@ -11,6 +11,9 @@
 #   LUA=/path/to/script.lua scripts/pair.sh ...      # e.g. the POST script the bench writes
 #
 # Start the proxies first, each pinned (taskset -c 0) with the origin on CPU 1; wrk runs on CPU 1.
+# While one proxy is measured the others are stopped (SIGSTOP, then SIGCONT): an idle Go process on the
+# same core still wakes a few hundred times a second (the runtime's sysmon, timers), and each wake-up
+# preempts the proxy under test. STOP_OTHERS=0 leaves them running.
 set -euo pipefail
 d=$1 c=$2 path=$3
 shift 3
@@ -22,15 +25,26 @@ ticks() { cat /proc/"$1"/task/*/stat | awk '{u += $14; s += $15} END {print u, s
 switches() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt/ {v += $2} /^nonvoluntary_ctxt/ {n += $2} END {print v, n}'; }
 hz=$(getconf CLK_TCK)
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pids=()
+for t in "$@"; do
+	IFS=: read -r _ pid _ <<<"$t"
+	pids+=("$pid")
+done
+trap 'kill -CONT "${pids[@]}" 2>/dev/null; rm -f "$log"' EXIT
+# others PID: the PIDs of the proxies other than PID.
+others() { for p in "${pids[@]}"; do if [ "$p" != "$1" ]; then echo "$p"; fi; done; }
 for round in $(seq "$rounds"); do
 	for t in "$@"; do
 		IFS=: read -r label pid port <<<"$t"
+		if [ "${STOP_OTHERS:-1}" = 1 ]; then
+			kill -STOP $(others "$pid") 2>/dev/null || true
+		fi
 		read -r u0 s0 < <(ticks "$pid")
 		read -r v0 n0 < <(switches "$pid")
 		out=$(taskset -c 1 wrk -t1 -c"$c" -d"${d}"s --latency "${lua[@]}" "http://127.0.0.1:$port$path")
 		read -r u1 s1 < <(ticks "$pid")
 		read -r v1 n1 < <(switches "$pid")
+		kill -CONT "${pids[@]}" 2>/dev/null || true
 		n=$(awk '/requests in/ {print $1}' <<<"$out")
 		rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
 		p99=$(awk '$1 == "99%" {print $2}' <<<"$out")

@@ -22,17 +22,20 @@ import (
 	"github.com/panjf2000/gnet/v2/internal/gfd"
 )
 
+// SwitchFlow patch: the loop's connections in a slice indexed by descriptor instead of a map. Every
+// event looks its connection up by descriptor, and descriptors are small integers the kernel hands out
+// lowest first, so the table stays about as long as the process's highest descriptor.
 type connMatrix struct {
 	connCount int32
-	connMap   map[int]*conn
+	conns     []*conn // conns[fd] is the connection on fd, nil where none
 }
 
 func (cm *connMatrix) init() {
-	cm.connMap = make(map[int]*conn)
+	cm.conns = make([]*conn, 256)
 }
 
 func (cm *connMatrix) iterate(f func(*conn) bool) {
-	for _, c := range cm.connMap {
+	for _, c := range cm.conns {
 		if c != nil {
 			if !f(c) {
 				return
@@ -51,21 +54,35 @@ func (cm *connMatrix) loadCount() (n int32) {
 
 func (cm *connMatrix) addConn(c *conn, index int) {
 	c.gfd = gfd.NewGFD(c.fd, index, 0, 0)
-	cm.connMap[c.fd] = c
+	if c.fd >= len(cm.conns) {
+		n := 2 * len(cm.conns)
+		if n <= c.fd {
+			n = c.fd + 1
+		}
+		grown := make([]*conn, n)
+		copy(grown, cm.conns)
+		cm.conns = grown
+	}
+	cm.conns[c.fd] = c
 	cm.incCount(0, 1)
 }
 
 func (cm *connMatrix) delConn(c *conn) {
-	delete(cm.connMap, c.fd)
+	if uint(c.fd) < uint(len(cm.conns)) {
+		cm.conns[c.fd] = nil
+	}
 	cm.incCount(0, -1)
 }
 
 func (cm *connMatrix) getConn(fd int) *conn {
-	return cm.connMap[fd]
+	if uint(fd) < uint(len(cm.conns)) {
+		return cm.conns[fd]
+	}
+	return nil
 }
 
 /*
 func (cm *connMatrix) getConnByGFD(fd gfd.GFD) *conn {
-	return cm.connMap[fd.Fd()]
+	return cm.getConn(fd.Fd())
 }
 */
