@@ -63,7 +63,7 @@ func ParseRequest(buf []byte, r *Request) (n int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := f.checkTransferEncoding(r.Minor, se, true); err != nil {
+	if err := f.checkTransferEncoding(r.Minor, se); err != nil {
 		return 0, err
 	}
 	if f.hostCount > 1 || (r.Minor == 1 && f.hostCount == 0) {

@@ -20,10 +20,11 @@ type Response struct {
 // parse like any other; the caller loops for the final response. Any error is a malformed response
 // (502), except ErrNeedMore and ErrTooManyHeaders (also 502 at the proxy, but distinguishable).
 //
-// Differences from requests: no Host rules; a Transfer-Encoding whose last coding is not chunked is
-// accepted and means the body runs until the backend closes (RFC 9112 6.3 rule 4), so Body returns
-// BodyUntilClose; Transfer-Encoding in an HTTP/1.0 response is a SyntaxError (faulty framing,
-// RFC 9112 6.1); Content-Length with Transfer-Encoding is ErrConflictingFraming.
+// Differences from requests: no Host rules. As for requests, a Transfer-Encoding whose last coding is not
+// chunked is ErrUnsupportedTransferEncoding (RFC 9112 6.3 would let the body run until the backend
+// closes, but a client that does not know the coding cannot read it; nginx and HAProxy answer 502 too);
+// Transfer-Encoding in an HTTP/1.0 response is a SyntaxError (faulty framing, RFC 9112 6.1);
+// Content-Length with Transfer-Encoding is ErrConflictingFraming.
 func ParseResponse(buf []byte, r *Response) (n int, err error) {
 	r.Minor, r.Status, r.Reason, r.Flags, r.ContentLength, r.NumHeaders, r.connOther = 0, 0, nil, 0, -1, 0, false
 	se := &r.synErr
@@ -42,7 +43,7 @@ func ParseResponse(buf []byte, r *Response) (n int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := f.checkTransferEncoding(r.Minor, se, false); err != nil {
+	if err := f.checkTransferEncoding(r.Minor, se); err != nil {
 		return 0, err
 	}
 	r.Flags = f.flags
@@ -103,8 +104,6 @@ func (r *Response) Body(requestWasHead bool) BodyKind {
 		return BodyNone
 	case r.Flags&FlagChunked != 0:
 		return BodyChunked
-	case r.Flags&FlagTransferEncoding != 0:
-		return BodyUntilClose
 	case r.Flags&FlagContentLength != 0:
 		if r.ContentLength == 0 {
 			return BodyNone
@@ -131,9 +130,10 @@ func (r *Response) Has(name string) bool {
 }
 
 // checkTransferEncoding applies the framing rules every message with Transfer-Encoding shares, and sets
-// FlagChunked when the last coding is chunked. A request whose last coding is not chunked has no
-// determinable length (501); a response's body then runs until close (RFC 9112 6.3).
-func (f *headFacts) checkTransferEncoding(minor uint8, se *SyntaxError, request bool) error {
+// FlagChunked when the last coding is chunked. A message whose last coding is not chunked is refused: a
+// request has no determinable length (501), and a response's body, which RFC 9112 6.3 lets run until
+// the backend closes, would reach a client that cannot decode it (502, as nginx and HAProxy).
+func (f *headFacts) checkTransferEncoding(minor uint8, se *SyntaxError) error {
 	if f.flags&FlagTransferEncoding == 0 {
 		return nil
 	}
@@ -144,7 +144,7 @@ func (f *headFacts) checkTransferEncoding(minor uint8, se *SyntaxError, request 
 		return fail(se, f.teOffset, StateTransferEncoding)
 	case f.flags&FlagContentLength != 0:
 		return ErrConflictingFraming
-	case !f.lastChunked && request:
+	case !f.lastChunked:
 		return ErrUnsupportedTransferEncoding
 	}
 	if f.lastChunked {

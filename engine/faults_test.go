@@ -252,6 +252,7 @@ func TestFaultMalformedResponseHead(t *testing.T) {
 		{"both Content-Length and Transfer-Encoding", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
 		{"differing Content-Lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk"},
 		{"obs-fold", "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok"},
+		{"Transfer-Encoding not ending in chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhi"},
 		{"head without end, over 2 header buffers", strings.Repeat("A", 20000)},
 	}
 	forLoops(t, func(t *testing.T, loops int) {
