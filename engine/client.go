@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"errors"
 	"net"
 	"net/netip"
@@ -186,6 +188,11 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	c.SetContext(cc)
 	listPush(&ls.clients, cc)
 	ls.clientsOpen.Add(1)
+	if ls.quiet.Load() {
+		// Swept every quietTicks until now: back to every tick, and a Date as fresh as a busy loop's.
+		ls.quiet.Store(false)
+		ls.rs.refreshDate(time.Now())
+	}
 	ls.waitHead(cc)
 	// The first request's head must arrive within read_header_timeout of the accept, whether or not any
 	// byte of it has come yet (SPEC 2: a client must send a whole request head within it); idle_timeout

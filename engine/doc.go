@@ -65,7 +65,8 @@
 // # Timeouts
 //
 // Each connection carries one deadline (clientConn.deadline, backendConn.deadline, monotonic ns), set
-// where the wait begins and checked by the sweep every 100 ms, so a timeout fires up to 100 ms late and
+// where the wait begins and checked by the sweep every 100 ms (a loop with no client and nothing in
+// flight is swept once a second: it has nothing to time), so a timeout fires up to 100 ms late and
 // arming one costs a store. A deadline counts from the clock of the callback that sets it (loopState.clock,
 // read once per callback), never from the last sweep's: that one is up to 100 ms old, and timeouts
 // counted from it fired up to 100 ms early. What each wait is bounded by:

@@ -49,6 +49,8 @@ type loopState struct {
 	sweepRunnable gnet.Runnable
 
 	clientsOpen atomic.Int64 // mirrors clients.len for other goroutines
+	quiet       atomic.Bool  // the last sweep found nothing to time: OnTick sweeps it every quietTicks
+	sweeps      atomic.Int64 // sweeps run, for tests
 
 	// Metrics and the access log (stats.go, accesslog.go).
 	st       loopStats                    // only this loop writes; the admin goroutine reads
@@ -111,6 +113,7 @@ func (ls *loopState) current() *loopTable {
 
 // sweep enforces timeouts and refreshes Date. It runs on the loop every tickInterval.
 func (ls *loopState) sweep() {
+	ls.sweeps.Add(1)
 	wall := time.Now()
 	ls.clockNow, ls.clockOK = max(int64(wall.Sub(ls.s.base)), 1), true
 	ls.rs.refreshDate(wall)
@@ -156,6 +159,7 @@ func (ls *loopState) sweep() {
 		be = next
 	}
 	ls.publishStats(idle)
+	ls.quiet.Store(ls.clients.head == nil && ls.backends.head == nil && len(ls.dialing) == 0 && len(ls.waits) == 0)
 }
 
 // drain closes idle keep-alive clients and makes busy ones close after their response. Loop only.

@@ -85,3 +85,50 @@ func TestIdleTimeoutNeverEarly(t *testing.T) {
 	addr, _ := startProxy(t, 1, "idle_timeout = \"1s\"\n"+upstreamConfig("", o.addr))
 	staggered(t, func(int) string { return exchanges(addr, []time.Duration{0, 950 * time.Millisecond}, "/x", "/x") })
 }
+
+// sweepsOf returns the sweeps run so far by srv's loops.
+func sweepsOf(srv *Server) (n int64) {
+	srv.loops.Range(func(_, v any) bool {
+		n += v.(*loopState).sweeps.Load()
+		return true
+	})
+	return n
+}
+
+// TestQuietLoopSweepsSeldom: a loop with no client and nothing in flight is swept once a second, not
+// ten times (an idle proxy should cost next to nothing), and a client arriving on it is timed as on a
+// busy loop: its read_header_timeout fires on time and its responses carry a current Date.
+func TestQuietLoopSweepsSeldom(t *testing.T) {
+	o := startOrigin(t, "a")
+	addr, srv := startProxy(t, 1, "read_header_timeout = \"300ms\"\n"+upstreamConfig("", o.addr))
+	if msg := exchanges(addr, []time.Duration{0}, "/x"); msg != "" {
+		t.Fatal(msg)
+	}
+	time.Sleep(3 * tickInterval) // the client's close reaches the loop, and a sweep finds it quiet
+	before := sweepsOf(srv)
+	time.Sleep(2*time.Second + tickInterval/2)
+	if n := sweepsOf(srv) - before; n < 1 || n > 3 {
+		t.Fatalf("a quiet loop was swept %d times in 2 s, want about 2", n)
+	}
+
+	// A client that sends nothing: 408 after read_header_timeout, on time although the loop was quiet.
+	c, br := dial(t, addr)
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, _ := readResponse(t, br, false)
+	if d := time.Since(start); resp.StatusCode != 408 || d < 300*time.Millisecond || d > 600*time.Millisecond {
+		t.Fatalf("%d after %v, want 408 after read_header_timeout (300ms)", resp.StatusCode, d)
+	}
+	date, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil || time.Since(date) > 1500*time.Millisecond {
+		t.Fatalf("Date %q (%v) is stale", resp.Header.Get("Date"), err)
+	}
+	// While the client was open the loop was swept every tick.
+	before = sweepsOf(srv)
+	c2, _ := dial(t, addr)
+	time.Sleep(5 * tickInterval)
+	if n := sweepsOf(srv) - before; n < 3 {
+		t.Fatalf("a loop with a client was swept %d times in 5 ticks", n)
+	}
+	c2.Close()
+}
