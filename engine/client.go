@@ -1,11 +1,10 @@
 package engine
 
 import (
-	"time"
-
 	"errors"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 

@@ -111,7 +111,8 @@ func (ls *loopState) current() *loopTable {
 	return ls.lt
 }
 
-// sweep enforces timeouts and refreshes Date. It runs on the loop every tickInterval.
+// sweep enforces timeouts and refreshes Date. It runs on the loop every tickInterval, or every quietTicks
+// ticks while the loop is quiet (OnTick).
 func (ls *loopState) sweep() {
 	ls.sweeps.Add(1)
 	wall := time.Now()
