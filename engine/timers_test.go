@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -131,4 +132,36 @@ func TestQuietLoopSweepsSeldom(t *testing.T) {
 		t.Fatalf("a loop with a client was swept %d times in 5 ticks", n)
 	}
 	c2.Close()
+}
+
+// TestShutdownIsPrompt: a stop returns as soon as the drain is over, whether the last request finished
+// or shutdown_timeout cut it: gnet's Stop polled every 500 ms, so the process exited up to half a second
+// after either.
+func TestShutdownIsPrompt(t *testing.T) {
+	o := startOrigin(t, "a")
+	for _, tc := range []struct {
+		name    string
+		slowMS  int           // a request in flight for this long, if > 0
+		timeout time.Duration // the drain's limit (shutdown_timeout)
+		want    time.Duration // when Shutdown should return
+	}{
+		{"nothing in flight", 0, 3 * time.Second, 0},
+		{"the last request ends", 400, 3 * time.Second, 400 * time.Millisecond},
+		{"shutdown_timeout cuts a request", 3000, 400 * time.Millisecond, 400 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, srv := startProxy(t, 1, simpleConfig("", o))
+			o.hits.Store(0)
+			if tc.slowMS > 0 {
+				slowRequestInFlight(t, o, addr, tc.slowMS)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+			defer cancel()
+			start := time.Now()
+			_ = srv.Shutdown(ctx)
+			if d := time.Since(start); d > tc.want+250*time.Millisecond {
+				t.Fatalf("Shutdown returned after %v, want about %v", d, tc.want)
+			}
+		})
+	}
 }
