@@ -15,7 +15,8 @@ import "strconv"
 //     unless keepUpgrade, and every header named in a Connection header) and the client's
 //     X-Forwarded-For/-Proto/-Host; Transfer-Encoding and Trailer are kept because the body is passed
 //     through with its framing; repeated or listed identical Content-Lengths become one;
-//   - X-Forwarded-For: the client's values joined with ", ", then clientIP (one header);
+//   - X-Forwarded-For: the client's values joined with ", ", then clientIP (one header; clientIP alone
+//     when the client's Connection names X-Forwarded-For);
 //   - X-Forwarded-Proto: proto, and X-Forwarded-Host: r.Host when there is a Host;
 //   - "Connection: upgrade\r\n" when keepUpgrade, then the final "\r\n".
 //
@@ -42,6 +43,9 @@ func AppendProxyRequest(dst []byte, r *Request, target, clientIP, proto, default
 	dst = append(dst, "X-Forwarded-For: "...)
 	for i := range hs {
 		if len(hs[i].Value) > 0 && equalFoldLower(hs[i].Name, "x-forwarded-for") {
+			if r.connOther && namedInConnection(hs, hs[i].Name) {
+				break // hop-by-hop by the client's say-so: only this hop's address goes on
+			}
 			dst = append(dst, hs[i].Value...)
 			dst = append(dst, ", "...)
 		}

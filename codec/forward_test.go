@@ -20,6 +20,8 @@ func TestAppendProxyRequest(t *testing.T) {
 			"POST / HTTP/1.1|Host: h|Transfer-Encoding: chunked|Trailer: X-Sum|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http|X-Forwarded-Host: h||"},
 		{"identical CLs collapse to one", "POST / HTTP/1.1|Host: h|Content-Length: 7, 7|content-length: 7||", "/", false,
 			"POST / HTTP/1.1|Host: h|Content-Length: 7|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http|X-Forwarded-Host: h||"},
+		{"XFF named in Connection is this hop's only", "GET / HTTP/1.1|Host: h|Connection: x-forwarded-for|X-Forwarded-For: 6.6.6.6||", "/", false,
+			"GET / HTTP/1.1|Host: h|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http|X-Forwarded-Host: h||"},
 		{"XFF joined into one header", "GET / HTTP/1.1|Host: h|X-Forwarded-For: 1.1.1.1|x-forwarded-for: 2.2.2.2, 3.3.3.3|X-Forwarded-For:||", "/", false,
 			"GET / HTTP/1.1|Host: h|X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.1|X-Forwarded-Proto: http|X-Forwarded-Host: h||"},
 		{"client X-Forwarded-Proto and -Host dropped (spoofing)", "GET / HTTP/1.1|Host: h|X-Forwarded-Proto: https|X-Forwarded-Host: evil||", "/", false,
