@@ -170,10 +170,14 @@ func compileHost(h string) (host string, wildcard bool) {
 	return h, false
 }
 
-// hostWithoutPort strips ":port" from a Host value, keeping IPv6 literals' brackets.
+// hostWithoutPort strips ":port" from a Host value, keeping IPv6 literals' brackets, and the trailing dot
+// of a fully qualified name ("api.example.com." is api.example.com, as nginx takes it).
 func hostWithoutPort(h []byte) []byte {
 	if i := bytes.LastIndexByte(h, ':'); i >= 0 && bytes.IndexByte(h[i:], ']') < 0 {
-		return h[:i]
+		h = h[:i]
+	}
+	if n := len(h); n > 1 && h[n-1] == '.' {
+		h = h[:n-1]
 	}
 	return h
 }

@@ -81,6 +81,20 @@ func TestRouteMatchSpec(t *testing.T) {
 		}
 	}
 
+	// The Host header as a client sends it: a port, a fully qualified name's trailing dot.
+	for _, tc := range []struct{ host, path, want string }{
+		{"api.example.com:8080", "/api/v1", "c"},
+		{"api.example.com.", "/api/v1", "c"},
+		{"api.example.com.:8080", "/api/v1", "c"},
+		{"y.example.com.", "/t/1", "wild"},
+		{"[::1]:80", "/v6/x", "v6"},
+		{".", "/x", "a"},
+	} {
+		if got := routeName(tbl.match(hostWithoutPort([]byte(tc.host)), []byte(tc.path))); got != tc.want {
+			t.Errorf("Host %q path %q: %s, want %s", tc.host, tc.path, got, tc.want)
+		}
+	}
+
 	// Without a host-less "/" route, a request no candidate matches is 404.
 	tbl = testRoutes("api.example.com /api/ c", "*.example.com /w/ w")
 	for _, tc := range []struct{ host, path, want string }{
