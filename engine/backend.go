@@ -84,16 +84,16 @@ func (ls *loopState) requestSent(be *backendConn) {
 	if be.headDone || be.state != bsActive {
 		return
 	}
-	// be.lt, not ls.lt: after a reload the request keeps the settings of the table it was routed by.
-	be.deadline = ls.clock() + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
-	listPush(&ls.backends, be)
+	ls.awaitBody(be)
 }
 
-// awaitBody arms response_timeout between reads of a response body (nginx: proxy_read_timeout): a
-// backend that stops in the middle of a body must not hold its client forever. The client sees the body
-// cut short and the connection closed (SPEC 3.4, backend closes mid-body). Called after each read that
-// leaves the body unfinished; a parked or spliced body is watched by the sweep instead.
+// awaitBody arms response_timeout from now, for the backend's next bytes: the response head after
+// requestSent, and between reads of a response body (nginx: proxy_read_timeout), so that a backend that
+// stops in the middle of a body does not hold its client forever; the client sees the body cut short and
+// the connection closed (SPEC 3.4, backend closes mid-body). Called after each read that leaves the body
+// unfinished; a parked or spliced body is watched by the sweep instead.
 func (ls *loopState) awaitBody(be *backendConn) {
+	// be.lt, not ls.lt: after a reload the request keeps the settings of the table it was routed by.
 	be.deadline = ls.clock() + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
 	listPush(&ls.backends, be)
 }
