@@ -33,7 +33,7 @@ type loopState struct {
 	freeEx   []*exchange   // exchanges of connections that went idle, for the next to need one
 	idled    []*clientConn // connections whose response ended in this callback (settle)
 	iov      [2][]byte     // head + first body piece, one writev
-	iov3     [3][]byte     // a cache hit: stored head, per-response headers, body
+	iov3     [3][]byte     // a cache hit: stored head, per-response headers, body; or a request head and its body pieces
 	hitBuf   []byte        // a cache hit's per-response headers
 	keyBuf   []byte        // a cache key being looked up
 
