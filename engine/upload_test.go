@@ -6,11 +6,9 @@ package engine
 // tcpi_data_segs_in), which one write per piece (head, slab, buffer) makes 2 or 3.
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -18,42 +16,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// segmentBackend accepts connections on a fresh port and answers each request (read whole) with "ok";
-// for every request it sends on segs the number of data segments its connection had received by then.
-func segmentBackend(t *testing.T) (string, <-chan uint32) {
+// segmentOrigin is a rawOrigin (smuggling_test.go) that, for every request it reads whole, sends on
+// segs the number of data segments its connection had received by then.
+func segmentOrigin(t *testing.T) (string, <-chan uint32) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	segs := make(chan uint32, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if _, err := io.Copy(io.Discard, req.Body); err != nil {
-						return
-					}
-					segs <- dataSegsIn(c)
-					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
-						return
-					}
-				}
-			}(c)
-		}
-	}()
-	return ln.Addr().String(), segs
+	o := startRawOrigin(t, func(c net.Conn, _ int64, _ *rawReq) bool {
+		segs <- dataSegsIn(c)
+		_, err := io.WriteString(c, okResponse)
+		return err == nil
+	})
+	return o.addr, segs
 }
 
 // dataSegsIn is the number of segments with data that c has received (0 when it cannot be read).
@@ -72,7 +45,7 @@ func dataSegsIn(c net.Conn) uint32 {
 }
 
 func TestUploadHeadAndBodyInOneWrite(t *testing.T) {
-	backend, segs := segmentBackend(t)
+	backend, segs := segmentOrigin(t)
 	// header_buffer 1 KiB: a 5,000-byte body is partly in the slab and partly in gnet's buffer.
 	for _, hb := range []string{"8KiB", "1KiB"} {
 		t.Run("header_buffer="+hb, func(t *testing.T) {
