@@ -519,20 +519,15 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			if head != nil {
 				_, _ = cc.gc.Write(head)
 			}
-		} else if head != nil && k > 0 && k <= coalesceMax {
-			// A small body goes out behind its head in one buffer: copying it costs less than the
-			// kernel's and gnet's handling of a two-piece writev (sendmsg against sendto).
-			head = append(head, data[:k]...)
-			ls.headBuf = head[:0]
-			_, _ = cc.gc.Write(head)
-		} else if head != nil && k > 0 {
-			ls.iov[0], ls.iov[1] = head, data[:k]
-			_, _ = cc.gc.Writev(ls.iov[:])
-			ls.iov[0], ls.iov[1] = nil, nil
-		} else if head != nil {
-			_, _ = cc.gc.Write(head)
-		} else if k > 0 {
-			_, _ = cc.gc.Write(data[:k])
+		} else {
+			out := ls.iov3[:0]
+			if head != nil {
+				out = append(out, head)
+			}
+			if k > 0 {
+				out = append(out, data[:k])
+			}
+			ls.send(cc.gc, out)
 		}
 		if lost(cc, be) {
 			return gnet.None
@@ -553,11 +548,6 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		}
 	}
 }
-
-// coalesceMax is the largest piece of a response body that is copied behind the response head so that
-// both leave in one send: on the 13-byte and 4 KiB loads the kernel's sendmsg path (the message header
-// and iovec copied in and checked) and gnet's writev cost more than copying 4 KiB.
-const coalesceMax = 4 << 10
 
 // spliceMin is the least body still to come for which splicing pays: below it a read and a write cost
 // less than setting a transfer up.

@@ -132,17 +132,15 @@ func (ls *loopState) serveHit(cc *clientConn, e *cache.Entry) {
 	if len(first) > ls.s.ioBuffer {
 		first = first[:ls.s.ioBuffer]
 	}
-	iov := ls.iov3[:3]
-	iov[0], iov[1], iov[2] = e.Head, extra, first
-	if len(first) == 0 {
-		iov = iov[:2]
+	out := append(ls.iov3[:0], e.Head, extra)
+	if len(first) > 0 {
+		out = append(out, first)
 	}
 	cc.deadline = 0
 	cc.respStarted = true
 	cc.closeAfterRes = !keep
 	cc.status, cc.respHead, cc.bodySent = uint16(e.Status), int32(len(e.Head)+len(extra)), 0
-	_, _ = cc.gc.Writev(iov)
-	ls.iov3[0], ls.iov3[2] = nil, nil // do not keep an evicted entry alive
+	ls.send(cc.gc, out) // clears out: an evicted entry is not kept alive
 	if cc.state == csClosed {
 		return
 	}

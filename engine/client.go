@@ -726,14 +726,7 @@ func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
 			fromConn = n
 		}
 	}
-	switch len(out) {
-	case 0:
-	case 1:
-		_, _ = be.gc.Write(out[0])
-	default:
-		_, _ = be.gc.Writev(out)
-	}
-	clear(ls.iov3[:])
+	ls.send(be.gc, out)
 	if lost(cc, be) {
 		return // nothing consumed: a retry rewinds and replays what it may
 	}

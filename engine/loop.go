@@ -32,8 +32,7 @@ type loopState struct {
 	ipBuf    []byte        // a client's address as text, for X-Forwarded-For
 	freeEx   []*exchange   // exchanges of connections that went idle, for the next to need one
 	idled    []*clientConn // connections whose response ended in this callback (settle)
-	iov      [2][]byte     // head + first body piece, one writev
-	iov3     [3][]byte     // a cache hit: stored head, per-response headers, body; or a request head and its body pieces
+	iov3     [3][]byte     // what send writes: a head and its body pieces, or a cache hit's stored head, headers, body
 	hitBuf   []byte        // a cache hit's per-response headers
 	keyBuf   []byte        // a cache key being looked up
 
@@ -226,6 +225,40 @@ func listRemove[T any, P interface {
 	}
 	n.prev, n.next, n.onList = nil, nil, false
 	l.n--
+}
+
+// coalesceMax is the most bytes that send copies behind a head so that both leave in one sendto: on the
+// 13-byte and 4 KiB loads the kernel's sendmsg path (the message header and iovec copied in and checked)
+// and gnet's writev cost more than copying 4 KiB.
+const coalesceMax = 4 << 10
+
+// send writes bufs to c in one system call: a head and what follows it (body pieces, a cache hit's
+// headers). When what follows the first comes to at most coalesceMax bytes, all are copied into the
+// loop's head buffer and go out with one write; otherwise as one writev. bufs[0] may be the head buffer's
+// own content (the head just built there). bufs, a slice of ls.iov3, is cleared after, so that it keeps
+// nothing alive. Loop only.
+func (ls *loopState) send(c gnet.Conn, bufs [][]byte) {
+	switch len(bufs) {
+	case 0:
+	case 1:
+		_, _ = c.Write(bufs[0])
+	default:
+		rest := 0
+		for _, b := range bufs[1:] {
+			rest += len(b)
+		}
+		if rest > coalesceMax {
+			_, _ = c.Writev(bufs)
+			break
+		}
+		joined := ls.headBuf[:0]
+		for _, b := range bufs {
+			joined = append(joined, b...)
+		}
+		ls.headBuf = joined[:0]
+		_, _ = c.Write(joined)
+	}
+	clear(bufs)
 }
 
 // discard drops n bytes from c's inbound buffer. gnet's Discard treats n <= 0 as "everything", so a
