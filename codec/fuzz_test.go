@@ -107,6 +107,19 @@ func FuzzParseResponse(f *testing.F) {
 		if fw.Status != r.Status || fw.Body(false) != r.Body(false) || fw.ContentLength != r.ContentLength {
 			t.Fatalf("framing changed")
 		}
+		if r.Verbatim() {
+			// Forwarding the head as it came must be what the rebuild would say: same status line,
+			// the same header lines in the same order, nothing dropped or merged.
+			if string(fw.Reason) != string(r.Reason) || fw.NumHeaders != r.NumHeaders {
+				t.Fatalf("Verbatim, but the rebuilt head differs:\n%q\n%q", buf[:n], out)
+			}
+			for i := range r.NumHeaders {
+				a, b := r.Headers[i], fw.Headers[i]
+				if string(a.Name) != string(b.Name) || string(a.Value) != string(b.Value) {
+					t.Fatalf("Verbatim, but header %d differs: %q: %q against %q: %q", i, a.Name, a.Value, b.Name, b.Value)
+				}
+			}
+		}
 	})
 }
 

@@ -60,6 +60,7 @@ type headFacts struct {
 	chunkedCount  int
 	lastChunked   bool
 	connOther     bool // a Connection token other than close/keep-alive/upgrade: it names a header to drop
+	rewrite       bool // a line forwarding drops or merges: a hop-by-hop header, a repeated Content-Length
 	teOffset      int  // offset of the first Transfer-Encoding value, for errors found after the head
 }
 
@@ -141,6 +142,10 @@ func parseHeaders(buf []byte, pos int, hs *[MaxHeaders]Header, f *headFacts, se 
 // observe records the facts carried by one header line.
 func (f *headFacts) observe(name, value []byte, voff int, se *SyntaxError, isRequest bool) error {
 	switch len(name) {
+	case 2:
+		if equalFoldLower(name, "te") {
+			f.rewrite = true
+		}
 	case 4:
 		if !isRequest {
 			if equalFoldLower(name, "date") {
@@ -168,9 +173,13 @@ func (f *headFacts) observe(name, value []byte, voff int, se *SyntaxError, isReq
 	case 7:
 		if equalFoldLower(name, "upgrade") {
 			f.flags |= FlagUpgrade
+			f.rewrite = true
 		}
 	case 10:
-		if equalFoldLower(name, "connection") {
+		if equalFoldLower(name, "keep-alive") {
+			f.rewrite = true
+		} else if equalFoldLower(name, "connection") {
+			f.rewrite = true
 			it := listIter{list: value}
 			for tok, ok := it.next(); ok; tok, ok = it.next() {
 				switch {
@@ -189,6 +198,10 @@ func (f *headFacts) observe(name, value []byte, voff int, se *SyntaxError, isReq
 	case 14:
 		if equalFoldLower(name, "content-length") {
 			return f.contentLengthValue(value)
+		}
+	case 16:
+		if equalFoldLower(name, "proxy-connection") {
+			f.rewrite = true
 		}
 	case 17:
 		if equalFoldLower(name, "transfer-encoding") {
@@ -217,8 +230,11 @@ func (f *headFacts) contentLengthValue(value []byte) error {
 			}
 			n = n*10 + d
 		}
-		if f.flags&FlagContentLength != 0 && n != f.contentLength {
-			return ErrBadContentLength
+		if f.flags&FlagContentLength != 0 {
+			if n != f.contentLength {
+				return ErrBadContentLength
+			}
+			f.rewrite = true // forwarded as one
 		}
 		f.contentLength = n
 		f.flags |= FlagContentLength

@@ -12,6 +12,7 @@ type Response struct {
 	NumHeaders    int
 
 	connOther bool
+	rewrite   bool // see Verbatim
 	synErr    SyntaxError
 }
 
@@ -26,7 +27,7 @@ type Response struct {
 // Transfer-Encoding in an HTTP/1.0 response is a SyntaxError (faulty framing, RFC 9112 6.1);
 // Content-Length with Transfer-Encoding is ErrConflictingFraming.
 func ParseResponse(buf []byte, r *Response) (n int, err error) {
-	r.Minor, r.Status, r.Reason, r.Flags, r.ContentLength, r.NumHeaders, r.connOther = 0, 0, nil, 0, -1, 0, false
+	r.Minor, r.Status, r.Reason, r.Flags, r.ContentLength, r.NumHeaders, r.connOther, r.rewrite = 0, 0, nil, 0, -1, 0, false, false
 	se := &r.synErr
 
 	cr, next, err := nextLine(buf, 0, se)
@@ -49,6 +50,7 @@ func ParseResponse(buf []byte, r *Response) (n int, err error) {
 	r.Flags = f.flags
 	r.ContentLength = f.contentLength
 	r.connOther = f.connOther
+	r.rewrite = f.rewrite
 	return n, nil
 }
 
@@ -85,6 +87,13 @@ func (r *Response) parseStatusLine(line []byte, se *SyntaxError) error {
 	r.Minor, r.Status, r.Reason = minor, status, reason
 	return nil
 }
+
+// Verbatim reports whether the head as received is already what AppendProxyResponse would write for a
+// keep-alive HTTP/1.1 client (keepAlive, clientMinor 1, neither omitTE nor keepUpgrade), up to the
+// whitespace around header values: it is HTTP/1.1 and has no hop-by-hop header (Connection, Keep-Alive,
+// Proxy-Connection, TE, Upgrade) and no repeated Content-Length. A proxy may then forward the head's
+// bytes as they are instead of rebuilding them.
+func (r *Response) Verbatim() bool { return r.Minor == 1 && !r.rewrite }
 
 // KeepAlive reports whether the backend allows reuse of the connection after this response, judged by
 // version and Connection only: HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive". A response

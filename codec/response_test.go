@@ -117,3 +117,33 @@ func TestParseResponseNeedMoreOnEveryPrefix(t *testing.T) {
 		t.Error("Get/Has/HeaderList")
 	}
 }
+
+// TestResponseVerbatim: a head may be forwarded as it came only when the rebuild would drop, merge and
+// rewrite nothing (FuzzParseResponse checks the same property on every input it finds).
+func TestResponseVerbatim(t *testing.T) {
+	for _, tc := range []struct {
+		head string
+		want bool
+	}{
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A:b\r\n\r\n", true},
+		{"HTTP/1.1 204 No Content\r\n\r\n", true},
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n", true},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nconnection: x-a\r\nX-A: b\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nProxy-Connection: keep-alive\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nte: trailers\r\n\r\n", false},
+		{"HTTP/1.1 200 OK\r\nUpgrade: websocket\r\n\r\n", false},
+		{"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false},
+	} {
+		var r Response
+		if _, err := ParseResponse([]byte(tc.head), &r); err != nil {
+			t.Fatalf("%q: %v", tc.head, err)
+		}
+		if got := r.Verbatim(); got != tc.want {
+			t.Errorf("%q: Verbatim = %v, want %v", tc.head, got, tc.want)
+		}
+	}
+}

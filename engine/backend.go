@@ -411,6 +411,8 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		be.gotBytes = true
 		var head []byte
 		consumed := 0
+		whole := data // the head's own bytes while asIs
+		asIs := false
 		if !be.headDone {
 			resp := &ls.resp
 			n, err := codec.ParseResponse(data, resp)
@@ -458,15 +460,21 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			clientKeep := cc.keepAlive && cc.reqDone && !ls.s.draining.Load() &&
 				be.body != codec.BodyUntilClose && !be.dechunk
 			cc.closeAfterRes = !clientKeep
-			head = codec.AppendProxyResponse(ls.headBuf[:0], resp, cc.minor, clientKeep, be.dechunk, false)
-			if resp.Flags&codec.FlagHasDate == 0 {
-				// RFC 9110 6.6.1: a proxy with a clock adds the Date a backend left out.
-				head = appendDate(head, ls.rs.date[:])
+			if clientKeep && cc.minor == 1 && resp.Flags&codec.FlagHasDate != 0 && cc.cacheTag == "" && resp.Verbatim() {
+				// Nothing to drop, merge or add: the head goes out as the backend wrote it, with the body
+				// bytes that follow it in the same buffer, in one write and without a copy.
+				head, asIs = data[:n], true
+			} else {
+				head = codec.AppendProxyResponse(ls.headBuf[:0], resp, cc.minor, clientKeep, be.dechunk, false)
+				if resp.Flags&codec.FlagHasDate == 0 {
+					// RFC 9110 6.6.1: a proxy with a clock adds the Date a backend left out.
+					head = appendDate(head, ls.rs.date[:])
+				}
+				if cc.cacheTag != "" {
+					head = appendXCache(head, cc.cacheTag)
+				}
+				ls.headBuf = head[:0]
 			}
-			if cc.cacheTag != "" {
-				head = appendXCache(head, cc.cacheTag)
-			}
-			ls.headBuf = head[:0]
 			if cc.cacheLeader {
 				ls.startCapture(cc, be, resp)
 			}
@@ -521,11 +529,15 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			}
 		} else {
 			out := ls.iov3[:0]
-			if head != nil {
-				out = append(out, head)
-			}
-			if k > 0 {
-				out = append(out, data[:k])
+			if asIs {
+				out = append(out, whole[:consumed+k]) // the head and the body behind it, as they came
+			} else {
+				if head != nil {
+					out = append(out, head)
+				}
+				if k > 0 {
+					out = append(out, data[:k])
+				}
 			}
 			ls.send(cc.gc, out)
 		}

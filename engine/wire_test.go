@@ -434,3 +434,69 @@ upstream = "app"
 		}
 	}
 }
+
+// TestResponseHeadAsIs: a response head with nothing to drop, merge or add reaches a keep-alive HTTP/1.1
+// client byte for byte, whitespace included, body and all; one with a hop-by-hop header, a repeated
+// Content-Length, an HTTP/1.0 status line, or going to an HTTP/1.0 client is rebuilt.
+func TestResponseHeadAsIs(t *testing.T) {
+	const date = "Date: Mon, 02 Jan 2006 15:04:05 GMT\r\n"
+	big := strings.Repeat("0123456789abcdef", 100<<10/16) // spans many reads and writes
+	heads := map[string]string{
+		"/clean": "HTTP/1.1 200 OK\r\n" + date + "x-odd:value\r\nX-Pad:  spaced  \r\nContent-Length: 2\r\n\r\n",
+		"/big":   "HTTP/1.1 200 Fine\r\n" + date + "x-odd:value\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n",
+		"/hop":   "HTTP/1.1 200 OK\r\n" + date + "Keep-Alive: timeout=5\r\nx-odd:value\r\nContent-Length: 2\r\n\r\n",
+		"/te":    "HTTP/1.1 200 OK\r\n" + date + "TE: trailers\r\nx-odd:value\r\nContent-Length: 2\r\n\r\n",
+		"/twice": "HTTP/1.1 200 OK\r\n" + date + "x-odd:value\r\nContent-Length: 2, 2\r\n\r\n",
+		"/v10":   "HTTP/1.0 200 OK\r\n" + date + "x-odd:value\r\nContent-Length: 2\r\n\r\n",
+	}
+	o := startRawOrigin(t, func(c net.Conn, _ int64, req *rawReq) bool {
+		body := "ok"
+		if req.target == "/big" {
+			body = big
+		}
+		_, err := io.WriteString(c, heads[req.target]+body)
+		return err == nil
+	})
+	addr, _ := startProxy(t, 1, simpleRawConfig("", o))
+	rebuilt := "HTTP/1.1 200 OK\r\n" + date + "x-odd: value\r\nContent-Length: 2\r\n\r\nok"
+	c, br := dial(t, addr)
+	for _, tc := range []struct{ target, want string }{
+		{"/clean", heads["/clean"] + "ok"},
+		{"/big", heads["/big"] + big},
+		{"/hop", rebuilt},
+		{"/te", rebuilt},
+		{"/twice", rebuilt},
+		{"/v10", rebuilt},
+		{"/clean", heads["/clean"] + "ok"}, // the connection is still in step
+	} {
+		if _, err := io.WriteString(c, "GET "+tc.target+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, len(tc.want))
+		if _, err := io.ReadFull(br, got); err != nil {
+			t.Fatalf("%s: %v after %q", tc.target, err, got)
+		}
+		if string(got) != tc.want {
+			t.Fatalf("%s: got\n%q\nwant\n%q", tc.target, trimTo(string(got), 300), trimTo(tc.want, 300))
+		}
+	}
+	// An HTTP/1.0 client is told the connection closes, so the head cannot go as it came.
+	c10, br10 := dial(t, addr)
+	if _, err := io.WriteString(c10, "GET /clean HTTP/1.0\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c10.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(br10)
+	want := "HTTP/1.1 200 OK\r\n" + date + "x-odd: value\r\nX-Pad: spaced\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+	if err != nil || string(got) != want {
+		t.Fatalf("HTTP/1.0 client: %v, got\n%q\nwant\n%q", err, got, want)
+	}
+}
+
+func trimTo(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
