@@ -440,7 +440,7 @@ upstream = "app"
 // Content-Length, an HTTP/1.0 status line, or going to an HTTP/1.0 client is rebuilt.
 func TestResponseHeadAsIs(t *testing.T) {
 	const date = "Date: Mon, 02 Jan 2006 15:04:05 GMT\r\n"
-	big := strings.Repeat("0123456789abcdef", 100<<10/16) // spans many reads and writes
+	big := strings.Repeat("0123456789abcdef", 1<<20/16) // spans many reads; the rest is spliced
 	heads := map[string]string{
 		"/clean": "HTTP/1.1 200 OK\r\n" + date + "x-odd:value\r\nX-Pad:  spaced  \r\nContent-Length: 2\r\n\r\n",
 		"/big":   "HTTP/1.1 200 Fine\r\n" + date + "x-odd:value\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n",
@@ -457,7 +457,7 @@ func TestResponseHeadAsIs(t *testing.T) {
 		_, err := io.WriteString(c, heads[req.target]+body)
 		return err == nil
 	})
-	addr, _ := startProxy(t, 1, simpleRawConfig("", o))
+	addr, srv := startProxy(t, 1, simpleRawConfig("", o))
 	rebuilt := "HTTP/1.1 200 OK\r\n" + date + "x-odd: value\r\nContent-Length: 2\r\n\r\nok"
 	c, br := dial(t, addr)
 	for _, tc := range []struct{ target, want string }{
@@ -480,6 +480,9 @@ func TestResponseHeadAsIs(t *testing.T) {
 		if string(got) != tc.want {
 			t.Fatalf("%s: got\n%q\nwant\n%q", tc.target, trimTo(string(got), 300), trimTo(tc.want, 300))
 		}
+	}
+	if splices(t, srv) != 1 {
+		t.Errorf("the 1 MiB body behind a head sent as it came was not spliced")
 	}
 	// An HTTP/1.0 client is told the connection closes, so the head cannot go as it came.
 	c10, br10 := dial(t, addr)
