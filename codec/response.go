@@ -88,12 +88,14 @@ func (r *Response) parseStatusLine(line []byte, se *SyntaxError) error {
 	return nil
 }
 
-// Verbatim reports whether the head as received is already what AppendProxyResponse would write for a
-// keep-alive HTTP/1.1 client (keepAlive, clientMinor 1, neither omitTE nor keepUpgrade), up to the
-// whitespace around header values: it is HTTP/1.1 and has no hop-by-hop header (Connection, Keep-Alive,
-// Proxy-Connection, TE, Upgrade) and no repeated Content-Length. A proxy may then forward the head's
-// bytes as they are instead of rebuilding them.
-func (r *Response) Verbatim() bool { return r.Minor == 1 && !r.rewrite }
+// Verbatim reports whether AppendProxyResponse(dst, r, clientMinor, keepAlive, false, false) would write
+// the head's own status line and header lines, up to the whitespace around header values: the client
+// speaks HTTP/1.1 and keeps the connection (so no Connection header is added), the head is HTTP/1.1 and
+// has no hop-by-hop header (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade) and no repeated
+// Content-Length. A proxy may then forward the head's bytes as they are instead of rebuilding them.
+func (r *Response) Verbatim(clientMinor uint8, keepAlive bool) bool {
+	return clientMinor == 1 && keepAlive && r.Minor == 1 && !r.rewrite
+}
 
 // KeepAlive reports whether the backend allows reuse of the connection after this response, judged by
 // version and Connection only: HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive". A response

@@ -142,8 +142,11 @@ func TestResponseVerbatim(t *testing.T) {
 		if _, err := ParseResponse([]byte(tc.head), &r); err != nil {
 			t.Fatalf("%q: %v", tc.head, err)
 		}
-		if got := r.Verbatim(); got != tc.want {
+		if got := r.Verbatim(1, true); got != tc.want {
 			t.Errorf("%q: Verbatim = %v, want %v", tc.head, got, tc.want)
+		}
+		if r.Verbatim(0, true) || r.Verbatim(1, false) {
+			t.Errorf("%q: Verbatim for an HTTP/1.0 client or a closing connection, which get a Connection header", tc.head)
 		}
 	}
 }

@@ -460,7 +460,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			clientKeep := cc.keepAlive && cc.reqDone && !ls.s.draining.Load() &&
 				be.body != codec.BodyUntilClose && !be.dechunk
 			cc.closeAfterRes = !clientKeep
-			if clientKeep && cc.minor == 1 && resp.Flags&codec.FlagHasDate != 0 && cc.cacheTag == "" && resp.Verbatim() {
+			if resp.Verbatim(cc.minor, clientKeep) && resp.Flags&codec.FlagHasDate != 0 && cc.cacheTag == "" {
 				// Nothing to drop, merge or add: the head goes out as the backend wrote it, with the body
 				// bytes that follow it in the same buffer, in one write and without a copy.
 				head, asIs = data[:n], true
