@@ -8,16 +8,20 @@ import "strconv"
 
 // AppendProxyRequest appends the head to send to the backend:
 //
-//   - "METHOD target HTTP/1.1\r\n" (backends are always spoken to in HTTP/1.1);
-//   - "Host: ..." first when the client sent none (HTTP/1.0): the authority of an absolute-form target,
-//     else defaultHost (the upstream server address, as nginx's $proxy_host), since HTTP/1.1 requires one;
+//   - "METHOD target HTTP/1.1\r\n" (backends are always spoken to in HTTP/1.1); target is the origin
+//     form the caller derived from r.Target (OriginForm), rewritten or not;
+//   - "Host: ..." first when the request target is in absolute form: its authority, which replaces any
+//     Host the client sent (RFC 9112 3.2.2: a Host header naming another site cannot ride past the
+//     routing done by the authority); or when the client sent no Host (HTTP/1.0): defaultHost (the
+//     upstream server address, as nginx's $proxy_host), since HTTP/1.1 requires one;
 //   - every header except the hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade
 //     unless keepUpgrade, and every header named in a Connection header) and the client's
 //     X-Forwarded-For/-Proto/-Host; Transfer-Encoding and Trailer are kept because the body is passed
 //     through with its framing; repeated or listed identical Content-Lengths become one;
 //   - X-Forwarded-For: the client's values joined with ", ", then clientIP (one header; clientIP alone
 //     when the client's Connection names X-Forwarded-For);
-//   - X-Forwarded-Proto: proto, and X-Forwarded-Host: r.Host when there is a Host;
+//   - X-Forwarded-Proto: proto, and X-Forwarded-Host: the Host sent, when the client gave one (in the
+//     Host header or the target's authority);
 //   - "Connection: upgrade\r\n" when keepUpgrade, then the final "\r\n".
 //
 // Content-Length, Transfer-Encoding and Host are never dropped on a Connection header's say-so: the body
@@ -29,16 +33,21 @@ func AppendProxyRequest(dst []byte, r *Request, target, clientIP, proto, default
 	dst = append(dst, ' ')
 	dst = append(dst, target...)
 	dst = append(dst, " HTTP/1.1\r\n"...)
-	if r.Flags&FlagHasHost == 0 {
+	host := r.Host
+	authority, _, _ := OriginForm(r.Target)
+	if authority != nil {
+		host = authority
+	}
+	if authority != nil || r.Flags&FlagHasHost == 0 {
 		dst = append(dst, "Host: "...)
-		if a := absoluteAuthority(target); len(a) > 0 {
-			dst = append(dst, a...)
+		if host != nil {
+			dst = append(dst, host...)
 		} else {
 			dst = append(dst, defaultHost...) // as nginx's $proxy_host: the upstream server's address
 		}
 		dst = append(dst, "\r\n"...)
 	}
-	dst = appendEndToEnd(dst, hs, r.ContentLength, r.connOther, keepUpgrade, true, false)
+	dst = appendEndToEnd(dst, hs, r.ContentLength, r.connOther, keepUpgrade, true, false, authority != nil)
 
 	dst = append(dst, "X-Forwarded-For: "...)
 	for i := range hs {
@@ -54,8 +63,8 @@ func AppendProxyRequest(dst []byte, r *Request, target, clientIP, proto, default
 	dst = append(dst, "\r\nX-Forwarded-Proto: "...)
 	dst = append(dst, proto...)
 	dst = append(dst, "\r\n"...)
-	if r.Flags&FlagHasHost != 0 {
-		dst = appendHeader(dst, xForwardedHost, r.Host)
+	if host != nil {
+		dst = appendHeader(dst, xForwardedHost, host)
 	}
 	if keepUpgrade {
 		dst = append(dst, "Connection: upgrade\r\n"...)
@@ -79,7 +88,7 @@ var xForwardedHost = []byte("X-Forwarded-Host")
 func AppendProxyResponse(dst []byte, r *Response, clientMinor uint8, keepAlive, omitTE, keepUpgrade bool) []byte {
 	hs := r.Headers[:r.NumHeaders]
 	dst = appendStatusLine(dst, r.Status, r.Reason)
-	dst = appendEndToEnd(dst, hs, r.ContentLength, r.connOther, keepUpgrade, false, omitTE)
+	dst = appendEndToEnd(dst, hs, r.ContentLength, r.connOther, keepUpgrade, false, omitTE, false)
 	switch {
 	case keepUpgrade:
 		dst = append(dst, "Connection: upgrade\r\n"...)
@@ -154,27 +163,34 @@ func namedInConnection(hs []Header, name []byte) bool {
 	return false
 }
 
-// absoluteAuthority returns the authority of an absolute-form target ("http://a.example:8080/x" ->
-// "a.example:8080"), or nothing when the target is not absolute-form or the authority is not a valid
-// Host value (userinfo included: "user@host" is refused rather than forwarded as a Host).
-func absoluteAuthority(target []byte) []byte {
-	var rest []byte
+// OriginForm splits a request target into the authority of an absolute-form target and the rest:
+// "http://a.example:8080/x?q" gives "a.example:8080" and "/x?q"; "http://a.example?q" gives
+// "a.example" and "?q" (the caller puts a "/" in front: RFC 9112 3.2.1); an origin-form target gives
+// nil and itself. ok is false for an absolute-form target whose authority is empty or not a valid Host
+// value (userinfo included: "user@host" is refused rather than forwarded as a Host).
+func OriginForm(target []byte) (authority, rest []byte, ok bool) {
+	if len(target) > 0 && target[0] == '/' {
+		return nil, target, true
+	}
 	switch {
 	case hasPrefixFold(target, "http://"):
 		rest = target[len("http://"):]
 	case hasPrefixFold(target, "https://"):
 		rest = target[len("https://"):]
 	default:
-		return nil
+		return nil, target, true // "*" (OPTIONS) and the like
 	}
 	end := 0
 	for end < len(rest) && rest[end] != '/' && rest[end] != '?' && rest[end] != '#' {
 		if byteClass[rest[end]]&clsHost == 0 {
-			return nil
+			return nil, nil, false
 		}
 		end++
 	}
-	return rest[:end]
+	if end == 0 {
+		return nil, nil, false
+	}
+	return rest[:end], rest[end:], true
 }
 
 // statusLines holds prebuilt "HTTP/1.1 NNN Reason\r\n" lines for common codes; statusReasons their
@@ -226,7 +242,7 @@ func appendStatusLine(dst []byte, status int, reason []byte) []byte {
 // appendEndToEnd appends every end-to-end header of hs: hop-by-hop ones are dropped, identical
 // Content-Lengths become one, the client's X-Forwarded-* are dropped when dropForwarded (the proxy writes
 // its own), and Transfer-Encoding and Trailer are dropped when omitTE.
-func appendEndToEnd(dst []byte, hs []Header, contentLength int64, connOther, keepUpgrade, dropForwarded, omitTE bool) []byte {
+func appendEndToEnd(dst []byte, hs []Header, contentLength int64, connOther, keepUpgrade, dropForwarded, omitTE, dropHost bool) []byte {
 	clDone := false
 	for i := range hs {
 		name := hs[i].Name
@@ -234,6 +250,10 @@ func appendEndToEnd(dst []byte, hs []Header, contentLength int64, connOther, kee
 			continue
 		}
 		switch len(name) {
+		case 4:
+			if dropHost && equalFoldLower(name, "host") {
+				continue // replaced by the absolute-form target's authority
+			}
 		case 7:
 			if omitTE && equalFoldLower(name, "trailer") {
 				continue // announces trailers that a de-chunked body cannot carry

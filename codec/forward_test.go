@@ -30,8 +30,10 @@ func TestAppendProxyRequest(t *testing.T) {
 			"GET /ws HTTP/1.1|Host: h|Upgrade: websocket|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http|X-Forwarded-Host: h|Connection: upgrade||"},
 		{"target rewritten, 1.0 becomes 1.1 with the default Host", "GET /api/v1?x HTTP/1.0||", "/v1?x", false,
 			"GET /v1?x HTTP/1.1|Host: backend:80|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http||"},
-		{"1.0 absolute-form gets Host from target", "GET http://h.example:81/x HTTP/1.0||", "http://h.example:81/x", false,
-			"GET http://h.example:81/x HTTP/1.1|Host: h.example:81|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http||"},
+		{"1.0 absolute-form gets Host from target", "GET http://h.example:81/x HTTP/1.0||", "/x", false,
+			"GET /x HTTP/1.1|Host: h.example:81|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http|X-Forwarded-Host: h.example:81||"},
+		{"absolute-form authority replaces the client's Host (RFC 9112 3.2.2)", "GET http://public.example/reset HTTP/1.1|Host: evil.com|A: 1||", "/reset", false,
+			"GET /reset HTTP/1.1|Host: public.example|A: 1|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http|X-Forwarded-Host: public.example||"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,5 +110,25 @@ func TestAppendProxyResponse(t *testing.T) {
 func TestStatusReason(t *testing.T) {
 	if StatusReason(502) != "Bad Gateway" || StatusReason(299) != "" || StatusReason(-1) != "" || StatusReason(1000) != "" {
 		t.Fatal("StatusReason")
+	}
+}
+
+func TestOriginForm(t *testing.T) {
+	for _, tt := range []struct {
+		in, authority, rest string
+		ok                  bool
+	}{
+		{"/a?b", "", "/a?b", true},
+		{"*", "", "*", true},
+		{"http://a.example:8080/x?q", "a.example:8080", "/x?q", true},
+		{"HTTPS://a.example", "a.example", "", true},
+		{"http://a.example?q", "a.example", "?q", true},
+		{"http:///x", "", "", false},
+		{"http://user@a.example/", "", "", false},
+	} {
+		a, rest, ok := OriginForm([]byte(tt.in))
+		if string(a) != tt.authority || string(rest) != tt.rest || ok != tt.ok {
+			t.Errorf("OriginForm(%q) = %q, %q, %v; want %q, %q, %v", tt.in, a, rest, ok, tt.authority, tt.rest, tt.ok)
+		}
 	}
 }

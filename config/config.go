@@ -27,6 +27,7 @@ type Server struct {
 	Loops             int           // event loops; 0 = one per CPU, resolved by the engine
 	MaxConnections    int           // client connections; connection MaxConnections+1 gets 503
 	HeaderBuffer      int           // bytes: the largest request head accepted
+	LargeHeaderBuffer int           // bytes: the largest response head accepted (502 beyond)
 	IOBuffer          int           // bytes buffered per direction per connection
 	ReadHeaderTimeout time.Duration // whole request head within this, else 408
 	IdleTimeout       time.Duration // idle keep-alive client connections closed after this
@@ -136,6 +137,7 @@ func DefaultServer() Server {
 		Loops:             0,
 		MaxConnections:    10000,
 		HeaderBuffer:      8 << 10,
+		LargeHeaderBuffer: 64 << 10,
 		IOBuffer:          64 << 10,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,

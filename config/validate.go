@@ -35,7 +35,9 @@ var (
 const (
 	minHeaderBuffer = 1 << 10
 	maxHeaderBuffer = 1 << 20
-	minIOBuffer     = 4 << 10
+	// maxLargeHeaderBuffer bounds large_header_buffer: a head is rescanned as its bytes arrive.
+	maxLargeHeaderBuffer = 16 << 20
+	minIOBuffer          = 4 << 10
 )
 
 func (c *Config) validate(r resolver, listenKeys []string) []Problem {
@@ -80,6 +82,9 @@ func (c *Config) validate(r resolver, listenKeys []string) []Problem {
 	}
 	if s.HeaderBuffer < minHeaderBuffer || s.HeaderBuffer > maxHeaderBuffer {
 		ps.addf("server.header_buffer", "must be between 1KiB and 1MiB, got %s", FormatSize(int64(s.HeaderBuffer)))
+	}
+	if s.LargeHeaderBuffer < minHeaderBuffer || s.LargeHeaderBuffer > maxLargeHeaderBuffer {
+		ps.addf("server.large_header_buffer", "must be between 1KiB and 16MiB, got %s", FormatSize(int64(s.LargeHeaderBuffer)))
 	}
 	if s.IOBuffer < minIOBuffer {
 		ps.addf("server.io_buffer", "must be at least 4KiB, got %s", FormatSize(int64(s.IOBuffer)))

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"syscall"
 	"time"
 
@@ -55,6 +56,7 @@ type backendConn struct {
 	// The response in flight.
 	gotBytes  bool
 	headDone  bool
+	interim   uint8 // interim (1xx) responses relayed for this request
 	body      codec.BodyKind
 	remaining int64
 	chunked   codec.ChunkedReader
@@ -72,6 +74,7 @@ func (ls *loopState) attach(cc *clientConn, be *backendConn) {
 // startExchange resets be for a new request. Loop only.
 func (be *backendConn) startExchange() {
 	be.gotBytes, be.headDone, be.dechunk, be.keepAlive = false, false, false, false
+	be.interim = 0
 	be.deadline = 0
 	if !be.counted {
 		be.counted = true
@@ -157,22 +160,10 @@ func (ls *loopState) retry(cc *clientConn, status int, sent bool) {
 	cc.pos = cc.headLen
 	cc.reqDone = false
 	cc.reqSeen = 0
-	cc.reqRemaining = ls.contentLengthOf(cc)
+	cc.reqRemaining = max(cc.reqLength, 0)
 	cc.chunked.Reset()
 	cc.state = csConnecting
 	ls.connect(cc)
-}
-
-// contentLengthOf recovers the Content-Length of cc's request (the loop's scratch request may be another's).
-func (ls *loopState) contentLengthOf(cc *clientConn) int64 {
-	if cc.reqBody != codec.BodyLength {
-		return 0
-	}
-	var req codec.Request
-	if _, err := codec.ParseRequest(cc.buf()[:cc.headLen], &req); err != nil {
-		return 0
-	}
-	return req.ContentLength
 }
 
 // parkOrClose returns an idle connection to its loop's pool, or closes it when the pool is full or
@@ -417,13 +408,18 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			resp := &ls.resp
 			n, err := codec.ParseResponse(data, resp)
 			if err == codec.ErrNeedMore {
-				if len(data) > 2*ls.s.headerBuffer {
-					ls.backendBroken(be, "response head too large")
+				if len(data) > ls.s.largeHeaderBuffer {
+					ls.backendBroken(be, "response head larger than large_header_buffer")
 				}
 				return gnet.None
 			}
 			if err != nil {
-				ls.backendBroken(be, "malformed response head")
+				ls.backendBroken(be, responseHeadProblem(err))
+				return gnet.None
+			}
+			if n > ls.s.largeHeaderBuffer {
+				// The same bound whether the head came in one read or in many (SPEC 3.4).
+				ls.backendBroken(be, "response head larger than large_header_buffer")
 				return gnet.None
 			}
 			if resp.Status < 200 {
@@ -441,8 +437,18 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 					ls.startTunnel(cc, be)
 					return gnet.None
 				}
-				if resp.Status == 100 && cc.minor == 1 {
-					if _, _ = cc.gc.Write(continue100); lost(cc, be) {
+				// Interim responses (100, 102, 103, ...) go to HTTP/1.1 clients with their headers and
+				// to no HTTP/1.0 client (RFC 9110 15.2). A handful per request is what real servers send;
+				// past that the backend is flooding a client that may not read, and has failed.
+				be.interim++
+				if be.interim > maxInterim {
+					ls.backendBroken(be, "more than 8 interim responses to one request")
+					return gnet.None
+				}
+				if cc.minor == 1 {
+					head := codec.AppendProxyResponse(ls.headBuf[:0], resp, 1, true, false, false)
+					ls.headBuf = head[:0]
+					if _, _ = cc.gc.Write(head); lost(cc, be) {
 						return gnet.None
 					}
 				}
@@ -456,7 +462,12 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			be.remaining = resp.ContentLength
 			be.chunked.Reset()
 			be.dechunk = be.body == codec.BodyChunked && cc.minor == 0
-			be.keepAlive = resp.KeepAlive() && be.body != codec.BodyUntilClose && cc.reqDone
+			// A response that has no body by its status or the request's method but declares one (a
+			// 204 or 304 with a Content-Length, a HEAD answered with one) may be followed by body bytes
+			// that arrive later, and would be read as the next request's response: such a connection
+			// carries nothing more (SPEC 3.4).
+			be.keepAlive = resp.KeepAlive() && be.body != codec.BodyUntilClose && cc.reqDone &&
+				!(be.body == codec.BodyNone && declaresBody(resp))
 			clientKeep := cc.keepAlive && cc.reqDone && !ls.s.draining.Load() &&
 				be.body != codec.BodyUntilClose && !be.dechunk
 			cc.closeAfterRes = !clientKeep
@@ -675,12 +686,34 @@ func (ls *loopState) finishExchange(be *backendConn, cc *clientConn) {
 	ls.finishClient(cc)
 }
 
-// backendBroken handles a backend that broke the protocol: it is closed, counted as a failure, and the
-// client gets 502 if its response has not started, else a close (SPEC 3.4).
+// maxInterim is the most interim (1xx) responses relayed for one request before the backend is taken
+// to be flooding: each one costs the client's queue bytes that no final response bounds.
+const maxInterim = 8
+
+// declaresBody reports whether a response head announces a body (a Content-Length other than 0, or a
+// Transfer-Encoding).
+func declaresBody(resp *codec.Response) bool {
+	return resp.Flags&codec.FlagTransferEncoding != 0 ||
+		(resp.Flags&codec.FlagContentLength != 0 && resp.ContentLength != 0)
+}
+
+// responseHeadProblem names what is wrong with a response head the codec refused, for the log.
+func responseHeadProblem(err error) string {
+	if errors.Is(err, codec.ErrTooManyHeaders) {
+		return "response head with more than max_headers header lines"
+	}
+	return "malformed response head"
+}
+
+// backendBroken handles a response the proxy refuses: one malformed, too large or of the wrong shape.
+// The backend connection is closed, and the client gets 502 if its response has not started, else a
+// close (SPEC 3.4). The server is not marked down for it: it answered, and what it answered is the
+// application's (a page with many headers, a bad chunk), which another server of the same application
+// would answer the same; taking the server out would turn one bad response into 503s for every request
+// of the application (nginx's proxy_next_upstream leaves invalid_header out by default too).
 func (ls *loopState) backendBroken(be *backendConn, why string) {
 	cc := be.client
-	be.srv.Fail(ls.clock())
-	ls.s.log.Warn("upstream response rejected", "server", be.srv.Name, "reason", why)
+	ls.s.log.Warn("upstream response refused", "upstream", be.lt.tbl.groups[be.group].Name, "server", be.srv.Name, "reason", why)
 	ls.noteProgress(cc, be)
 	ls.closeBackend(be)
 	if cc == nil {

@@ -70,6 +70,7 @@ type exchange struct {
 	keepAlive     bool
 	idempotent    bool
 	reqBody       codec.BodyKind
+	reqLength     int64 // the request's Content-Length (-1: none), for a replay
 	reqRemaining  int64 // Content-Length bytes still to forward
 	reqSeen       int64 // chunked payload bytes forwarded, for max_body_size
 	reqDone       bool  // whole request (head and body) forwarded
@@ -120,6 +121,7 @@ func (ls *loopState) attachExchange(cc *clientConn) {
 // stack can find cc.exchange gone. Loop only.
 func (ls *loopState) settle() {
 	ls.clockOK = false // the next callback reads the clock afresh
+	ls.reqOwner = nil  // the parse scratch never outlives the callback that filled it
 	if len(ls.idled) == 0 {
 		return
 	}
@@ -264,6 +266,9 @@ func (ls *loopState) closeClient(cc *clientConn) {
 // waitHead puts cc back to reading a request head, with the idle timeout running (clientOpened turns it
 // into read_header_timeout for a new connection). Loop only.
 func (ls *loopState) waitHead(cc *clientConn) {
+	if ls.reqOwner == cc {
+		ls.reqOwner = nil // the slab is about to hold the next head
+	}
 	cc.state = csHead
 	cc.idleSince = ls.clock()
 	cc.headLen = 0
@@ -358,9 +363,13 @@ func (ls *loopState) holdClient(cc *clientConn) {
 // resumeClient reads cc again once at most io_buffer of its bytes wait in gnet's buffer (a no-op unless
 // holdClient paused it). Loop only.
 func (ls *loopState) resumeClient(cc *clientConn) {
-	if cc.gc != nil && cc.state != csClosed && cc.gc.InboundBuffered() <= ls.s.ioBuffer {
-		_ = cc.gc.ResumeRead()
+	if cc.gc == nil || cc.state == csClosed || cc.gc.InboundBuffered() > ls.s.ioBuffer {
+		return
 	}
+	if cc.state == csHead && cc.gc.OutboundBuffered() > ls.s.ioBuffer {
+		return // held by readHead until its responses drain (Server.OnDrained)
+	}
+	_ = cc.gc.ResumeRead()
 }
 
 // dropClient closes cc and its backend at once, dropping what is queued for cc: for a client that is
@@ -376,6 +385,12 @@ func (ls *loopState) readHead(cc *clientConn) {
 	cc.inReadHead = true
 	defer func() { cc.inReadHead = false }()
 	for cc.state == csHead {
+		if cc.gc.OutboundBuffered() > ls.s.ioBuffer {
+			// SPEC 3.3: a client that pipelines and does not read is not read further once io_buffer
+			// of responses waits for it; Server.OnDrained takes up its next request.
+			_ = cc.gc.PauseRead()
+			return
+		}
 		if cc.filled < len(cc.buf()) {
 			if in, _ := cc.gc.Peek(-1); len(in) > 0 {
 				n := copy(cc.buf()[cc.filled:], in)
@@ -395,8 +410,7 @@ func (ls *loopState) readHead(cc *clientConn) {
 			cc.headTimer = true
 			cc.deadline = ls.clock() + int64(ls.current().tbl.readHeaderTimeout)
 		}
-		req := &ls.req
-		n, err := codec.ParseRequest(cc.buf()[:cc.filled], req)
+		n, err := ls.parseHead(cc, cc.buf()[:cc.filled])
 		if err == codec.ErrNeedMore {
 			if cc.filled < len(cc.buf()) {
 				return
@@ -411,15 +425,39 @@ func (ls *loopState) readHead(cc *clientConn) {
 		}
 		cc.headLen, cc.pos = n, n
 		cc.deadline = 0
-		ls.reqOwner = cc
 		if cc.exchange == nil {
 			ls.attachExchange(cc)
 		}
 		ls.beginRequest(cc)
-		ls.startRequest(cc, req)
+		ls.startRequest(cc, &ls.req)
 		// startRequest either sent a response and went back to csHead (loop for a pipelined request), or
 		// waits for a backend.
 	}
+}
+
+// parseHead parses b, a head in cc's slab, into the loop's scratch request. The scratch belongs to
+// cc only from a successful parse of cc's head to the end of the callback (settle) or to cc's next
+// head (waitHead), whichever comes first: a failed or partial parse of any connection, this one
+// included, leaves it to nobody, so no other client's bytes can ever be read as cc's request.
+func (ls *loopState) parseHead(cc *clientConn, b []byte) (int, error) {
+	ls.reqOwner = nil
+	n, err := codec.ParseRequest(b, &ls.req)
+	if err == nil {
+		ls.reqOwner = cc
+	}
+	return n, err
+}
+
+// request returns cc's parsed request head: the scratch when it holds it (parseHead), else the head
+// parsed again from cc's slab, where it stays unchanged until the exchange ends. ok is false only if
+// those bytes no longer parse, which cannot happen.
+func (ls *loopState) request(cc *clientConn) (req *codec.Request, ok bool) {
+	if ls.reqOwner != cc {
+		if _, err := ls.parseHead(cc, cc.buf()[:cc.headLen]); err != nil {
+			return nil, false
+		}
+	}
+	return &ls.req, true
 }
 
 // requestStarted reports whether b holds a byte of a request line: anything past the empty lines the
@@ -474,9 +512,14 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 	cc.keepAlive = req.KeepAlive()
 	cc.idempotent = req.Idempotent()
 	cc.reqBody = body
+	cc.reqLength = req.ContentLength
 	cc.reqRemaining = req.ContentLength
 	cc.chunked.Reset()
-	authority, path := splitTarget(req.Target)
+	authority, path, ok := ls.originForm(req.Target)
+	if !ok {
+		ls.reject(cc, 400)
+		return
+	}
 	host := req.Host
 	if authority != nil {
 		host = authority
@@ -627,18 +670,14 @@ func (ls *loopState) finishClient(cc *clientConn) {
 // Request still holds cc's parse on the fast path; after a dial or a retry another connection may have
 // used it, and the head is parsed again from the slab.
 func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
-	req := &ls.req
-	if ls.reqOwner != cc {
-		if _, err := codec.ParseRequest(cc.buf()[:cc.headLen], req); err != nil {
-			ls.failRequest(cc, 500) // cannot happen: the same bytes parsed before
-			return
-		}
-		ls.reqOwner = cc
+	req, ok := ls.request(cc)
+	if !ok {
+		ls.failRequest(cc, 500) // cannot happen: the same bytes parsed before
+		return
 	}
-	target := req.Target
+	_, target, _ := ls.originForm(req.Target) // it routed: the form is valid
 	if cc.route.stripPrefix {
-		_, path := splitTarget(req.Target)
-		ls.pathBuf = appendStripped(ls.pathBuf[:0], path, cc.route.prefix)
+		ls.pathBuf = appendStripped(ls.pathBuf[:0], target, cc.route.prefix)
 		target = ls.pathBuf
 	}
 	if cc.headAsGet {
@@ -661,6 +700,18 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 }
 
 var protoHTTP = []byte("http")
+
+// originForm splits a request target into the authority of an absolute form (nil for the origin form)
+// and the origin-form path the backend gets: "http://a.example?q" becomes "/?q", in the loop's pathBuf
+// (valid until its next use). ok is false for an absolute form without a valid authority (400).
+func (ls *loopState) originForm(target []byte) (authority, path []byte, ok bool) {
+	authority, path, ok = codec.OriginForm(target)
+	if ok && authority != nil && (len(path) == 0 || path[0] != '/') {
+		ls.pathBuf = append(append(ls.pathBuf[:0], '/'), path...)
+		path = ls.pathBuf
+	}
+	return authority, path, ok
+}
 
 var methodGET = []byte("GET")
 

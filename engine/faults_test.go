@@ -253,7 +253,7 @@ func TestFaultMalformedResponseHead(t *testing.T) {
 		{"differing Content-Lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk"},
 		{"obs-fold", "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok"},
 		{"Transfer-Encoding not ending in chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhi"},
-		{"head without end, over 2 header buffers", strings.Repeat("A", 20000)},
+		{"head without end, over large_header_buffer", strings.Repeat("A", 70000)},
 	}
 	forLoops(t, func(t *testing.T, loops int) {
 		// One origin for every case: the request target says which bad response to send.

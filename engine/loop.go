@@ -24,8 +24,10 @@ type loopState struct {
 	rs   *responseSet
 
 	// Scratch space reused by every connection of the loop inside one callback; nothing keeps it.
+	// req is written by parseHead only and read through request(cc) only, which parses cc's head again
+	// unless req holds it from this very callback (reqOwner: see parseHead).
 	req      codec.Request
-	reqOwner *clientConn // whose head req holds; any other parse into req must reset it
+	reqOwner *clientConn
 	resp     codec.Response
 	headBuf  []byte        // outgoing request or response head
 	pathBuf  []byte        // rewritten target (strip_prefix)

@@ -426,25 +426,25 @@ upstream = "down"
 }
 
 func TestNoServerUpIs503(t *testing.T) {
-	dead := refusedAddr(t)
+	dead1, dead2 := refusedAddr(t), refusedAddr(t)
 	addr, _ := startProxy(t, 1, fmt.Sprintf(`
 [[upstream]]
 name = "app"
-servers = [ { addr = %q } ]
-retries = 0
+servers = [ { addr = %q }, { addr = %q } ]
+retries = 1
 max_fails = 1
 fail_timeout = "30s"
 [[route]]
 upstream = "app"
-`, dead))
+`, dead1, dead2))
 	c, br := dial(t, addr)
 	resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp.StatusCode != 502 {
-		t.Fatalf("first request to a refused server: %d, want 502", resp.StatusCode)
+		t.Fatalf("first request to two refused servers: %d, want 502", resp.StatusCode)
 	}
 	resp, _ = roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp.StatusCode != 503 {
-		t.Fatalf("with the only server marked down: %d, want 503", resp.StatusCode)
+		t.Fatalf("with both servers marked down: %d, want 503", resp.StatusCode)
 	}
 }
 

@@ -117,5 +117,3 @@ func appendDate(head, date []byte) []byte {
 	return append(head, "\r\n\r\n"...)
 }
 
-// continue100 is sent to a client when the backend answers Expect: 100-continue.
-var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")

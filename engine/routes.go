@@ -182,23 +182,6 @@ func hostWithoutPort(h []byte) []byte {
 	return h
 }
 
-// splitTarget returns the authority (for absolute-form targets) and the path of a request target;
-// the path keeps its query.
-func splitTarget(target []byte) (authority, path []byte) {
-	if len(target) > 0 && target[0] == '/' {
-		return nil, target
-	}
-	if i := bytes.Index(target, []byte("://")); i > 0 {
-		rest := target[i+3:]
-		j := bytes.IndexByte(rest, '/')
-		if j < 0 {
-			return rest, []byte("/")
-		}
-		return rest[:j], rest[j:]
-	}
-	return nil, target
-}
-
 // appendStripped appends path with prefix removed, keeping a leading slash: "/api/v1?x" with prefix
 // "/api/" becomes "/v1?x", and "/api" becomes "/".
 func appendStripped(dst, path, prefix []byte) []byte {

@@ -63,8 +63,10 @@ type Server struct {
 	serving  bool              // under healthMu: Serve runs, so the live table's checks run too
 
 	headerBuffer int
-	ioBuffer     int  // bytes queued for a client before its backend is parked
-	splice       bool // large response bodies go backend to client by splice(2); SWITCHFLOW_SPLICE=0 turns it off
+	// largeHeaderBuffer bounds a response head (502 beyond): large_header_buffer, at least header_buffer.
+	largeHeaderBuffer int
+	ioBuffer          int  // bytes queued for a client before its backend is parked
+	splice            bool // large response bodies go backend to client by splice(2); SWITCHFLOW_SPLICE=0 turns it off
 }
 
 var _ gnet.EventHandler = (*Server)(nil)
@@ -141,18 +143,19 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		loops = runtime.NumCPU()
 	}
 	s := &Server{
-		cfg:          cfg,
-		log:          log,
-		slabs:        bufpool.NewSlabPool(cfg.Server.MaxConnections, cfg.Server.HeaderBuffer),
-		dialer:       upstream.NewDialer(64+16*loops, 8192),
-		cache:        cache.NewStore(cfg.Cache.MaxSize),
-		base:         time.Now(),
-		nloops:       loops,
-		booted:       make(chan struct{}),
-		stopped:      make(chan struct{}),
-		headerBuffer: cfg.Server.HeaderBuffer,
-		ioBuffer:     cfg.Server.IOBuffer,
-		splice:       os.Getenv("SWITCHFLOW_SPLICE") != "0",
+		cfg:               cfg,
+		log:               log,
+		slabs:             bufpool.NewSlabPool(cfg.Server.MaxConnections, cfg.Server.HeaderBuffer),
+		dialer:            upstream.NewDialer(64+16*loops, 8192),
+		cache:             cache.NewStore(cfg.Cache.MaxSize),
+		base:              time.Now(),
+		nloops:            loops,
+		booted:            make(chan struct{}),
+		stopped:           make(chan struct{}),
+		headerBuffer:      cfg.Server.HeaderBuffer,
+		largeHeaderBuffer: max(cfg.Server.LargeHeaderBuffer, cfg.Server.HeaderBuffer),
+		ioBuffer:          cfg.Server.IOBuffer,
+		splice:            os.Getenv("SWITCHFLOW_SPLICE") != "0",
 	}
 	s.tbl.Store(t)
 	if s.alog, err = newAccessLog(cfg.Log, loops, log); err != nil {
@@ -439,8 +442,15 @@ func (s *Server) OnDrained(c gnet.Conn) {
 	switch x := c.Context().(type) {
 	case *clientConn:
 		// Most drains are of a client between requests, which holds no exchange (x.be would be nil's).
-		if x.state == csTunnel && x.exchange != nil && x.be != nil && x.be.state == bsTunnel && x.be.gc != nil {
+		switch {
+		case x.state == csTunnel && x.exchange != nil && x.be != nil && x.be.state == bsTunnel && x.be.gc != nil:
 			_ = x.be.gc.ResumeRead()
+		case x.state == csHead && x.gc != nil:
+			// A pipelining client held back by readHead while its responses were queued.
+			_ = x.gc.ResumeRead()
+			if x.filled > 0 || x.gc.InboundBuffered() > 0 {
+				x.ls.readHead(x)
+			}
 		}
 		x.ls.settle()
 	case *backendConn:

@@ -362,7 +362,10 @@ func hostileCases() []hostileCase {
 		{name: "header name not a token", raw: reqGET + "X[A]: b\r\n\r\n", status: 400},
 		{name: "header without colon", raw: reqGET + "X-A b\r\n\r\n", status: 400},
 		// Request line.
-		{name: "absolute-form accepted and routed", raw: "GET http://x/abs?q=1 HTTP/1.1\r\nHost: x\r\n\r\n", status: 200, accept: true, target: "http://x/abs?q=1"},
+		// RFC 9112 3.2.2: routed by its authority, which becomes the Host; the backend gets the origin form.
+		{name: "absolute-form accepted and routed", raw: "GET http://x/abs?q=1 HTTP/1.1\r\nHost: x\r\n\r\n", status: 200, accept: true, target: "/abs?q=1"},
+		{name: "absolute-form without a path", raw: "GET http://x?q=1 HTTP/1.1\r\nHost: x\r\n\r\n", status: 200, accept: true, target: "/?q=1"},
+		{name: "absolute-form with userinfo", raw: "GET http://u@x/ HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
 		{name: "asterisk-form with GET", raw: "GET * HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
 		{name: "HTTP/0.9 request line", raw: "GET /\r\n", status: 400},
 		{name: "HTTP/2.0 version", raw: "GET / HTTP/2.0\r\nHost: x\r\n\r\n", status: 505},

@@ -18,8 +18,8 @@ import (
 // Wire-level details of RFC 9110/9112 that a client relies on to frame the next response: no body on
 // an answer to HEAD, empty lines before a request line, read_header_timeout from the accept, Date.
 
-// wireConfig: host ok.test reaches a raw origin, dead.test a refused address (one failure marks it
-// down: 502, then 503), stall.test an origin that never answers (504); any other host gets 404.
+// wireConfig: host ok.test reaches a raw origin, dead.test two refused addresses (one failure marks
+// each down: 502, then 503), stall.test an origin that never answers (504); any other host gets 404.
 func wireConfig(t *testing.T, extraServer string) string {
 	t.Helper()
 	ok := startRawOrigin(t, nil)
@@ -31,8 +31,8 @@ servers = [ { addr = %q } ]
 
 [[upstream]]
 name = "dead"
-servers = [ { addr = %q } ]
-retries = 0
+servers = [ { addr = %q }, { addr = %q } ]
+retries = 1
 max_fails = 1
 fail_timeout = "30s"
 
@@ -52,7 +52,7 @@ upstream = "dead"
 [[route]]
 host = "stall.test"
 upstream = "stall"
-`, ok.addr, refusedAddr(t), stall.addr)
+`, ok.addr, refusedAddr(t), refusedAddr(t), stall.addr)
 }
 
 // expectHeadAnswer reads the answer to a HEAD on a kept-alive connection: status want, a Content-Length

@@ -86,5 +86,11 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 		}
 		g.Servers = append(g.Servers, srv)
 	}
+	if len(g.Servers) == 1 {
+		// As nginx: the only server of an upstream is never marked down by failed requests. There is
+		// nowhere else to send them, so marking it down only turns a few failures into 503s for
+		// fail_timeout. Active health checks still apply.
+		g.Servers[0].maxFails = 0
+	}
 	return g, nil
 }

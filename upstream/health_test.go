@@ -223,7 +223,8 @@ func TestHealthRefusedIsFailure(t *testing.T) {
 // before fail_timeout (SPEC 3.4: either way back).
 func TestHealthRiseEndsPassiveDown(t *testing.T) {
 	o := startHealthOrigin(t, 200)
-	g := healthGroup(t, "app", testHealth, 1, o.tcpAddr())
+	// Two servers: the only server of an upstream is never marked down by failures (group.go).
+	g := healthGroup(t, "app", testHealth, 1, o.tcpAddr(), o.tcpAddr())
 	s := g.Servers[0]
 	c := &Checker{now: testClock, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	var st serverCheck
@@ -363,5 +364,23 @@ func TestHealthParseStatusLine(t *testing.T) {
 		if code != tc.code || ok != tc.ok {
 			t.Errorf("%q: %d %v, want %d %v", tc.line, code, ok, tc.code, tc.ok)
 		}
+	}
+}
+
+// TestOnlyServerNeverPassivelyDown: as nginx, failures never take the only server of an upstream out (there
+// is nowhere else to send its requests); with a second server they do.
+func TestOnlyServerNeverPassivelyDown(t *testing.T) {
+	o := startHealthOrigin(t, 200)
+	one := healthGroup(t, "one", testHealth, 1, o.tcpAddr())
+	two := healthGroup(t, "two", testHealth, 1, o.tcpAddr(), o.tcpAddr())
+	for i := 0; i < 5; i++ {
+		one.Servers[0].Fail(testClock())
+		two.Servers[0].Fail(testClock())
+	}
+	if !one.Servers[0].Up(testClock()) {
+		t.Fatal("the only server of an upstream was marked down by failures")
+	}
+	if two.Servers[0].Up(testClock()) {
+		t.Fatal("max_fails = 1 did not mark down a server that has a peer")
 	}
 }
