@@ -116,4 +116,3 @@ func appendDate(head, date []byte) []byte {
 	head = append(head, date...)
 	return append(head, "\r\n\r\n"...)
 }
-
