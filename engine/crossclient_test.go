@@ -1,0 +1,179 @@
+package engine
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestRequestNeverSentForAnotherClient guards against one client's request being forwarded as another
+// client's: the loop parses every connection's head into one scratch Request, and a client whose backend
+// dial completes later (upstream keepalive = 0, so every request dials) must have its own head sent, not
+// whatever another connection on the same loop left in the scratch meanwhile: a head that arrived in
+// pieces (incomplete parse), a malformed one (400) or one with both Content-Length and Transfer-Encoding
+// (400). Every victim's request carries a per-client secret in its path and in a header and a cookie;
+// the origin echoes all three, and each victim must read back its own. The origin must never see a
+// malformed head, a CL+TE head, or the target of a request the proxy refused.
+func TestRequestNeverSentForAnotherClient(t *testing.T) {
+	forLoops(t, func(t *testing.T, loops int) {
+		var violations atomic.Int64
+		var firstViolation atomic.Value
+		violate := func(s string) {
+			if violations.Add(1) == 1 {
+				firstViolation.Store(s)
+			}
+		}
+		o := startRawOrigin(t, func(c net.Conn, n int64, req *rawReq) bool {
+			h := strings.ToLower(req.head)
+			if strings.Contains(h, "\r\ncontent-length:") && strings.Contains(h, "\r\ntransfer-encoding:") {
+				violate("CL+TE head reached the origin:\n" + req.head)
+			}
+			if strings.Contains(req.target, "/bad/") || strings.Contains(req.target, "/clte/") {
+				violate("a refused request reached the origin:\n" + req.head)
+			}
+			var secret, cookie string
+			for _, line := range strings.Split(req.head, "\r\n")[1:] {
+				name, value, _ := strings.Cut(line, ":")
+				switch strings.ToLower(name) {
+				case "x-secret":
+					secret = strings.TrimSpace(value)
+				case "cookie":
+					cookie = strings.TrimSpace(value)
+				}
+			}
+			body := req.target + "|" + secret + "|" + cookie
+			_, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			return err == nil
+		})
+		cfg := strings.Replace(simpleRawConfig("", o), `connect_timeout = "1s"`, "connect_timeout = \"2s\"\nkeepalive = 0\nmax_fails = 0", 1)
+		addr, _ := startProxy(t, loops, cfg)
+
+		const victims, attackers, each = 40, 24, 25
+		stop := make(chan struct{})
+		var wg, awg sync.WaitGroup
+		errs := make(chan error, victims+attackers)
+		var mismatches atomic.Int64
+
+		// Victims: one keep-alive connection each, requests one after another, each checked against the
+		// echo of its own path and secret.
+		for i := 0; i < victims; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+				br := bufio.NewReader(c)
+				for k := 0; k < each; k++ {
+					secret := fmt.Sprintf("victim%02d-%03d", i, k)
+					target := "/v/" + secret
+					want := target + "|" + secret + "|session=" + secret
+					if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nX-Secret: %s\r\nCookie: session=%s\r\n\r\n", target, secret, secret); err != nil {
+						errs <- fmt.Errorf("victim %d request %d: %v", i, k, err)
+						return
+					}
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						errs <- fmt.Errorf("victim %d request %d: %v", i, k, err)
+						return
+					}
+					body, err := io.ReadAll(resp.Body)
+					if err != nil {
+						errs <- fmt.Errorf("victim %d request %d body: %v", i, k, err)
+						return
+					}
+					if resp.StatusCode != 200 || string(body) != want {
+						if mismatches.Add(1) == 1 {
+							errs <- fmt.Errorf("victim %d request %d was answered with another request: %d %q, want 200 %q",
+								i, k, resp.StatusCode, body, want)
+						}
+						return
+					}
+				}
+			}(i)
+		}
+
+		// Attackers: heads in two pieces 1 ms apart (valid, checked like a victim's), malformed heads and
+		// CL+TE heads (each 400, on a fresh connection, also sent in two pieces), until the victims are done.
+		attack := func(j int) {
+			defer awg.Done()
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				secret := fmt.Sprintf("attacker%02d-%04d", j, k)
+				var first, second string
+				wantStatus, want := 400, ""
+				switch (j + k) % 3 {
+				case 0:
+					target := "/split/" + secret
+					first = "GET " + target + " HTTP/1.1\r\nHost: x\r\nX-Secret: " + secret + "\r\n"
+					second = "Cookie: session=" + secret + "\r\n\r\n"
+					wantStatus, want = 200, target+"|"+secret+"|session="+secret
+				case 1:
+					first = "GET /bad/" + secret + " HTTP/1.1\r\nHost: x\r\nX-Secret: " + secret + "\r\n"
+					second = "Cookie: session=" + secret + "\r\nX-A: a\x00b\r\n\r\n"
+				default:
+					first = "POST /clte/" + secret + " HTTP/1.1\r\nHost: x\r\nX-Secret: " + secret + "\r\nContent-Length: 5\r\n"
+					second = "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+				}
+				c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+				if err != nil {
+					errs <- err
+					return
+				}
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_, _ = io.WriteString(c, first)
+				time.Sleep(time.Millisecond)
+				_, _ = io.WriteString(c, second)
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					c.Close()
+					if wantStatus == 400 && isReset(err) {
+						continue // the refusal was sent and reset away: not what this test is about
+					}
+					errs <- fmt.Errorf("attacker %d request %d: %v", j, k, err)
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				c.Close()
+				if resp.StatusCode != wantStatus || (want != "" && string(body) != want) {
+					if mismatches.Add(1) == 1 {
+						errs <- fmt.Errorf("attacker %d request %d (%q): %d %q, want %d %q", j, k, first, resp.StatusCode, body, wantStatus, want)
+					}
+					return
+				}
+			}
+		}
+		for j := 0; j < attackers; j++ {
+			awg.Add(1)
+			go attack(j)
+		}
+		wg.Wait()
+		close(stop)
+		awg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if n := mismatches.Load(); n > 0 {
+			t.Errorf("%d clients got a response to a request that was not theirs", n)
+		}
+		if n := violations.Load(); n > 0 {
+			t.Errorf("%d requests reached the origin that must not have; the first: %v", n, firstViolation.Load())
+		}
+	})
+}
