@@ -446,11 +446,12 @@ func (s *Server) OnDrained(c gnet.Conn) {
 		case x.state == csTunnel && x.exchange != nil && x.be != nil && x.be.state == bsTunnel && x.be.gc != nil:
 			_ = x.be.gc.ResumeRead()
 		case x.state == csHead && x.gc != nil:
-			// A pipelining client held back by readHead while its responses were queued.
-			_ = x.gc.ResumeRead()
+			// A pipelining client held back by readHead while its responses were queued: its next
+			// request, then reading again unless what it sent already fills io_buffer.
 			if x.filled > 0 || x.gc.InboundBuffered() > 0 {
 				x.ls.readHead(x)
 			}
+			x.ls.resumeClient(x)
 		}
 		x.ls.settle()
 	case *backendConn:
