@@ -21,6 +21,11 @@ import (
 // default 30s, the CI version (5s with -short), against two origins, one of which is killed and
 // restarted on the same port every couple of seconds. scripts/soak.sh runs it for longer.
 //
+// The clients: keep-alive, a connection per request, pipelined, malformed (400), heads sent in two
+// pieces 1 ms apart, and pipeliners that read nothing for a while (half of them leave without reading).
+// Every request carries a secret of its client that the origin echoes with the target, so an answer
+// to another request, or another client's, is an error; keepalive = 2 makes most requests dial.
+//
 // The well-formed set is idempotent GETs only: SPEC 3.4 retries a request on another server only when
 // it is idempotent, so a POST on a pooled connection that the dying origin closes before answering is
 // a legitimate 502, and zero errors is only a meaningful claim for GETs.
@@ -119,13 +124,15 @@ func (o *flipOrigin) serve(fc *flipConn) {
 		delete(o.conns, fc)
 		o.mu.Unlock()
 	}()
-	resp := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Origin: %s\r\n\r\n%s", len(o.name)+3, o.name, "ok:"+o.name)
 	br := bufio.NewReader(fc.c)
 	for {
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			return
 		}
+		// The body echoes the request's target and secret, so that a client can tell its own answer.
+		body := "ok:" + o.name + ":" + req.URL.RequestURI() + ":" + req.Header.Get("X-Secret")
+		resp := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Origin: %s\r\n\r\n%s", len(body), o.name, body)
 		if _, err := io.Copy(io.Discard, req.Body); err != nil {
 			return
 		}
@@ -165,7 +172,7 @@ func (o *flipOrigin) kill() {
 
 type soakStats struct {
 	ok, bad400, errs atomic.Int64
-	byMode           [4]atomic.Int64
+	byMode           [6]atomic.Int64
 	mu               sync.Mutex
 	firstErrs        []string
 }
@@ -195,6 +202,7 @@ func TestSoak(t *testing.T) {
 [[upstream]]
 name = "app"
 servers = [ { addr = %q }, { addr = %q } ]
+keepalive = 2
 connect_timeout = "1s"
 response_timeout = "2s"
 retries = 2
@@ -260,19 +268,26 @@ upstream = "app"
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 42))
 			for i := 0; i < 1_000_000 && time.Now().Before(deadline); i++ {
+				secret := fmt.Sprintf("w%d-%d", w, i)
 				switch p := rng.IntN(100); {
 				case p < 5:
 					st.byMode[3].Add(1)
 					soakMalformedOnce(addr, soakMalformed[rng.IntN(len(soakMalformed))], &st)
-				case p < 35:
+				case p < 30:
 					st.byMode[0].Add(1)
-					soakKeepAlive(addr, 1+rng.IntN(20), &st)
-				case p < 75:
+					soakKeepAlive(addr, 1+rng.IntN(20), secret, false, &st)
+				case p < 60:
 					st.byMode[1].Add(1)
-					soakKeepAlive(addr, 1, &st)
+					soakKeepAlive(addr, 1, secret, false, &st)
+				case p < 75:
+					st.byMode[4].Add(1)
+					soakKeepAlive(addr, 1+rng.IntN(3), secret, true, &st)
+				case p < 78:
+					st.byMode[5].Add(1)
+					soakPipelined(addr, 200+rng.IntN(300), secret, true, &st)
 				default:
 					st.byMode[2].Add(1)
-					soakPipelined(addr, 2+rng.IntN(8), &st)
+					soakPipelined(addr, 2+rng.IntN(8), secret, false, &st)
 				}
 			}
 		}(w)
@@ -281,9 +296,9 @@ upstream = "app"
 	close(stopSampler)
 	<-samplerDone
 
-	t.Logf("soak %v: %d ok, %d malformed answered 400, %d errors; sessions keep-alive %d, new-conn %d, pipelined %d, malformed %d; origin b restarted %d times; hits a=%d b=%d",
+	t.Logf("soak %v: %d ok, %d malformed answered 400, %d errors; sessions keep-alive %d, new-conn %d, pipelined %d, malformed %d, heads in pieces %d, pipelined unread %d; origin b restarted %d times; hits a=%d b=%d",
 		dur, st.ok.Load(), st.bad400.Load(), st.errs.Load(), st.byMode[0].Load(), st.byMode[1].Load(),
-		st.byMode[2].Load(), st.byMode[3].Load(), restarts, a.hits.Load(), b.hits.Load())
+		st.byMode[2].Load(), st.byMode[3].Load(), st.byMode[4].Load(), st.byMode[5].Load(), restarts, a.hits.Load(), b.hits.Load())
 	for _, e := range st.firstErrs {
 		t.Errorf("error: %s", e)
 	}
@@ -341,7 +356,9 @@ func soakDial(addr string, st *soakStats) (net.Conn, *bufio.Reader, bool) {
 	return c, bufio.NewReader(c), true
 }
 
-func soakRead(br *bufio.Reader, st *soakStats, what string) bool {
+// soakRead reads one response, which must be a 200 from an origin answering target with secret: a
+// response meant for another request (or another client) is an error.
+func soakRead(br *bufio.Reader, st *soakStats, what, target, secret string) bool {
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		st.fail("%s: read: %v", what, err)
@@ -352,34 +369,47 @@ func soakRead(br *bufio.Reader, st *soakStats, what string) bool {
 		st.fail("%s: body: %v", what, err)
 		return false
 	}
-	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "ok:") {
-		st.fail("%s: %d %q", what, resp.StatusCode, body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "ok:") || !strings.HasSuffix(string(body), ":"+target+":"+secret) {
+		st.fail("%s: %d %q, want the answer to %s with secret %s", what, resp.StatusCode, body, target, secret)
 		return false
 	}
 	st.ok.Add(1)
 	return true
 }
 
-// soakKeepAlive sends n GETs one after another on one connection (n = 1: a connection per request).
-func soakKeepAlive(addr string, n int, st *soakStats) {
+// soakKeepAlive sends n GETs one after another on one connection (n = 1: a connection per request),
+// each head in two pieces 1 ms apart when split.
+func soakKeepAlive(addr string, n int, secret string, split bool, st *soakStats) {
 	c, br, ok := soakDial(addr, st)
 	if !ok {
 		return
 	}
 	defer c.Close()
 	for i := 0; i < n; i++ {
-		if _, err := fmt.Fprintf(c, "GET /ka/%d HTTP/1.1\r\nHost: x\r\n\r\n", i); err != nil {
+		target := fmt.Sprintf("/ka/%d?s=%s", i, secret)
+		head := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: x\r\nCookie: session=%s\r\nX-Secret: %s\r\n\r\n", target, secret, secret)
+		if split {
+			cut := len(head) / 2
+			if _, err := io.WriteString(c, head[:cut]); err != nil {
+				st.fail("split write %d: %v", i, err)
+				return
+			}
+			time.Sleep(time.Millisecond)
+			head = head[cut:]
+		}
+		if _, err := io.WriteString(c, head); err != nil {
 			st.fail("keep-alive write %d: %v", i, err)
 			return
 		}
-		if !soakRead(br, st, fmt.Sprintf("keep-alive %d/%d", i, n)) {
+		if !soakRead(br, st, fmt.Sprintf("keep-alive %d/%d", i, n), target, secret) {
 			return
 		}
 	}
 }
 
-// soakPipelined writes n GETs in one write and reads n responses.
-func soakPipelined(addr string, n int, st *soakStats) {
+// soakPipelined writes n GETs in one write and reads n responses; unread: it first reads nothing for
+// 100 ms, and half of such clients then leave without reading.
+func soakPipelined(addr string, n int, secret string, unread bool, st *soakStats) {
 	c, br, ok := soakDial(addr, st)
 	if !ok {
 		return
@@ -387,16 +417,23 @@ func soakPipelined(addr string, n int, st *soakStats) {
 	defer c.Close()
 	var sb strings.Builder
 	for i := 0; i < n; i++ {
-		fmt.Fprintf(&sb, "GET /pipe/%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+		fmt.Fprintf(&sb, "GET /pipe/%d HTTP/1.1\r\nHost: x\r\nX-Secret: %s\r\n\r\n", i, secret)
 	}
-	if _, err := io.WriteString(c, sb.String()); err != nil {
-		st.fail("pipelined write: %v", err)
-		return
+	wrote := make(chan error, 1)
+	go func() { _, err := io.WriteString(c, sb.String()); wrote <- err }()
+	if unread {
+		time.Sleep(100 * time.Millisecond)
+		if n%2 == 0 {
+			return // leaves with its responses unread
+		}
 	}
 	for i := 0; i < n; i++ {
-		if !soakRead(br, st, fmt.Sprintf("pipelined %d/%d", i, n)) {
+		if !soakRead(br, st, fmt.Sprintf("pipelined %d/%d", i, n), fmt.Sprintf("/pipe/%d", i), secret) {
 			return
 		}
+	}
+	if err := <-wrote; err != nil {
+		st.fail("pipelined write: %v", err)
 	}
 }
 
