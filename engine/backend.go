@@ -2,7 +2,6 @@ package engine
 
 import (
 	"errors"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -15,13 +14,11 @@ import (
 type backendState uint8
 
 const (
-	bsDialing  backendState = iota // a dialer worker is connecting; gc is nil
-	bsActive                       // carrying a client's request and response
-	bsIdle                         // parked in its loop's idle pool
-	bsTunnel                       // carrying an upgraded connection's bytes; never pooled
-	bsParked                       // reading paused for a slow client: gnet's conn closed, the socket kept as parkedFD
-	bsResuming                     // parkedFD handed back to the loop; OnOpen will resume it
-	bsClosing                      // Close requested or OnClose ran; ignore everything
+	bsDialing backendState = iota // a dialer worker is connecting; gc is nil
+	bsActive                      // carrying a client's request and response
+	bsIdle                        // in its loop's idle pool
+	bsTunnel                      // carrying an upgraded connection's bytes; never pooled
+	bsClosing                     // Close requested or OnClose ran; ignore everything
 )
 
 // maxFreeRetries bounds the retries of a request after a pooled connection turned out closed by the
@@ -39,7 +36,7 @@ type backendConn struct {
 	state  backendState
 	client *clientConn
 	reused bool // taken from the idle pool for this request
-	tunnel bool // carries an upgraded connection: back to bsTunnel, not bsActive, after a park
+	held   bool // not read until its client's queue is written out (flow.go); on ls.backends
 
 	statOpen     bool  // counted in its server's open connections (stats.go)
 	deadline     int64 // response_timeout (for the head, then between reads of the body), monotonic ns; 0 = none
@@ -47,8 +44,7 @@ type backendConn struct {
 	dialDeadline int64 // connect_timeout for the request that asked for the dial, monotonic ns
 	queued       bool  // bsDialing but not handed to the dialer yet: maxDials are in flight to srv
 	dialed       bool  // handed to the dialer and not answered yet: counted in lt.dials
-	parkedFD     int   // the socket while bsParked
-	clientQueued int   // while bsParked: the client's queue at the last progress seen
+	clientQueued int   // while held or splicing: the client's queue at the last progress seen
 	counted      bool  // srv.Begin was called for the exchange in flight
 	splicing     bool  // gnet splices the rest of the body to the client (Conn.SpliceTo); on ls.backends
 	splicedSeen  int64 // while splicing: SplicedBytes at the last progress the sweep saw
@@ -73,7 +69,7 @@ func (ls *loopState) attach(cc *clientConn, be *backendConn) {
 
 // startExchange resets be for a new request. Loop only.
 func (be *backendConn) startExchange() {
-	be.gotBytes, be.headDone, be.dechunk, be.keepAlive = false, false, false, false
+	be.gotBytes, be.headDone, be.dechunk, be.keepAlive, be.held = false, false, false, false, false
 	be.interim = 0
 	be.deadline = 0
 	if !be.counted {
@@ -94,7 +90,7 @@ func (ls *loopState) requestSent(be *backendConn) {
 // requestSent, and between reads of a response body (nginx: proxy_read_timeout), so that a backend that
 // stops in the middle of a body does not hold its client forever; the client sees the body cut short and
 // the connection closed (SPEC 3.4, backend closes mid-body). Called after each read that leaves the body
-// unfinished; a parked or spliced body is watched by the sweep instead.
+// unfinished; a held or spliced body is watched by the sweep instead.
 func (ls *loopState) awaitBody(be *backendConn) {
 	// be.lt, not ls.lt: after a reload the request keeps the settings of the table it was routed by.
 	be.deadline = ls.clock() + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
@@ -109,14 +105,14 @@ func (ls *loopState) endCount(be *backendConn) {
 }
 
 // backendOpened runs in OnOpen of a dialed connection. The client may have gone, or given up on this
-// dial, while it was being made: then the fresh connection is parked for the next request.
+// dial, while it was being made: then the fresh connection is pooled for the next request.
 func (ls *loopState) backendOpened(be *backendConn, c gnet.Conn) {
 	ls.notDialing(be)
 	ls.dialDone(be)
 	ls.backendOpenedStat(be)
 	be.gc = c
-	if be.state == bsResuming || be.state == bsClosing {
-		ls.resumed(be)
+	if be.state == bsClosing {
+		_ = c.Close() // given up while it was dialed; OnClose finds it closing
 		return
 	}
 	cc := be.client
@@ -124,7 +120,7 @@ func (ls *loopState) backendOpened(be *backendConn, c gnet.Conn) {
 	be.state = bsActive
 	if cc == nil || cc.be != be || cc.state != csConnecting {
 		be.client = nil
-		ls.parkOrClose(be)
+		ls.poolOrClose(be)
 		return
 	}
 	ls.sendHead(cc, be)
@@ -152,7 +148,7 @@ func (ls *loopState) dialFailed(ctx any, err error) {
 // answers status. sent says whether the request was (partly) written to the failed server.
 func (ls *loopState) retry(cc *clientConn, status int, sent bool) {
 	g := cc.lt.tbl.groups[cc.route.group]
-	if cc.attempts > g.Retries || cc.respStarted || cc.bodyFromConn || cc.parked || (sent && !cc.idempotent) {
+	if cc.attempts > g.Retries || cc.respStarted || cc.bodyFromConn || (sent && !cc.idempotent) {
 		ls.failRequest(cc, status)
 		return
 	}
@@ -166,9 +162,9 @@ func (ls *loopState) retry(cc *clientConn, status int, sent bool) {
 	ls.connect(cc)
 }
 
-// parkOrClose returns an idle connection to its loop's pool, or closes it when the pool is full or
+// poolOrClose returns an idle connection to its loop's pool, or closes it when the pool is full or
 // belongs to a table a reload replaced.
-func (ls *loopState) parkOrClose(be *backendConn) {
+func (ls *loopState) poolOrClose(be *backendConn) {
 	listRemove(&ls.backends, be)
 	ls.endCount(be)
 	be.client = nil
@@ -322,18 +318,13 @@ func (ls *loopState) closeBackend(be *backendConn) {
 	be.client = nil
 	be.splicing = false
 	switch be.state {
-	case bsDialing, bsResuming:
+	case bsDialing:
 		// No gnet conn yet: OnOpen finds the client gone and closes it, or the failure callback fires;
 		// a queued dial was never started, so nothing will answer it.
 		if be.queued {
 			ls.dropQueued(be)
 		}
 		be.state = bsClosing
-		return
-	case bsParked:
-		_ = syscall.Close(be.parkedFD)
-		be.state = bsClosing
-		ls.backendGone(be)
 		return
 	}
 	be.state = bsClosing
@@ -349,7 +340,7 @@ func (ls *loopState) abandonBackend(be *backendConn) {
 			ls.dropQueued(be) // never started: nothing will answer it
 			return
 		}
-		be.client = nil // OnOpen will park it, or dialFailed will drop it
+		be.client = nil // OnOpen will pool it, or dialFailed will drop it
 		return
 	}
 	ls.closeBackend(be)
@@ -369,10 +360,6 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		if cc == nil {
 			return gnet.None
 		}
-		if cc.parked {
-			ls.maybeResumeClient(cc, true) // its OnOpen copies what waits here
-			return gnet.None
-		}
 		ls.tunnelCopy(be.gc, cc.gc, cc)
 		ls.holdTunnel(be.gc, cc.gc)
 		ls.capTunnel(cc, be)
@@ -386,17 +373,9 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		ls.closeBackend(be)
 		return gnet.None
 	}
-	if cc.parked {
-		// An answer while the upload is paused: bring the client back; its OnOpen runs this again.
-		ls.maybeResumeClient(cc, true)
-		return gnet.None
-	}
 	for {
 		data, _ := be.gc.Peek(-1)
 		if len(data) == 0 {
-			if be.headDone && cc.reqDone && parkable(cc.gc, be.gc, ls.s.ioBuffer) {
-				return ls.parkBackend(be)
-			}
 			return gnet.None
 		}
 		be.gotBytes = true
@@ -503,8 +482,8 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			discard(be.gc, consumed)
 			if ls.dechunkBody(be, cc) {
 				ls.finishExchange(be, cc)
-			} else if !lost(cc, be) && cc.reqDone && parkable(cc.gc, be.gc, ls.s.ioBuffer) {
-				return ls.parkBackend(be)
+			} else if !lost(cc, be) {
+				ls.holdBackend(be, cc)
 			}
 			return gnet.None
 		}
@@ -563,10 +542,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			ls.finishExchange(be, cc)
 			return gnet.None
 		}
-		if ls.trySplice(be, cc) {
-			return gnet.None
-		}
-		if k == 0 {
+		if ls.trySplice(be, cc) || ls.holdBackend(be, cc) || k == 0 {
 			return gnet.None
 		}
 	}
@@ -579,7 +555,7 @@ const spliceMin = 64 << 10
 // trySplice hands the rest of a Content-Length body to gnet, which moves it from the backend's socket to
 // the client's with splice(2), without copying it through the loop (Conn.SpliceTo). It applies when
 // nothing is left unread in gnet and nothing is queued for the client (gnet refuses otherwise), the
-// request has been sent whole (so the client is never parked for its upload meanwhile), and no copy of
+// request has been sent whole (so the client is never held for its upload meanwhile), and no copy of
 // the body is kept for the cache. The transfer ends in Server.OnSpliced.
 func (ls *loopState) trySplice(be *backendConn, cc *clientConn) bool {
 	if !ls.s.splice || be.body != codec.BodyLength || be.remaining < spliceMin || !cc.reqDone ||
@@ -614,21 +590,13 @@ func (ls *loopState) spliced(be *backendConn) {
 }
 
 // spliceWatch runs from the sweep while a body is spliced: a client that stops reading altogether must
-// not hold the pair forever (as for a parked backend, idle_timeout runs from the last time its queue
-// shrank).
+// not hold the pair forever (watchSlowClient).
 func (ls *loopState) spliceWatch(be *backendConn) {
 	cc := be.client
 	if cc == nil {
 		return
 	}
-	q := cc.gc.OutboundBuffered()
-	switch {
-	case q == 0:
-		cc.deadline = 0
-	case cc.deadline == 0 || q < be.clientQueued:
-		cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
-	}
-	be.clientQueued = q
+	q := ls.watchSlowClient(be, cc)
 	// The backend's side: response_timeout runs from the last spliced byte while the client keeps up
 	// (with bytes queued for the client, the wait is the client's, timed above).
 	if sent := be.gc.SplicedBytes(); sent != be.splicedSeen || q > 0 || be.deadline == 0 {
@@ -675,7 +643,7 @@ func (ls *loopState) finishExchange(be *backendConn, cc *clientConn) {
 	cc.be = nil
 	ls.finishCapture(cc)
 	if be.keepAlive && cc.reqDone && be.gc.InboundBuffered() == 0 {
-		ls.parkOrClose(be)
+		ls.poolOrClose(be)
 	} else {
 		ls.closeBackend(be)
 	}
@@ -742,9 +710,6 @@ func (ls *loopState) backendTimedOut(be *backendConn) {
 
 // backendClosed runs from OnClose of a backend connection.
 func (ls *loopState) backendClosed(be *backendConn, err error) {
-	if be.state == bsParked || be.state == bsResuming {
-		return // gnet closed its conn; the socket lives on as parkedFD
-	}
 	ls.backendGone(be)
 	state := be.state
 	be.state = bsClosing
@@ -802,7 +767,7 @@ func (ls *loopState) startTunnel(cc *clientConn, be *backendConn) {
 	be.deadline = 0
 	be.headDone = true
 	be.state = bsTunnel
-	be.tunnel = true
+	be.held = false
 	cc.state = csTunnel
 	cc.respStarted = true
 	cc.status = 101 // recorded when the tunnel ends
@@ -815,20 +780,10 @@ func (ls *loopState) startTunnel(cc *clientConn, be *backendConn) {
 	ls.tunnelCopy(be.gc, cc.gc, cc)
 }
 
-// holdTunnel stops reading from while more than half of io_buffer waits to be written to to (SPEC 3.3:
-// reading from the other side pauses until the slow side catches up). Server.OnDrained resumes it once
-// to's queue is written out; meanwhile TCP flow control holds from's sender back. Unlike a park, a pause
-// keeps from's own queue flowing, so both directions of a tunnel can be held at once. Loop only.
-func (ls *loopState) holdTunnel(from, to gnet.Conn) {
-	if to.OutboundBuffered() > ls.s.ioBuffer/2 {
-		_ = from.PauseRead()
-	}
-}
-
 // capTunnel closes a tunnel whose queue grows past 8 × io_buffer in one direction anyway: holdTunnel
 // pauses reading long before that, so this is a last bound, not the flow control. Loop only.
 func (ls *loopState) capTunnel(cc *clientConn, be *backendConn) {
-	if cc.state != csTunnel || be.state != bsTunnel || cc.parked {
+	if cc.state != csTunnel || be.state != bsTunnel {
 		return
 	}
 	limit := 8 * ls.s.ioBuffer
@@ -853,102 +808,6 @@ func (ls *loopState) tunnelCopy(from, to gnet.Conn, cc *clientConn) {
 		}
 	}
 	cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
-}
-
-// Backpressure, response direction (SPEC 3.3). gnet cannot stop reading a socket, so a backend whose
-// client reads slowly is parked: its socket is duplicated, gnet's conn for it closed (gnet's close does
-// not shut the socket down), and nobody reads the duplicate, so TCP flow control holds the backend back.
-// The sweep hands the socket back to the loop once the client has drained to a quarter of io_buffer.
-
-// parkBackend parks be from its own OnTraffic; the returned Close makes gnet drop its conn.
-func (ls *loopState) parkBackend(be *backendConn) gnet.Action {
-	fd, err := be.gc.Dup()
-	if err != nil {
-		return gnet.None // cannot park: keep forwarding, bounded only by the client
-	}
-	be.parkedFD = fd
-	be.state = bsParked
-	be.gc = nil
-	listPush(&ls.backends, be) // the sweep looks at parked connections on this list
-	// A client that stops reading altogether must not hold the pair forever (nginx: send_timeout):
-	// idle_timeout runs from the last time its queue shrank.
-	if cc := be.client; cc != nil {
-		be.clientQueued = cc.gc.OutboundBuffered()
-		cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
-	}
-	return gnet.Close
-}
-
-// maybeResume runs from the sweep for a parked backend, and from clientTraffic when the client of a
-// parked tunnel sends (force).
-func (ls *loopState) maybeResume(be *backendConn, force bool) {
-	cc := be.client
-	if cc == nil || cc.be != be || (cc.state != csForwarding && cc.state != csTunnel) {
-		ls.closeBackend(be)
-		return
-	}
-	if q := cc.gc.OutboundBuffered(); !force && q > ls.s.ioBuffer/4 {
-		if q < be.clientQueued { // progress: the client reads, slowly
-			be.clientQueued = q
-			cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
-		}
-		return
-	}
-	if cc.state == csForwarding {
-		cc.deadline = 0
-	}
-	listRemove(&ls.backends, be)
-	fd := be.parkedFD
-	be.parkedFD = -1
-	be.state = bsResuming
-	if err := ls.adoptFD(fd, "parked-backend", be, ls.onResumeFail); err != nil {
-		ls.resumeFailed(be, err)
-	}
-}
-
-// resumed runs in OnOpen of a parked socket handed back to the loop.
-func (ls *loopState) resumed(be *backendConn) {
-	cc := be.client
-	if be.state != bsResuming || cc == nil || cc.be != be {
-		be.state = bsClosing
-		_ = be.gc.Close()
-		return
-	}
-	be.state = bsActive
-	if be.tunnel {
-		be.state = bsTunnel
-		if cc.gc.InboundBuffered() > 0 { // the client's bytes that woke it
-			ls.tunnelCopy(cc.gc, be.gc, cc)
-		}
-		return
-	}
-	ls.awaitBody(be)
-}
-
-// parkable reports whether the reading side (from) should be parked: more than half of ioBuffer waits
-// for the slow side (to), and from has nothing unread or unsent in gnet, so that closing its gnet conn
-// loses no byte (gnet's close drops what it could not flush at once). Half, because the read that
-// crosses the line adds up to one more read buffer (64 KiB): what is queued stays near io_buffer. With
-// the line at io_buffer, 100 clients reading 64 MiB at 1 MiB/s cost 250 KiB of RSS each; at half,
-// 159 KiB.
-func parkable(to, from gnet.Conn, ioBuffer int) bool {
-	return to.OutboundBuffered() > ioBuffer/2 && from.InboundBuffered() == 0 && from.OutboundBuffered() == 0
-}
-
-// resumeFailed: the parked socket could not be handed back; the client sees a truncated body.
-func (ls *loopState) resumeFailed(ctx any, err error) {
-	be := ctx.(*backendConn)
-	if be.state != bsResuming {
-		return
-	}
-	be.state = bsClosing
-	ls.backendGone(be) // the descriptor was consumed
-	ls.s.log.Warn("cannot resume a parked backend connection", "server", be.srv.Name, "error", err)
-	if cc := be.client; cc != nil {
-		ls.noteProgress(cc, be)
-		be.client, cc.be = nil, nil
-		ls.closeClient(cc)
-	}
 }
 
 // lost reports whether cc or be went away during the last Write: gnet closes a connection whose write

@@ -15,7 +15,7 @@ import (
 //
 //   - HIT: a fresh entry; the prebuilt head, the few per-response header bytes and the body leave in one
 //     writev, and the client goes on to its next request without the backend hearing of it;
-//   - waiting: a fetch for the same key is in flight (on this loop or another), so the client is parked
+//   - waiting: a fetch for the same key is in flight (on this loop or another), so the client waits
 //     in csCacheWait until it ends; it is then served the new entry, or sent to the backend when the
 //     response could not be kept;
 //   - MISS: the request goes to the backend; the first such GET for a key leads the fetch, and its
@@ -40,7 +40,7 @@ type cacheWait struct {
 }
 
 // cacheRequest handles a request on a caching route. It reports whether the request was answered or
-// parked; otherwise it goes to the backend, tagged MISS or BYPASS. Loop only.
+// waits; otherwise it goes to the backend, tagged MISS or BYPASS. Loop only.
 func (ls *loopState) cacheRequest(cc *clientConn, req *codec.Request, host []byte) bool {
 	if cc.upgrade || !cache.RequestCacheable(req) {
 		cc.cacheTag = xCacheBypass

@@ -48,14 +48,14 @@ type clientConn struct {
 	filled, headLen, pos int
 	deadline             int64 // monotonic ns; 0 = none
 	idleSince            int64 // monotonic ns when the connection last went back to waiting for a head
-	parkedFD             int   // the socket while parked; -1 once handed back to the loop
+	backendQueued        int   // while held: the backend's queue at the last progress seen
 
 	ip         netip.Addr // client address for X-Forwarded-For
 	ipHash     uint32     // FNV-1a of the client address, for ip_hash
 	state      clientState
 	slabDirty  bool // the slab's pages hold bytes; released after a while idle
 	headTimer  bool // deadline is read_header_timeout (else idle_timeout)
-	parked     bool // reading paused for a slow backend (park.go): gc is nil
+	held       bool // not read until its backend's queue of its body is written out (flow.go)
 	inReadHead bool // readHead is on the stack: finishClient must not re-enter it
 }
 
@@ -174,7 +174,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 		ls.st.bytesOut.Add(uint64(len(b)))
 		return b, gnet.Close
 	}
-	cc := &clientConn{gc: c, ls: ls, slab: slab, parkedFD: -1}
+	cc := &clientConn{gc: c, ls: ls, slab: slab}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok {
 			ip = ip.Unmap()
@@ -203,15 +203,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-// clientClosed runs from OnClose of a client's gnet conn.
-func (ls *loopState) clientClosed(cc *clientConn, c gnet.Conn) {
-	if cc.gc != c {
-		return // the conn of a parked client: the client lives on without it
-	}
-	ls.clientGone(cc)
-}
-
-// clientGone releases everything a client held, exactly once: OnClose, or the end of a parked client.
+// clientGone releases everything a client held, exactly once, from OnClose.
 func (ls *loopState) clientGone(cc *clientConn) {
 	if cc.state == csClosed {
 		return
@@ -250,10 +242,6 @@ func (ls *loopState) closeClient(cc *clientConn) {
 	if cc.state == csClosed || cc.state == csClosing {
 		return
 	}
-	if cc.parked {
-		ls.closeParked(cc, 0)
-		return
-	}
 	ls.dropRequest(cc)
 	cc.state = csClosing
 	cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
@@ -270,6 +258,7 @@ func (ls *loopState) waitHead(cc *clientConn) {
 		ls.reqOwner = nil // the slab is about to hold the next head
 	}
 	cc.state = csHead
+	cc.held = false
 	cc.idleSince = ls.clock()
 	cc.headLen = 0
 	cc.headTimer = false
@@ -310,18 +299,14 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 			ls.capPipelined(cc)
 		} else if be := cc.be; be != nil && be.gc != nil {
 			ls.forwardBody(cc, nil)
-			// Upload backpressure (park.go): the backend has half of io_buffer unread and everything the
-			// client sent so far is forwarded.
-			if !cc.reqDone && cc.state == csForwarding && !lost(cc, be) && parkable(be.gc, cc.gc, ls.s.ioBuffer) {
-				return ls.parkClient(cc)
+			if !cc.reqDone && cc.state == csForwarding && !lost(cc, be) {
+				ls.holdClientForBackend(cc, be)
 			}
 		}
 	case csTunnel:
 		be := cc.be
 		switch {
 		case be == nil:
-		case be.state == bsParked:
-			ls.maybeResume(be, true) // its OnOpen copies what waits here
 		case be.state == bsTunnel:
 			ls.tunnelCopy(cc.gc, be.gc, cc)
 			ls.holdTunnel(cc.gc, be.gc)
@@ -332,44 +317,6 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 		_, _ = cc.gc.Discard(-1)
 	}
 	return gnet.None
-}
-
-// capPipelined bounds what a client may send beyond the request being answered (the next pipelined
-// requests and their bodies), which waits in gnet's buffer until the response is done. holdClient pauses
-// reading past io_buffer (a client cannot be parked while its response is queued for it: gnet's close
-// drops unsent bytes); at most one more read arrives after the pause, so the close past 2 × io_buffer +
-// header_buffer is a last bound that a paused client does not reach. Loop only.
-func (ls *loopState) capPipelined(cc *clientConn) {
-	ls.holdClient(cc)
-	if cc.gc.InboundBuffered() <= 2*ls.s.ioBuffer+ls.s.headerBuffer {
-		return
-	}
-	ls.s.log.Warn("client closed: it sent more than 2 x io_buffer + header_buffer ahead of the response in flight",
-		"client", cc.ip.String(), "buffered", cc.gc.InboundBuffered())
-	ls.dropClient(cc)
-}
-
-// holdClient stops reading cc while more than io_buffer of what it sent waits in gnet's buffer for the
-// loop to get to it: further pipelined requests while one is answered, or a body while its backend is
-// dialed (SPEC 2, io_buffer: the most bytes buffered before reading pauses). Our gnet copy can pause a
-// connection's reads while its own queue keeps flushing (third_party/README.md); resumeClient undoes it
-// once the loop has taken the bytes. Loop only.
-func (ls *loopState) holdClient(cc *clientConn) {
-	if cc.gc.InboundBuffered() > ls.s.ioBuffer {
-		_ = cc.gc.PauseRead()
-	}
-}
-
-// resumeClient reads cc again once at most io_buffer of its bytes wait in gnet's buffer (a no-op unless
-// holdClient paused it). Loop only.
-func (ls *loopState) resumeClient(cc *clientConn) {
-	if cc.gc == nil || cc.state == csClosed || cc.gc.InboundBuffered() > ls.s.ioBuffer {
-		return
-	}
-	if cc.state == csHead && cc.gc.OutboundBuffered() > ls.s.ioBuffer {
-		return // held by readHead until its responses drain (Server.OnDrained)
-	}
-	_ = cc.gc.ResumeRead()
 }
 
 // dropClient closes cc and its backend at once, dropping what is queued for cc: for a client that is
@@ -632,10 +579,6 @@ func (ls *loopState) connect(cc *clientConn) {
 // connection stays open only for a request without a body, so that an unread body is never parsed as the
 // next request; otherwise the client is closed.
 func (ls *loopState) failRequest(cc *clientConn, status int) {
-	if cc.parked {
-		ls.closeParked(cc, status)
-		return
-	}
 	if cc.respStarted {
 		ls.closeClient(cc)
 		return
@@ -800,10 +743,6 @@ func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
 // abortRequest gives up on a request whose body turned out bad: the backend connection is closed (it has
 // a partial request), and the client gets status and a close.
 func (ls *loopState) abortRequest(cc *clientConn, status int) {
-	if cc.parked {
-		ls.closeParked(cc, status)
-		return
-	}
 	if be := cc.be; be != nil {
 		cc.be = nil
 		ls.abandonBackend(be)
@@ -822,14 +761,10 @@ func (ls *loopState) abortRequest(cc *clientConn, status int) {
 func (ls *loopState) clientTimedOut(cc *clientConn) {
 	cc.deadline = 0
 	switch {
-	case cc.parked && cc.state == csTunnel:
-		ls.closeParked(cc, 0) // a tunnel whose backend read nothing for idle_timeout
-	case cc.parked:
+	case cc.held && cc.state == csForwarding && cc.be != nil:
 		// The backend read nothing of the body for idle_timeout (nginx: proxy_send_timeout, 504).
-		if be := cc.be; be != nil {
-			be.srv.Fail(ls.clock())
-		}
-		ls.closeParked(cc, 504)
+		cc.be.srv.Fail(ls.clock())
+		ls.abortRequest(cc, 504)
 	case cc.state == csHead && cc.headTimer:
 		ls.reject(cc, 408)
 	case cc.state == csForwarding && !cc.reqDone && cc.be != nil:

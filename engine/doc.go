@@ -22,45 +22,19 @@
 //
 // # Backpressure
 //
-// gnet (v2.9, v2.10) cannot stop reading a socket (its issues #712, #722): it reads into an unbounded
-// buffer while the other side waits. Of the two ways out — a patch of ours to gnet adding pause/resume
-// of read interest, applied at build time to a copy of the module, or parking within gnet's public API —
-// SwitchFlow parks responses and uploads (it chose before our gnet copy, third_party/README.md, could
-// pause reads, and the choice holds): only slow peers pay for it, and the fast path is untouched; its
-// cost is a dup, a close and an Enroll per pause, on connections that are by definition waiting anyway. The tests decide: a 32 MiB stream to a slow side grows the heap by well under 2 MiB with
-// parking and by nearly the whole stream without it, in each direction (backpressure_test.go,
-// tunnel_test.go).
-//
-// How: the reading side's socket is duplicated (Conn.Dup) and gnet's conn for it closed from its own
-// OnTraffic (gnet's close does not shut the socket down); nobody reads the duplicate, so TCP flow control
-// holds the sender back. The loop's sweep hands the socket back with EventLoop.Enroll (through the dialer
-// workers) once the slow side has drained to a quarter of io_buffer, and OnOpen resumes where it stood.
-//
-//   - Responses (parkBackend): the backend is parked when more than half of io_buffer waits for its client.
-//   - Uploads (park.go): the client is parked when more than half of io_buffer of its body waits for the
-//     backend.
-//     An answer from the backend while the client is parked (an early 413, say) brings the client back at
-//     once; a backend that dies answers the parked client straight on its socket (502) and closes it; one
-//     that reads nothing for idle_timeout gets the client a 504.
-//   - Tunnels are paused, not parked (holdTunnel): our gnet copy can stop watching a socket for reads
-//     (Conn.PauseRead, third_party/README.md) while its own queue keeps flushing, so both ends of a
-//     tunnel that send faster than they read can be held at once. A side stops being read while more
-//     than half of io_buffer waits for its peer, and reads again when Server.OnDrained reports the
-//     peer's queue written out.
-//   - Large Content-Length response bodies are spliced, neither copied nor parked (trySplice): gnet
-//     moves them from the backend's socket to the client's through a pipe (Conn.SpliceTo), not reading
-//     the backend while the pipe is full; Server.OnSpliced ends the exchange once the last byte has left
-//     the backend, and the pipe's rest counts as the client's queue. The sweep closes a client that
-//     reads nothing for idle_timeout (spliceWatch), as for a parked backend.
-//
-// A side is parked only when gnet holds nothing unread and nothing unsent for it, because gnet's close
-// drops what it cannot flush at once: no byte is lost. Bytes that arrive while parked wait in the
-// kernel; EOF or a reset while parked is seen when the socket is resumed. A peer that leaves while the
-// other side is parked closes the duplicate. Where bytes are queued for the side that should stop, it is
-// paused instead (Conn.PauseRead): a client that sends further requests while its response is being
-// written, or a body while its backend is dialed, past io_buffer waiting (holdClient, resumed by
-// resumeClient as the loop takes the bytes). capPipelined (2 × io_buffer + header_buffer) and capTunnel
-// (8 × io_buffer one way) remain as last bounds behind the pauses.
+// One mechanism, in flow.go: a connection stops being read (Conn.PauseRead, our gnet patch) while
+// more than half of io_buffer waits to be written to the connection its bytes go to, and is read
+// again as soon as that queue is written out (Server.OnDrained). TCP flow control holds the sender
+// back meanwhile; the paused connection's own queue keeps flushing, so both directions can be held at
+// once and no byte is ever dropped. Responses, uploads, pipelined requests, a body that arrives while
+// its backend is dialed, tunnels and large cache hits all go through it. Large Content-Length
+// response bodies are spliced instead (trySplice): gnet moves them from the backend's socket to the
+// client's through a pipe (Conn.SpliceTo), not reading the backend while the pipe is full;
+// Server.OnSpliced ends the exchange once the last byte has left the backend, and the pipe's rest
+// counts as the client's queue. capPipelined (2 × io_buffer + header_buffer) and capTunnel
+// (8 × io_buffer one way) remain as last bounds behind the pauses. The tests decide: a 32 MiB stream
+// to a slow side grows the heap by well under 2 MiB in each direction (backpressure_test.go,
+// tunnel_test.go, streaming_test.go).
 //
 // # Timeouts
 //
@@ -74,11 +48,12 @@
 //   - a request head: read_header_timeout (408); an idle keep-alive client: idle_timeout (silent close);
 //   - a request body that stops coming: idle_timeout from the last bytes forwarded (forwardBody; 408, or
 //     a close once the response began); a client that reads nothing of its response: idle_timeout from
-//     the last time its queue shrank (parked backend, spliceWatch);
+//     the last time its queue shrank (watchSlowClient, for a held or spliced backend);
 //   - a dial: connect_timeout (next server, then 502); a response head: response_timeout from the request
 //     sent (504); a response body that stops coming: response_timeout between reads (awaitBody,
 //     spliceWatch; the client's connection closes, the body cut short);
-//   - a backend that reads nothing of an upload: idle_timeout (parked client, 504); a tunnel: both sides
+//   - a backend that reads nothing of an upload: idle_timeout from the last time its queue shrank
+//     (watchSlowBackend, 504); a tunnel: both sides
 //     silent for idle_timeout.
 //
 // # Writes can close
@@ -91,7 +66,7 @@
 //
 // Every response to a client ends in loopState.record (stats.go), once, wherever it was made: a
 // forwarded response (finishExchange), a cache hit (hitDone), a prebuilt answer (reject, failRequest,
-// abortRequest, closeParked), or a request cut short, a tunnel's end included (dropRequest). It counts into
+// abortRequest), or a request cut short, a tunnel's end included (dropRequest). It counts into
 // the loop's own atomic counters (only that loop writes them; Server.Snapshot sums them for the admin
 // listener) and formats the access log line into the loop's buffer, which one writer goroutine drains
 // (accesslog.go). The loop reads the clock at most once per callback (loopState.clock). Nothing of this

@@ -63,7 +63,7 @@ type loopState struct {
 
 	// Callbacks handed to the dialer, bound once (a method value per dial would allocate): they run on
 	// the loop from EventLoop.Execute, so they end with settle as every callback does.
-	onDialFail, onResumeFail, onClientResumeFail func(any, error)
+	onDialFail func(any, error)
 }
 
 func newLoopState(s *Server, el gnet.EventLoop) *loopState {
@@ -85,8 +85,6 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 		ls.alog = &accessBuf{a: s.alog}
 	}
 	ls.onDialFail = func(ctx any, err error) { ls.dialFailed(ctx, err); ls.settle() }
-	ls.onResumeFail = func(ctx any, err error) { ls.resumeFailed(ctx, err); ls.settle() }
-	ls.onClientResumeFail = func(ctx any, err error) { ls.clientResumeFailed(ctx, err); ls.settle() }
 	ls.sweepRunnable = gnet.RunnableFunc(func(context.Context) error {
 		ls.sweep()
 		ls.settle()
@@ -128,17 +126,15 @@ func (ls *loopState) sweep() {
 	var idle int64
 	for cc := ls.clients.head; cc != nil; {
 		next := cc.next
-		if cc.state == csHead && cc.filled == 0 && !cc.parked {
+		if cc.state == csHead && cc.filled == 0 {
 			idle++
 		}
 		if cc.deadline != 0 && now >= cc.deadline {
 			ls.clientTimedOut(cc)
-		} else if cc.parked {
-			ls.maybeResumeClient(cc, false)
+		} else if cc.held {
+			ls.watchSlowBackend(cc)
 		} else if cc.state == csClosing && cc.gc.OutboundBuffered() == 0 {
 			_ = cc.gc.Close()
-		} else if cc.state == csCacheSend && cc.gc.OutboundBuffered() <= ls.s.ioBuffer/2 {
-			ls.pumpHit(cc)
 		} else if cc.state == csHead && cc.filled == 0 && cc.slabDirty && now-cc.idleSince >= int64(slabReleaseAfter) {
 			// An idle keep-alive connection should cost what nginx's does, not a header page.
 			cc.slabDirty = false
@@ -151,8 +147,10 @@ func (ls *loopState) sweep() {
 	}
 	for be := ls.backends.head; be != nil; {
 		next := be.next
-		if be.state == bsParked {
-			ls.maybeResume(be, false)
+		if be.held {
+			if cc := be.client; cc != nil && cc.be == be {
+				ls.watchSlowClient(be, cc)
+			}
 		} else if be.splicing {
 			ls.spliceWatch(be)
 		} else if be.deadline != 0 && now >= be.deadline {

@@ -65,7 +65,7 @@ type Server struct {
 	headerBuffer int
 	// largeHeaderBuffer bounds a response head (502 beyond): large_header_buffer, at least header_buffer.
 	largeHeaderBuffer int
-	ioBuffer          int  // bytes queued for a client before its backend is parked
+	ioBuffer          int  // half of it queued for a connection holds its pair back (flow.go)
 	splice            bool // large response bodies go backend to client by splice(2); SWITCHFLOW_SPLICE=0 turns it off
 }
 
@@ -248,7 +248,7 @@ func (s *Server) stopHealth() {
 func (s *Server) monoNow() int64 { return int64(time.Since(s.base)) }
 
 // readBufferFor sizes each loop's read buffer (one per loop, not per connection) from io_buffer. The
-// read that crosses a parking line (half of io_buffer) is what a slow side may have queued beyond it, so
+// read that crosses the holding line (half of io_buffer, flow.go) is what a slow side may have queued beyond it, so
 // this is also what bounds a connection's queue: about 1.5 × io_buffer. A larger io_buffer therefore
 // buys fewer system calls for large bodies with memory: same-machine A/B with 128 KiB reads against
 // 64 KiB, post64k -27 % CPU per request, big1m -10 to -15 %, and 100 slow readers 229 against 159 KiB
@@ -399,10 +399,6 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		x.ls.backendOpened(x, c)
 		x.ls.settle()
 		return nil, gnet.None
-	case *clientConn:
-		x.ls.clientResumed(x, c)
-		x.ls.settle()
-		return nil, gnet.None
 	}
 	ls := s.loopFor(c)
 	out, a := ls.clientOpened(c)
@@ -427,7 +423,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		return a
 	case *backendConn:
 		a := x.ls.backendTraffic(x)
-		if x.state == bsActive && x.headDone && !x.splicing && x.client != nil {
+		if x.state == bsActive && x.headDone && !x.splicing && !x.held && x.client != nil {
 			x.ls.awaitBody(x) // the body goes on: time the backend's silence until its next bytes
 		}
 		x.ls.settle()
@@ -436,28 +432,15 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.Close
 }
 
-// OnDrained runs when gnet has written the last byte queued for c (our gnet patch, third_party/README.md):
-// a tunnel side whose reading was paused until c drained reads again.
+// OnDrained runs when gnet has written the last byte queued for c (our gnet patch): what was held back
+// for c's sake is read again (flow.go).
 func (s *Server) OnDrained(c gnet.Conn) {
 	switch x := c.Context().(type) {
 	case *clientConn:
-		// Most drains are of a client between requests, which holds no exchange (x.be would be nil's).
-		switch {
-		case x.state == csTunnel && x.exchange != nil && x.be != nil && x.be.state == bsTunnel && x.be.gc != nil:
-			_ = x.be.gc.ResumeRead()
-		case x.state == csHead && x.gc != nil:
-			// A pipelining client held back by readHead while its responses were queued: its next
-			// request, then reading again unless what it sent already fills io_buffer.
-			if x.filled > 0 || x.gc.InboundBuffered() > 0 {
-				x.ls.readHead(x)
-			}
-			x.ls.resumeClient(x)
-		}
+		x.ls.clientDrained(x)
 		x.ls.settle()
 	case *backendConn:
-		if cc := x.client; x.state == bsTunnel && cc != nil && cc.state == csTunnel && cc.gc != nil {
-			_ = cc.gc.ResumeRead()
-		}
+		x.ls.backendDrained(x)
 		x.ls.settle()
 	}
 }
@@ -466,7 +449,7 @@ func (s *Server) OnDrained(c gnet.Conn) {
 func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *clientConn:
-		x.ls.clientClosed(x, c)
+		x.ls.clientGone(x)
 		x.ls.settle()
 	case *backendConn:
 		x.ls.backendClosed(x, err)

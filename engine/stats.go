@@ -68,7 +68,7 @@ type loopStats struct {
 // serverCounters are one loop's counts for one upstream server.
 type serverCounters struct {
 	req  classCounters
-	open atomic.Int64 // backend connections open (dialed and not yet closed), idle and parked included
+	open atomic.Int64 // backend connections open (dialed and not yet closed), idle and held included
 	idle atomic.Int64 // in the loop's keep-alive pool, counted by each sweep
 }
 
@@ -328,7 +328,7 @@ func (ls *loopState) noteProgress(cc *clientConn, be *backendConn) {
 }
 
 // backendOpenedStat and backendGone count backend connections open per server: from the dial's OnOpen to
-// the socket's close (a parked connection stays open). Loop only.
+// the socket's close. Loop only.
 func (ls *loopState) backendOpenedStat(be *backendConn) {
 	if !be.statOpen {
 		be.statOpen = true

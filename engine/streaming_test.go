@@ -1220,19 +1220,19 @@ func (b *leakBase) check(t *testing.T) {
 	}
 }
 
-// parked counts, on each loop's own goroutine, the backend connections parked for a slow client (or
+// held counts, on each loop's own goroutine, the backend connections held for a slow client (or
 // splicing to a client that has bytes waiting for it in the pipe: gnet holds the backend while the pipe is
-// full) and the clients parked for a slow backend.
-func parked(t *testing.T, srv *Server) (backends, clients int) {
+// full) and the clients held for a slow backend.
+func held(t *testing.T, srv *Server) (backends, clients int) {
 	t.Helper()
 	onLoops(t, srv, func(ls *loopState) {
 		for be := ls.backends.head; be != nil; be = be.next {
-			if be.state == bsParked || (be.splicing && be.client != nil && be.client.gc.OutboundBuffered() > 0) {
+			if be.held || (be.splicing && be.client != nil && be.client.gc.OutboundBuffered() > 0) {
 				backends++
 			}
 		}
 		for cc := ls.clients.head; cc != nil; cc = cc.next {
-			if cc.parked {
+			if cc.held {
 				clients++
 			}
 		}
@@ -1240,13 +1240,13 @@ func parked(t *testing.T, srv *Server) (backends, clients int) {
 	return backends, clients
 }
 
-// waitParked waits up to 10 s for the proxy to park a backend behind a client that reads nothing.
-func waitParked(t *testing.T, srv *Server, oc *originConn) {
+// waitHeld waits up to 10 s for the proxy to hold a backend behind a client that reads nothing.
+func waitHeld(t *testing.T, srv *Server, oc *originConn) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for b, _ := parked(t, srv); b == 0; b, _ = parked(t, srv) {
+	for b, _ := held(t, srv); b == 0; b, _ = held(t, srv) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no backend parked or held 10 s after its client stopped reading (the origin wrote %s)", mib(oc.written.Load()))
+			t.Fatalf("no backend held 10 s after its client stopped reading (the origin wrote %s)", mib(oc.written.Load()))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -1334,7 +1334,7 @@ func TestDeathBackendMidResponse(t *testing.T) {
 				oc := o.nextRequest(t)
 				v := newPatternCheck()
 				if tc.parked {
-					waitParked(t, srv, oc)
+					waitHeld(t, srv, oc)
 				} else if _, err := io.CopyN(v, resp.Body, 1<<20); err != nil {
 					t.Fatalf("first MiB: %v", err)
 				}
@@ -1393,7 +1393,7 @@ func TestDeathClientMidResponse(t *testing.T) {
 				}
 				oc := o.nextRequest(t)
 				if tc.parked {
-					waitParked(t, srv, oc)
+					waitHeld(t, srv, oc)
 				} else {
 					v := newPatternCheck()
 					if _, err := io.CopyN(v, resp.Body, 1<<20); err != nil || v.bad >= 0 {
@@ -1478,7 +1478,7 @@ func TestDeathMidUpload(t *testing.T) {
 							break
 						}
 						if gated && r >= 262144 {
-							if _, pc := parked(t, srv); pc > 0 || sent.Load()-r >= 16<<20 {
+							if _, pc := held(t, srv); pc > 0 || sent.Load()-r >= 16<<20 {
 								t.Logf("the client is held back after sending %s (%d clients parked)", mib(sent.Load()), pc)
 								break
 							}

@@ -21,7 +21,6 @@ type DialFailure func(ctx any, err error)
 
 type dialJob struct {
 	loop     gnet.EventLoop
-	conn     net.Conn // set for Adopt: an open socket to hand to loop, no dial
 	addr     *net.TCPAddr
 	deadline time.Time
 	ctx      any
@@ -68,28 +67,6 @@ func (d *Dialer) Dial(loop gnet.EventLoop, addr *net.TCPAddr, timeout time.Durat
 	}
 }
 
-// Adopt hands an already open socket to loop, as Dial does after connecting: OnOpen follows on loop with
-// ctx as the connection's context, or onFail(ctx, err). The engine uses it to resume a parked socket.
-// Safe from any goroutine; never blocks.
-func (d *Dialer) Adopt(loop gnet.EventLoop, conn net.Conn, ctx any, onFail DialFailure) error {
-	if conn.RemoteAddr() == nil {
-		// A socket reset while parked: getpeername fails, and gnet's Enroll dereferences the nil
-		// address (on its worker pool, where the panic is swallowed and nothing ever answers).
-		return errNoPeer
-	}
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrDialerClosed
-	}
-	select {
-	case d.jobs <- dialJob{loop: loop, conn: conn, ctx: ctx, onFail: onFail}:
-		return nil
-	default:
-		return ErrDialQueueFull
-	}
-}
-
 // Close stops the workers; call it once the engine has stopped. Queued jobs are dropped, and a worker
 // waiting for a loop to take a connection gives up: gnet (v2.9.7) never answers an Enroll whose loop
 // stopped before registering it, and waiting for that answer would hang shutdown for good.
@@ -114,7 +91,6 @@ func (d *Dialer) work() {
 var (
 	errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: errTimeout{}}
 	errEnrollFailed   = errors.New("upstream: the event loop did not take the connection")
-	errNoPeer         = errors.New("upstream: the socket has no peer (reset or closed)")
 )
 
 type errTimeout struct{}
@@ -130,26 +106,20 @@ func (d *Dialer) dial(j dialJob) {
 			return nil
 		}))
 	}
-	conn := j.conn
 	select {
 	case <-d.quit:
-		if conn != nil {
-			_ = conn.Close()
-		}
 		return
 	default:
 	}
-	if conn == nil {
-		timeout := time.Until(j.deadline)
-		if timeout <= 0 {
-			fail(errConnectTimeout) // waited in the queue for the whole connect_timeout
-			return
-		}
-		var err error
-		if conn, err = net.DialTimeout("tcp", j.addr.String(), timeout); err != nil {
-			fail(err)
-			return
-		}
+	timeout := time.Until(j.deadline)
+	if timeout <= 0 {
+		fail(errConnectTimeout) // waited in the queue for the whole connect_timeout
+		return
+	}
+	conn, err := net.DialTimeout("tcp", j.addr.String(), timeout)
+	if err != nil {
+		fail(err)
+		return
 	}
 	res, err := j.loop.Enroll(gnet.NewContext(context.Background(), j.ctx), conn)
 	if err != nil {
