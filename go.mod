@@ -21,4 +21,4 @@ require (
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 )
 
-replace github.com/panjf2000/gnet/v2 => ./third_party/gnet
+replace github.com/panjf2000/gnet/v2 => ./.build/gnet
