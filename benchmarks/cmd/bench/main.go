@@ -453,6 +453,12 @@ func (r *runner) build() error {
 func (r *runner) goBuild(dst, pkg string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Minute)
 	defer cancel()
+	// go.mod replaces gnet with the patched copy that scripts/gnet.sh makes (a no-op when it is current).
+	gnet := exec.CommandContext(ctx, "bash", filepath.Join(r.repoRoot, "scripts", "gnet.sh"))
+	gnet.Dir = r.repoRoot
+	if out, err := gnet.CombinedOutput(); err != nil {
+		return out, err
+	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dst, pkg)
 	cmd.Dir = r.repoRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
