@@ -6,14 +6,17 @@
 #   make run        the proxy on switchflow.toml in front of the demo origin; Ctrl-C stops both
 #   make test       what CI runs (.ci/run): gofmt, go vet, the race-detector tests, the memory-bound ones
 #   make bench      the benchmark against nginx, HAProxy and the other peers (ARGS="-rounds 1 ...")
+#   make chart      redraws the chart from RESULTS, a results JSON the bench wrote (no rerun)
 #   make gnet       only the patched gnet (.build/gnet); reruns when a patch or the version changes
 #   make gnet-update GNET_VERSION=v2.x.y   moves the series to another gnet release (third_party/README.md)
 
 SHELL := bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
+RESULTS ?= benchmarks/results/2026-11-24-full-results.json
+CHART ?= benchmarks/results/2026-11-24-full-chart.png
 
-.PHONY: build run test bench gnet gnet-pin gnet-update tools clean
+.PHONY: build run test bench chart gnet gnet-pin gnet-update tools clean
 
 build: gnet
 	CGO_ENABLED=0 $(GO) build -o switchflow .
@@ -41,9 +44,15 @@ test: gnet
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@echo "== memory-bound tests again without the race detector (it adds memory of its own; some skip under -race)"
 	$(GO) test -count=1 -timeout 5m -run 'TestSlowloris|TestCacheHitAllocatesNothing|TestSlowReaderParksBackend|TestFastUploadParksClient|TestSlowHTTP10Reader|TestTunnelBackpressure' ./engine
+	@echo "== the chart's module (benchmarks/chart)"
+	$(GO) -C benchmarks/chart vet ./...
+	$(GO) -C benchmarks/chart test -count=1 ./...
 
 bench: tools
 	bin/bench $(ARGS)
+
+chart:
+	$(GO) -C benchmarks/chart run . -in $(abspath $(RESULTS)) -out $(abspath $(CHART))
 
 gnet-pin:
 	@scripts/gnet.sh pin

@@ -243,7 +243,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err := res.writeJSON(filepath.Join(out, "results.json")); err != nil {
 		return err
 	}
-	if err := res.writeChart(filepath.Join(out, "chart.png")); err != nil {
+	if err := writeChart(root, filepath.Join(out, "results.json"), filepath.Join(out, "chart.png")); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "bench: wrote %s and %s\n", filepath.Join(out, "results.json"), filepath.Join(out, "chart.png"))
