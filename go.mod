@@ -6,7 +6,6 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/panjf2000/gnet/v2 v2.9.7
 	github.com/valyala/fasthttp v1.78.0
-	golang.org/x/image v0.30.0
 )
 
 require (
@@ -21,4 +20,4 @@ require (
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 )
 
-replace github.com/panjf2000/gnet/v2 => ./third_party/gnet
+replace github.com/panjf2000/gnet/v2 => ./.build/gnet

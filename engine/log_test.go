@@ -10,13 +10,13 @@ import (
 )
 
 // gnetStaleFormat is the line gnet logs for an event on a descriptor it no longer holds
-// (third_party/gnet/reactor_default.go).
+// (reactor_default.go of the patched gnet that make gnet builds in .build/gnet).
 const gnetStaleFormat = "received event[fd=%d|ev=%d|flags=%d] of a stale connection from event-loop(%d)"
 
 // TestGnetStaleEventIsDebug: gnet's stale-event line goes to the log at debug level (it comes at every
 // backend restart and loses nothing), every other gnet warning at warn.
 func TestGnetStaleEventIsDebug(t *testing.T) {
-	src, err := os.ReadFile("../third_party/gnet/reactor_default.go")
+	src, err := os.ReadFile("../.build/gnet/reactor_default.go")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,5 +29,6 @@ args=(
 if [ -n "${LOOPS:-}" ]; then
 	args+=(-stream.loops="$LOOPS")
 fi
+scripts/gnet.sh # the patched gnet that go.mod points at
 # shellcheck disable=SC2086 # RACE is empty or one flag
 exec go test ${RACE:-} -count=1 -run '^TestStreaming' -timeout 0 -v "$@" ./engine "${args[@]}"

@@ -39,6 +39,7 @@ waitport() {
 	return 1
 }
 
+scripts/gnet.sh # the patched gnet that go.mod points at
 go build -o "$work/switchflow" .
 go build -o "$work/origin" ./benchmarks/origin
 oport=$(freeport)

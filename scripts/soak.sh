@@ -12,4 +12,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dur="${1:-10m}"
 race="${RACE--race}"
+scripts/gnet.sh # the patched gnet that go.mod points at
 exec go test $race -count=1 -run '^TestSoak$' -timeout 0 -v ./engine -soak="$dur"

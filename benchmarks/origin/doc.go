@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	go run ./benchmarks/origin -addr 127.0.0.1:9001,127.0.0.1:9002 -name a
+//	make tools && bin/origin -addr 127.0.0.1:9001,127.0.0.1:9002 -name a
 //
 // -addr takes a comma-separated list; one process listens on all of them.
 // Every response carries the header "X-Origin: <name>" so tests can tell

@@ -4,7 +4,7 @@
 // latency, CPU time per request and memory, with ratios against nginx from
 // the same run. See benchmarks/README.md for the method.
 //
-//	go run ./benchmarks/cmd/bench -rounds 3 -duration 10s
+//	make bench ARGS="-rounds 3 -duration 10s"
 //
 // It owns the harness: starting and stopping peers, wrk runs, /proc accounting, the table, results.json
 // and chart.png. It imports nothing of SwitchFlow's packages: SwitchFlow is built and run as a binary,

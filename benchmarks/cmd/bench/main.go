@@ -243,7 +243,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err := res.writeJSON(filepath.Join(out, "results.json")); err != nil {
 		return err
 	}
-	if err := res.writeChart(filepath.Join(out, "chart.png")); err != nil {
+	if err := writeChart(root, filepath.Join(out, "results.json"), filepath.Join(out, "chart.png")); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "bench: wrote %s and %s\n", filepath.Join(out, "results.json"), filepath.Join(out, "chart.png"))
@@ -453,6 +453,12 @@ func (r *runner) build() error {
 func (r *runner) goBuild(dst, pkg string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Minute)
 	defer cancel()
+	// go.mod replaces gnet with the patched copy that scripts/gnet.sh makes (a no-op when it is current).
+	gnet := exec.CommandContext(ctx, "bash", filepath.Join(r.repoRoot, "scripts", "gnet.sh"))
+	gnet.Dir = r.repoRoot
+	if out, err := gnet.CombinedOutput(); err != nil {
+		return out, err
+	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dst, pkg)
 	cmd.Dir = r.repoRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -3,21 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
-	"image/draw"
-	"image/png"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/basicfont"
-	"golang.org/x/image/math/fixed"
 )
 
 // sample is one measured run of one proxy in one scenario.
@@ -522,7 +515,11 @@ func reprint(path, chart string) error {
 	res.summarize()
 	fmt.Print(res.markdown())
 	if chart != "" {
-		return res.writeChart(chart)
+		root, err := findRepoRoot()
+		if err != nil {
+			return err
+		}
+		return writeChart(root, path, chart)
 	}
 	return nil
 }
@@ -535,135 +532,22 @@ func (res *results) writeJSON(path string) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// proxyColors are the bar colors of chart.png, named in its legend.
-var proxyColors = map[string]color.RGBA{
-	"switchflow": {0xd6, 0x27, 0x28, 0xff}, // red
-	"nginx":      {0x2c, 0xa0, 0x2c, 0xff}, // green
-	"haproxy":    {0x1f, 0x77, 0xb4, 0xff}, // blue
-	"fastproxy":  {0xff, 0x7f, 0x0e, 0xff}, // orange
-	"stdproxy":   {0x94, 0x67, 0xbd, 0xff}, // purple
-	"direct":     {0x7f, 0x7f, 0x7f, 0xff}, // grey
-	"gnetfwd":    {0x8c, 0x56, 0x4b, 0xff}, // brown
-}
-
-// writeChart draws two panels, requests/s above and CPU µs/request below,
-// one group of bars per scenario in the order of the table, one bar per
-// proxy in -proxies order, with a legend of the proxies' colors under them.
-// Each group is scaled to its own largest value, a thin black line marks
-// nginx's value, and SwitchFlow's ×nginx from the table is written above
-// the group. idle10k and slowread show RSS growth in the upper panel, since
-// they have no requests/s.
-func (res *results) writeChart(path string) error {
-	var scens []string
-	for _, c := range res.Cells {
-		if !contains(scens, c.Scenario) {
-			scens = append(scens, c.Scenario)
-		}
-	}
-	proxies := res.Meta.Proxies
-	face := basicfont.Face7x13
-	const (
-		barW, barGap, margin = 14, 2, 20
-		panelH, titleH       = 240, 42 // titleH: the panel's title and the ratio line above its bars
-		labelH, lineH        = 18, 16  // labelH: the scenario names under a panel; lineH: a legend line
-	)
-	groupW := len(proxies)*(barW+barGap) - barGap
-	groupGap := 28
-	for _, s := range scens { // room for the longest name under its group
-		groupGap = max(groupGap, len(s)*face.Advance-groupW+8)
-	}
-	titles := []string{"requests/s (idle10k, slowread: RSS growth)", "CPU us per request"}
-	width := 2*margin + len(scens)*groupW + (len(scens)-1)*groupGap
-	width = max(width, 2*margin+len(titles[0])*face.Advance)
-	panelFull := titleH + panelH + labelH
-	height := 2*margin + 2*panelFull + (len(proxies)+1)*lineH + 8
-	img := image.NewRGBA(image.Rect(0, 0, width, height))
-	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
-	black := image.NewUniform(color.Black)
-	light := image.NewUniform(color.RGBA{0xe0, 0xe0, 0xe0, 0xff})
-	text := func(x, y int, s string) { // y: the baseline
-		d := font.Drawer{Dst: img, Src: black, Face: face, Dot: fixed.P(x, y)}
-		d.DrawString(s)
-	}
-
-	metrics := []func(c *cell) float64{
-		func(c *cell) float64 {
-			if isMemory(c.Scenario) {
-				return c.Median.RSSMiB
-			}
-			return c.Median.RPS
-		},
-		func(c *cell) float64 { return c.Median.CPUusPerReq },
-	}
-	// The figure above a group is the table's ×nginx for SwitchFlow (the median over rounds of the
-	// per-round ratio), not the ratio of the medians the bars show.
-	vsNginx := []func(r *ratios, scen string) float64{
-		func(r *ratios, scen string) float64 {
-			if isMemory(scen) {
-				return r.RSS
-			}
-			return r.RPS
-		},
-		func(r *ratios, _ string) float64 { return r.CPU },
-	}
-	for pi, metric := range metrics {
-		top := margin + pi*panelFull + titleH
-		base := top + panelH
-		text(margin-4, top-titleH+20, titles[pi])
-		// Panel background and baseline.
-		draw.Draw(img, image.Rect(margin-4, top, width-margin+4, base), light, image.Point{}, draw.Src)
-		draw.Draw(img, image.Rect(margin-4, base, width-margin+4, base+2), black, image.Point{}, draw.Src)
-		for si, s := range scens {
-			x0 := margin + si*(groupW+groupGap)
-			text(x0+(groupW-len(s)*face.Advance)/2, base+labelH-3, s)
-			var peak float64
-			for _, p := range proxies {
-				if c := res.cells[s+"/"+p]; c != nil && c.Median != nil {
-					peak = max(peak, metric(c))
-				}
-			}
-			if peak <= 0 {
-				continue
-			}
-			for bi, p := range proxies {
-				c := res.cells[s+"/"+p]
-				if c == nil || c.Median == nil {
-					continue
-				}
-				h := max(0, int(float64(panelH-10)*metric(c)/peak))
-				x := x0 + bi*(barW+barGap)
-				col := image.NewUniform(proxyColors[p])
-				draw.Draw(img, image.Rect(x, base-h, x+barW, base), col, image.Point{}, draw.Src)
-			}
-			ng, sf := res.cells[s+"/nginx"], res.cells[s+"/switchflow"]
-			if ng == nil || ng.Median == nil {
-				continue
-			}
-			y := base - int(float64(panelH-10)*metric(ng)/peak)
-			draw.Draw(img, image.Rect(x0-2, y, x0+groupW+2, y+1), black, image.Point{}, draw.Src)
-			if sf != nil && sf.VsNginx != nil {
-				if v := vsNginx[pi](sf.VsNginx, s); v > 0 {
-					r := fmt.Sprintf("%.2fx", v)
-					text(x0+(groupW-len(r)*face.Advance)/2, top-4, r)
-				}
-			}
-		}
-	}
-	// Legend: a swatch and a name per proxy, one a line, and what the figures above the groups are.
-	legend := margin + 2*panelFull + 8
-	for i, p := range proxies {
-		y := legend + i*lineH
-		draw.Draw(img, image.Rect(margin, y+2, margin+barW, y+12), image.NewUniform(proxyColors[p]), image.Point{}, draw.Src)
-		text(margin+barW+6, y+11, p)
-	}
-	text(margin, legend+len(proxies)*lineH+11, "0.92x: switchflow / nginx")
-	f, err := os.Create(path)
+// writeChart draws the chart of results.json (jsonPath) to path with benchmarks/chart, a module of its
+// own so that the plotting library stays out of the proxy's module: a panel per scenario and measure,
+// bars at the median over rounds and whiskers over the rounds' range.
+func writeChart(repoRoot, jsonPath, path string) error {
+	in, err := filepath.Abs(jsonPath)
 	if err != nil {
 		return err
 	}
-	if err := png.Encode(f, img); err != nil {
-		_ = f.Close()
+	out, err := filepath.Abs(path)
+	if err != nil {
 		return err
 	}
-	return f.Close()
+	cmd := exec.Command("go", "run", ".", "-in", in, "-out", out)
+	cmd.Dir = filepath.Join(repoRoot, "benchmarks", "chart")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("benchmarks/chart: %v: %s", err, strings.TrimSpace(string(msg)))
+	}
+	return nil
 }

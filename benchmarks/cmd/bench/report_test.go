@@ -1,11 +1,7 @@
 package main
 
 import (
-	"image/color"
-	"image/png"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -66,69 +62,5 @@ func TestUnmeasuredRow(t *testing.T) {
 	var b strings.Builder
 	if unmeasuredRow(&b, &cell{Median: &sample{}}, 12) || b.Len() != 0 {
 		t.Fatal("a measured cell got an unmeasured row")
-	}
-}
-
-// TestChartHasLabels: the chart shows each proxy's bars in its legend color, and text where a reader
-// needs it: the panel titles and SwitchFlow's ratio above the bars, the scenario names under them, and a
-// legend line per proxy under the panels.
-func TestChartHasLabels(t *testing.T) {
-	var cells []*cell
-	res := &results{cells: map[string]*cell{}}
-	res.Meta.Proxies = []string{"switchflow", "nginx"}
-	for _, s := range []string{"hello", "json4k"} {
-		for i, p := range res.Meta.Proxies {
-			c := &cell{Scenario: s, Proxy: p, Samples: []sample{{Round: 1, RPS: 1000 * float64(i+1), CPUusPerReq: 30 + 10*float64(i)}}}
-			cells = append(cells, c)
-			res.cells[s+"/"+p] = c
-		}
-	}
-	res.Cells = cells
-	res.summarize()
-	path := filepath.Join(t.TempDir(), "chart.png")
-	if err := res.writeChart(path); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := img.Bounds()
-	// count is the pixels of color want in rows [y0, y1).
-	count := func(want color.RGBA, y0, y1 int) int {
-		n := 0
-		for y := max(y0, b.Min.Y); y < min(y1, b.Max.Y); y++ {
-			for x := b.Min.X; x < b.Max.X; x++ {
-				if color.RGBAModel.Convert(img.At(x, y)).(color.RGBA) == want {
-					n++
-				}
-			}
-		}
-		return n
-	}
-	black := color.RGBA{0, 0, 0, 0xff}
-	for _, p := range res.Meta.Proxies {
-		if count(proxyColors[p], 0, b.Max.Y) == 0 {
-			t.Errorf("no %s bars", p)
-		}
-	}
-	// The layout: margin 20, then per panel a 42-pixel title band, 240 of bars, 18 of names.
-	for _, band := range []struct {
-		what   string
-		y0, y1 int
-	}{
-		{"first panel's title and ratios", 20, 62},
-		{"scenario names under the first panel", 304, 320},
-		{"second panel's title and ratios", 320, 362},
-		{"legend", 628 + 8, b.Max.Y},
-	} {
-		if n := count(black, band.y0, band.y1); n < 40 {
-			t.Errorf("%s: %d black pixels in rows %d-%d, want text", band.what, n, band.y0, band.y1)
-		}
 	}
 }
