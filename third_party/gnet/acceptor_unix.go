@@ -18,6 +18,7 @@ package gnet
 
 import (
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -40,10 +41,18 @@ func (el *eventloop) accept0(fd int, _ netpoll.IOEvent, _ netpoll.IOFlags) error
 			// It's a silly error, let's retry it.
 			continue
 		default:
+			if acceptRetry(err) { // SwitchFlow patch: see acceptRetry
+				continue
+			}
+			if acceptShortage(err) { // SwitchFlow patch: see pauseAccepting
+				el.pauseAccepting(err)
+				return nil
+			}
 			el.getLogger().Errorf("Accept() failed due to error: %v", err)
 			return errors.ErrAcceptSocket
 		}
 
+		el.acceptPause = 0 // SwitchFlow patch: an accept succeeded, the next shortage backs off from the start
 		remoteAddr := socket.SockaddrToTCPOrUnixAddr(sa)
 		network := el.listeners[fd].network
 		if opts := el.engine.opts; opts.TCPKeepAlive > 0 && network == "tcp" &&
@@ -96,10 +105,18 @@ func (el *eventloop) accept(fd int, ev netpoll.IOEvent, flags netpoll.IOFlags) e
 			// It's a silly error, let's retry it.
 			continue
 		default:
+			if acceptRetry(err) { // SwitchFlow patch: see acceptRetry
+				continue
+			}
+			if acceptShortage(err) { // SwitchFlow patch: see pauseAccepting
+				el.pauseAccepting(err)
+				return nil
+			}
 			el.getLogger().Errorf("Accept() failed due to error: %v", err)
 			return errors.ErrAcceptSocket
 		}
 
+		el.acceptPause = 0 // SwitchFlow patch: an accept succeeded, the next shortage backs off from the start
 		remoteAddr := socket.SockaddrToTCPOrUnixAddr(sa)
 		if opts := el.engine.opts; opts.TCPKeepAlive > 0 && el.listeners[fd].network == "tcp" &&
 			(runtime.GOOS != "linux" && runtime.GOOS != "freebsd" && runtime.GOOS != "dragonfly") {
@@ -129,3 +146,88 @@ func (el *eventloop) accept(fd int, ev netpoll.IOEvent, flags netpoll.IOFlags) e
 
 // acceptBatch is the most connections accept takes per readiness event (SwitchFlow patch).
 const acceptBatch = 128
+
+// SwitchFlow patch (third_party/README.md, 11): running out of descriptors, or of kernel memory for
+// sockets, no longer ends the event loop (upstream returned ErrAcceptSocket, which stops the loop and
+// with it the engine: every connection of every loop closed). The loop stops watching its listeners
+// instead, tells the handler (AcceptErrorHandler), and watches them again after a pause that doubles
+// from acceptPauseMin to acceptPauseMax while the shortage lasts. The connections that arrive meanwhile
+// wait in the kernel's accept queue (as with nginx), and the loop goes on serving those it has.
+
+// AcceptErrorHandler is an optional method of an EventHandler: OnAcceptError is called when accepting
+// paused for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM), with that error, at most once per
+// pause of each loop (or of the acceptor, without SO_REUSEPORT). It runs on the goroutine that accepts
+// and must not block. (SwitchFlow patch.)
+type AcceptErrorHandler interface {
+	OnAcceptError(err error)
+}
+
+const (
+	acceptPauseMin = 10 * time.Millisecond
+	acceptPauseMax = time.Second
+)
+
+// acceptShortage reports an accept error that a lack of resources caused: it will pass once
+// descriptors or memory are freed, and retrying at once would only spin (the connection stays queued,
+// and the listener readable).
+func acceptShortage(err error) bool {
+	switch err {
+	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+		return true
+	}
+	return false
+}
+
+// acceptRetry reports an accept error that concerns one connection, not the listener: accept(2) passes
+// a pending network error of the new connection on, and a firewall may refuse one (EPERM). The next
+// connection in the queue may be fine.
+func acceptRetry(err error) bool {
+	switch err {
+	case unix.EPERM, unix.EPROTO, unix.ENOPROTOOPT, unix.EOPNOTSUPP,
+		unix.ENETDOWN, unix.ENETUNREACH, unix.EHOSTDOWN, unix.EHOSTUNREACH:
+		return true
+	}
+	return false
+}
+
+// pauseAccepting stops watching el's listeners after a shortage and schedules resumeAccepting. Loop
+// only (or the acceptor's goroutine).
+func (el *eventloop) pauseAccepting(err error) {
+	for fd := range el.listeners {
+		_ = el.poller.Delete(fd)
+	}
+	switch el.acceptPause *= 2; {
+	case el.acceptPause < acceptPauseMin:
+		el.acceptPause = acceptPauseMin
+	case el.acceptPause > acceptPauseMax:
+		el.acceptPause = acceptPauseMax
+	}
+	if h, ok := el.eventHandler.(AcceptErrorHandler); ok {
+		h.OnAcceptError(err)
+	} else {
+		el.getLogger().Warnf("Accept() failed due to error: %v; accepting again in %v", err, el.acceptPause)
+	}
+	// A timer, not a sleep: the loop goes on serving its connections in the meantime.
+	time.AfterFunc(el.acceptPause, func() {
+		if el.engine.concurrency.ctx.Err() != nil {
+			return // the engine is stopping: its pollers may be closed already
+		}
+		_ = el.poller.Trigger(queue.HighPriority, el.resumeAccepting, nil)
+	})
+}
+
+// resumeAccepting watches el's listeners again, except those that StopAccepting has taken out of the
+// listening state meanwhile. Loop only (or the acceptor's goroutine).
+func (el *eventloop) resumeAccepting(any) error {
+	accept, edgeTriggered := el.accept, false
+	if el == el.engine.ingress {
+		accept, edgeTriggered = el.accept0, true // as activateReactors adds them
+	}
+	for _, ln := range el.listeners {
+		if on, err := unix.GetsockoptInt(ln.fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || on == 0 {
+			continue
+		}
+		_ = el.poller.AddRead(ln.packPollAttachment(accept), edgeTriggered)
+	}
+	return nil
+}

@@ -197,7 +197,9 @@ func (eng *engine) start(ctx context.Context, numEventLoop int) error {
 	return eng.activateReactors(ctx, numEventLoop)
 }
 
-func (eng *engine) stop(ctx context.Context, s Engine) {
+// stop returns the error that ended an event loop, nil when the engine stopped as asked (SwitchFlow
+// patch: upstream logged it and Run returned nil, so a loop that died looked like a clean stop).
+func (eng *engine) stop(ctx context.Context, s Engine) (loopErr error) {
 	// Wait on a signal for shutdown
 	<-ctx.Done()
 
@@ -220,6 +222,7 @@ func (eng *engine) stop(ctx context.Context, s Engine) {
 
 	if err := eng.concurrency.Wait(); err != nil {
 		eng.opts.Logger.Errorf("engine shutdown error: %v", err)
+		loopErr = err
 	}
 
 	// Close all listeners and pollers of event-loops.
@@ -227,9 +230,10 @@ func (eng *engine) stop(ctx context.Context, s Engine) {
 
 	// Put the engine into the shutdown state.
 	eng.inShutdown.Store(true)
+	return loopErr
 }
 
-func run(eventHandler EventHandler, listeners []*listener, options *Options, addrs []string) error {
+func run(eventHandler EventHandler, listeners []*listener, options *Options, addrs []string) (err error) {
 	numEventLoop := determineEventLoops(options)
 	logging.Infof("Launching gnet with %d event-loops, listening on: %s",
 		numEventLoop, strings.Join(addrs, " | "))
@@ -267,14 +271,14 @@ func run(eventHandler EventHandler, listeners []*listener, options *Options, add
 	}
 
 	eng.startMu.Lock() // SwitchFlow patch: StopAccepting may run from OnBoot on
-	err := eng.start(ctx, numEventLoop)
+	err = eng.start(ctx, numEventLoop)
 	eng.startMu.Unlock()
 	if err != nil {
 		eng.closeEventLoops()
 		eng.opts.Logger.Errorf("gnet engine is stopping with error: %v", err)
 		return err
 	}
-	defer eng.stop(rootCtx, e)
+	defer func() { err = eng.stop(rootCtx, e) }() // SwitchFlow patch: Run returns a loop's error
 
 	for _, addr := range addrs {
 		allEngines.Store(addr, &eng)

@@ -48,6 +48,7 @@ type eventloop struct {
 	connections  connMatrix        // loop connections storage
 	eventHandler EventHandler      // user eventHandler
 	pipes        []*splicer        // idle pipes for Conn.SpliceTo (SwitchFlow patch)
+	acceptPause  time.Duration     // the last pause of accepting after a shortage; 0 after a success (SwitchFlow patch)
 }
 
 func (el *eventloop) Register(ctx context.Context, addr net.Addr) (<-chan RegisteredResult, error) {
