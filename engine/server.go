@@ -45,14 +45,16 @@ type Server struct {
 	cache  *cache.Store // the micro-cache, shared by the loops; bounded by [cache] max_size
 	base   time.Time    // origin of the monotonic nanoseconds every loop uses
 
-	tbl      atomic.Pointer[table]
-	loops    sync.Map // gnet.EventLoop -> *loopState
-	ticks    uint64   // OnTick calls; only gnet's ticker goroutine touches it
-	nloops   int
-	draining atomic.Bool
-	engine   gnet.Engine
-	booted   chan struct{}
-	stopped  chan struct{}
+	tbl       atomic.Pointer[table]
+	loops     sync.Map // gnet.EventLoop -> *loopState
+	ticks     uint64   // OnTick calls; only gnet's ticker goroutine touches it
+	nloops    int
+	draining  atomic.Bool
+	stopAsked atomic.Bool // Shutdown stopped the loops: any other end of gnet.Rotate is an error
+	fds       fdShortage  // running out of descriptors (fds.go)
+	engine    gnet.Engine
+	booted    chan struct{}
+	stopped   chan struct{}
 
 	reg     statRegistry                   // metrics ids of routes and servers (stats.go)
 	alog    *accessLog                     // nil: log.access is off (accesslog.go)
@@ -197,7 +199,14 @@ func (s *Server) Serve() error {
 	if err != nil && !s.isBooted() {
 		return listenError(s.cfg.Server.Listen, err)
 	}
-	return err
+	if err == nil && !s.stopAsked.Load() {
+		// SPEC 1: only a stop that a signal asked for is a clean end.
+		err = errors.New("no shutdown was asked for")
+	}
+	if err != nil {
+		return fmt.Errorf("engine: the event loops stopped: %w", err)
+	}
+	return nil
 }
 
 func (s *Server) isBooted() bool {
@@ -350,6 +359,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) stopEngine() {
+	s.stopAsked.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.engine.Stop(ctx)
