@@ -184,6 +184,15 @@ func TestOutOfDescriptorsKeepsServing(t *testing.T) {
 			os.WriteFile(cfgPath, []byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 2\nmax_connections = 1000\nreuse_port = %v\n"+
 				"[admin]\nlisten = %q\n[[upstream]]\nname = \"o\"\nservers = [ { addr = %q } ]\n[[route]]\nupstream = \"o\"\n",
 				addr, reusePort, adminAddr, origin)), 0o644)
+			// -t warns that 256 descriptors cannot hold max_connections = 1000, and still passes the file.
+			check := exec.Command("sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, bin, "-t", "-config", cfgPath)
+			var out, errb strings.Builder
+			check.Stdout, check.Stderr = &out, &errb
+			if err := check.Run(); err != nil || strings.TrimSpace(out.String()) != "configuration ok" ||
+				!strings.Contains(errb.String(), "warning: the open-file limit (256)") {
+				t.Errorf("-t under 256 descriptors: %v, stdout %q, stderr %q; want exit 0, ok and a warning", err, out.String(), errb.String())
+			}
+
 			p := startLimited(t, bin, cfgPath, 256)
 			waitListening(t, addr)
 			if !strings.Contains(p.logs.String(), "open-file limit (256)") {
