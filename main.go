@@ -82,9 +82,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
-	if warn, err := fileLimit(cfg, true); err != nil {
+	warn, err := fileLimit(cfg, true)
+	if err != nil {
 		log.Warn("cannot raise the open-file limit", "error", err)
-	} else if warn != "" {
+	}
+	if warn != "" {
 		log.Warn(warn)
 	}
 	srv, err := engine.New(cfg, log)

@@ -45,16 +45,17 @@ type Server struct {
 	cache  *cache.Store // the micro-cache, shared by the loops; bounded by [cache] max_size
 	base   time.Time    // origin of the monotonic nanoseconds every loop uses
 
-	tbl       atomic.Pointer[table]
-	loops     sync.Map // gnet.EventLoop -> *loopState
-	ticks     uint64   // OnTick calls; only gnet's ticker goroutine touches it
-	nloops    int
-	draining  atomic.Bool
+	tbl      atomic.Pointer[table]
+	loops    sync.Map // gnet.EventLoop -> *loopState
+	ticks    uint64   // OnTick calls; only gnet's ticker goroutine touches it
+	nloops   int
+	draining atomic.Bool
+	engine   gnet.Engine
+	booted   chan struct{}
+	stopped  chan struct{}
+
 	stopAsked atomic.Bool // Shutdown stopped the loops: any other end of gnet.Rotate is an error
 	fds       fdShortage  // running out of descriptors (fds.go)
-	engine    gnet.Engine
-	booted    chan struct{}
-	stopped   chan struct{}
 
 	reg     statRegistry                   // metrics ids of routes and servers (stats.go)
 	alog    *accessLog                     // nil: log.access is off (accesslog.go)
