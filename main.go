@@ -57,6 +57,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%s: configuration check failed:\n%v\n", *path, err)
 			return 1
 		}
+		if warn, _ := fileLimit(cfg, false); warn != "" {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", *path, warn) // SPEC 3.3: a warning, not a failed check
+		}
 		fmt.Fprintln(stdout, "configuration ok")
 		return 0
 	}
@@ -78,6 +81,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
+	warn, err := fileLimit(cfg, true)
+	if err != nil {
+		log.Warn("cannot raise the open-file limit", "error", err)
+	}
+	if warn != "" {
+		log.Warn(warn)
 	}
 	srv, err := engine.New(cfg, log)
 	if err != nil {
@@ -106,11 +116,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for {
 		select {
 		case err := <-served:
-			if err != nil {
-				log.Error("event loops stopped", "error", err)
-				return 1
+			// SPEC 1: exit 0 only after a stop a signal asked for; Serve returning by itself is fatal.
+			if err == nil {
+				err = errors.New("the proxy stopped without a signal")
 			}
-			return 0
+			log.Error("event loops stopped", "error", err)
+			return 1
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				srv.ReopenLogs() // the access log file, for logrotate; whatever becomes of the reload
@@ -145,6 +156,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 	}
+}
+
+// fileLimit raises the open-file soft limit to the hard limit when raise is set (SPEC 3.3), and returns
+// a warning when the hard limit cannot hold the descriptors that max_connections needs (about two per
+// connection, engine.DescriptorsNeeded): the proxy would then pause accepting before max_connections.
+func fileLimit(cfg *config.Config, raise bool) (warn string, err error) {
+	var rl syscall.Rlimit
+	if err = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return "", err
+	}
+	if raise && rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		err = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	}
+	if need := engine.DescriptorsNeeded(cfg); rl.Max < need {
+		warn = fmt.Sprintf("the open-file limit (%d) is below the about %d descriptors that server.max_connections = %d needs "+
+			"(two per connection): accepting will pause when they run out; raise the limit (ulimit -n, systemd LimitNOFILE=) or lower max_connections",
+			rl.Max, need, cfg.Server.MaxConnections)
+	}
+	return warn, err
 }
 
 func newLogger(cfg *config.Config, level slog.Leveler, w io.Writer) *slog.Logger {

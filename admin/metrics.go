@@ -35,6 +35,7 @@ func AppendMetrics(b []byte, s *Snapshot) []byte {
 	w.sample("switchflow_client_connections", "", int64Text(s.Clients.Active), "state", "active")
 	w.sample("switchflow_client_connections", "", int64Text(s.Clients.Idle), "state", "idle")
 	w.scalar("switchflow_connections_refused_total", "counter", "Client connections answered with 503 and closed at max_connections.", uint64Text(s.Clients.Refused))
+	w.scalar("switchflow_accept_errors_total", "counter", "Times accepting paused for lack of file descriptors or socket memory (new clients wait in the kernel's queue).", uint64Text(s.Clients.AcceptErrors))
 
 	w.scalar("switchflow_received_bytes_total", "counter", "Bytes read from clients.", uint64Text(s.Bytes.Received))
 	w.scalar("switchflow_sent_bytes_total", "counter", "Bytes written to clients.", uint64Text(s.Bytes.Sent))

@@ -2,10 +2,18 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
+	"sync"
+	"syscall"
 	"time"
 )
+
+// MaxConns bounds the admin listener's open connections (SPEC 4: it shares the process's descriptors with
+// the proxy and must never take those the proxy needs). Past it, new connections wait in the kernel's
+// accept queue until one closes; the timeouts of Serve close those that hold a slot doing nothing.
+const MaxConns = 64
 
 // NewHandler answers /metrics, /healthz and /status from src; any other path is 404 and any method
 // but GET and HEAD on those paths 405.
@@ -63,15 +71,15 @@ func Serve(ln net.Listener, src Source) *Listener {
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
-			IdleTimeout:       60 * time.Second,
+			IdleTimeout:       15 * time.Second, // a keep-alive scraper's next request comes sooner
 			MaxHeaderBytes:    16 << 10,
 		},
-		ln:   ln,
+		ln:   newLimitListener(ln, MaxConns),
 		done: make(chan struct{}),
 	}
 	go func() {
 		defer close(s.done)
-		_ = s.hs.Serve(ln) // http.ErrServerClosed after Close; a failed listener ends it too
+		_ = s.hs.Serve(s.ln) // http.ErrServerClosed after Close; a failed listener ends it too
 	}()
 	return s
 }
@@ -88,4 +96,68 @@ func (s *Listener) Close() {
 		_ = s.hs.Close()
 	}
 	<-s.done
+}
+
+// limitListener accepts only while fewer than cap of its connections are open, and rides out a lack of
+// descriptors itself: net/http would retry at once after 5 ms and log every failure.
+type limitListener struct {
+	net.Listener
+	slots     chan struct{} // one token per open connection
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+}
+
+func newLimitListener(ln net.Listener, max int) *limitListener {
+	return &limitListener{Listener: ln, slots: make(chan struct{}, max), done: make(chan struct{})}
+}
+
+// Accept waits for a free slot, then for a connection. While accept fails for lack of descriptors it
+// retries after a pause that doubles from 10 ms to 1 s: the connection waits in the kernel's queue.
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	pause := 10 * time.Millisecond
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			return &limitConn{Conn: c, free: l.free}, nil
+		}
+		if !errors.Is(err, syscall.EMFILE) && !errors.Is(err, syscall.ENFILE) &&
+			!errors.Is(err, syscall.ENOBUFS) && !errors.Is(err, syscall.ENOMEM) {
+			l.free()
+			return nil, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-l.done:
+			t.Stop()
+			l.free()
+			return nil, net.ErrClosed
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
+func (l *limitListener) free() { <-l.slots }
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// limitConn gives its slot back on its first Close.
+type limitConn struct {
+	net.Conn
+	once sync.Once
+	free func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.free)
+	return err
 }

@@ -93,6 +93,9 @@ type Clients struct {
 	Active  int64  `json:"active"`        // open, and with a request in flight or bytes of one received
 	Idle    int64  `json:"idle"`          // open and waiting for a request
 	Refused uint64 `json:"refused_total"` // answered with the prebuilt 503 at max_connections
+	// Times accepting paused for lack of file descriptors (or of socket memory): the clients waited in
+	// the kernel's queue meanwhile (SPEC 3.3).
+	AcceptErrors uint64 `json:"accept_errors_total"`
 }
 
 // Bytes are the bytes read from and written to clients.

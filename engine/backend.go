@@ -134,12 +134,19 @@ func (ls *loopState) dialFailed(ctx any, err error) {
 	be.state = bsClosing
 	cc := be.client
 	be.client = nil
-	be.srv.Fail(ls.clock())
-	ls.s.log.Warn("upstream connect failed", "upstream", be.lt.tbl.groups[be.group].Name, "server", be.srv.Name, "error", err)
+	short := ls.s.dialShortage(err) // SPEC 3.3: out of descriptors is the proxy's failure, not the server's
+	if !short {
+		be.srv.Fail(ls.clock())
+		ls.s.log.Warn("upstream connect failed", "upstream", be.lt.tbl.groups[be.group].Name, "server", be.srv.Name, "error", err)
+	}
 	if cc == nil || cc.be != be || cc.state != csConnecting {
 		return
 	}
 	cc.be = nil
+	if short {
+		ls.failRequest(cc, 503)
+		return
+	}
 	// Nothing was sent: any method may go to the next server (SPEC 3.4, refused or connect_timeout).
 	ls.retry(cc, 502, false)
 }

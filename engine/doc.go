@@ -62,6 +62,13 @@
 // in the middle of a callback of this package. Every Write on the request and response paths is followed
 // by lost(cc, be) before the loop touches either connection again.
 //
+// # Running out of descriptors
+//
+// Never fatal (SPEC 3.3, fds.go): our gnet copy pauses a loop's accepting (patch 11) and reports it to
+// Server.OnAcceptError, which counts it and logs at most once a second; a dial that finds no descriptor
+// answers 503 without marking the server (dialFailed). Serve returns an error whenever the loops end
+// without Shutdown having stopped them, so that main exits non-zero (SPEC 1).
+//
 // # Metrics and the access log
 //
 // Every response to a client ends in loopState.record (stats.go), once, wherever it was made: a

@@ -54,6 +54,9 @@ type Server struct {
 	booted   chan struct{}
 	stopped  chan struct{}
 
+	stopAsked atomic.Bool // Shutdown stopped the loops: any other end of gnet.Rotate is an error
+	fds       fdShortage  // running out of descriptors (fds.go)
+
 	reg     statRegistry                   // metrics ids of routes and servers (stats.go)
 	alog    *accessLog                     // nil: log.access is off (accesslog.go)
 	adminLn atomic.Pointer[admin.Listener] // the [admin] listener while Serve runs
@@ -200,7 +203,14 @@ func (s *Server) Serve() error {
 	if err != nil && !s.isBooted() {
 		return listenError(s.cfg.Server.Listen, err)
 	}
-	return err
+	if err == nil && !s.stopAsked.Load() {
+		// SPEC 1: only a stop that a signal asked for is a clean end.
+		err = errors.New("no shutdown was asked for")
+	}
+	if err != nil {
+		return fmt.Errorf("engine: the event loops stopped: %w", err)
+	}
+	return nil
 }
 
 func (s *Server) isBooted() bool {
@@ -353,6 +363,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) stopEngine() {
+	s.stopAsked.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.engine.Stop(ctx)

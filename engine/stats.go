@@ -377,6 +377,7 @@ func (s *Server) Snapshot() *admin.Snapshot {
 	ids := s.bindStats(t)
 	snap := &admin.Snapshot{Draining: s.draining.Load(), Loops: s.nloops}
 	snap.AccessLog.Enabled = s.alog != nil
+	snap.Clients.AcceptErrors = s.fds.accepts.Load()
 
 	routes := make([]admin.Classes, ids.nRoutes)
 	servers := make([]struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -15,6 +16,13 @@ var ErrDialQueueFull = errors.New("upstream: dial queue full")
 
 // ErrDialerClosed is returned by Dial after Close.
 var ErrDialerClosed = errors.New("upstream: dialer closed")
+
+// DescriptorShortage reports whether err is the proxy running out of file descriptors (EMFILE for the
+// process, ENFILE for the system): a dial or a health check that fails so failed before reaching the
+// server, and says nothing about it (SPEC 3.3).
+func DescriptorShortage(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
 
 // DialFailure is called on the loop that asked for the dial when it failed; ctx is the value given to Dial.
 type DialFailure func(ctx any, err error)

@@ -137,6 +137,9 @@ func (c *Checker) check(ctx context.Context, g *Group, s *Server, st *serverChec
 	if ctx.Err() != nil {
 		return false
 	}
+	if reason == reasonNoDescriptors {
+		return true // SPEC 3.3: the proxy's own lack of descriptors says nothing about s; nothing recorded
+	}
 	c.record(g, s, st, reason)
 	return true
 }
@@ -187,6 +190,10 @@ func (c *Checker) record(g *Group, s *Server, st *serverCheck, reason string) {
 	}
 }
 
+// reasonNoDescriptors is probe's answer when the check could not open a socket: the proxy is out of file
+// descriptors, which is no failure of the server's (check records nothing).
+const reasonNoDescriptors = "no file descriptor for the check"
+
 // probe runs one check of s and returns "" when it passed, else why it failed. When ctx ends, probe
 // returns at once (the caller then ignores the result).
 func probe(ctx context.Context, s *Server, hs *HealthSettings) string {
@@ -195,6 +202,9 @@ func probe(ctx context.Context, s *Server, hs *HealthSettings) string {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", s.Addr.String())
 	if err != nil {
+		if DescriptorShortage(err) {
+			return reasonNoDescriptors
+		}
 		return "connect: " + failReason(ctx, err)
 	}
 	defer conn.Close()

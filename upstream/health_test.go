@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -382,5 +384,55 @@ func TestOnlyServerNeverPassivelyDown(t *testing.T) {
 	}
 	if two.Servers[0].Up(testClock()) {
 		t.Fatal("max_fails = 1 did not mark down a server that has a peer")
+	}
+}
+
+// TestHealthNoDescriptorIsNoFailure: SPEC 3.3, a check that cannot open a socket because the proxy is out
+// of file descriptors says nothing about the server: with fall = 1 it stays up, and nothing is recorded.
+func TestHealthNoDescriptorIsNoFailure(t *testing.T) {
+	hs := testHealth
+	hs.Fall = 1
+	g := healthGroup(t, "app", hs, 0, refusedAddr(t))
+	s := g.Servers[0]
+	var logs syncBuffer
+	c := &Checker{now: testClock, log: slog.New(slog.NewTextHandler(&logs, nil))}
+	var st serverCheck
+
+	// Take every descriptor under a lowered soft limit, run the check, give them back.
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	var held []*os.File
+	low := old
+	low.Cur = 256
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skipf("cannot lower the open-file limit: %v", err)
+	}
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		held = append(held, f)
+	}
+	c.check(context.Background(), g, s, &st)
+	for _, f := range held {
+		f.Close()
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+
+	if !s.Up(testClock()) {
+		t.Fatal("a check without a descriptor marked the server down")
+	}
+	if h := s.Health(testClock()); h.LastCheck != "" || s.hcFails.Load() != 0 {
+		t.Fatalf("a check without a descriptor was recorded: %+v, %d failed", h, s.hcFails.Load())
+	}
+	// The same check with descriptors to spare fails as it should (refused).
+	c.check(context.Background(), g, s, &st)
+	if s.Up(testClock()) {
+		t.Fatal("a refused check with fall = 1 left the server up")
 	}
 }
