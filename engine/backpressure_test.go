@@ -14,11 +14,11 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// TestSlowReaderParksBackend: a client reading a 32 MiB response slowly must not make the proxy buffer
+// TestSlowReaderHoldsBackend: a client reading a 32 MiB response slowly must not make the proxy buffer
 // the response (SPEC 3.3: about 2 × io_buffer per connection). The origin writes as fast as it can; the
 // proxy's heap, measured while the client is half way, must stay far below the response size, and every
 // byte must arrive intact.
-func TestSlowReaderParksBackend(t *testing.T) {
+func TestSlowReaderHoldsBackend(t *testing.T) {
 	const size = 32 << 20
 	body := bigBody(size)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -54,7 +54,7 @@ func TestSlowReaderParksBackend(t *testing.T) {
 		growth := int64(peak) - int64(before.HeapInuse)
 		t.Logf("heap growth while a slow client read 32 MiB: %.1f MiB", float64(growth)/(1<<20))
 		// gnet's read buffers and the test's own reads are in the same heap: allow 8 MiB, a quarter of the
-		// response; without parking the proxy holds most of the 32 MiB.
+		// response; without holding the proxy holds most of the 32 MiB.
 		if growth > 8<<20 {
 			t.Fatalf("heap grew %.1f MiB while a slow client read a 32 MiB response", float64(growth)/(1<<20))
 		}
@@ -99,10 +99,10 @@ func slowBodyOrigin(t *testing.T, rate int) string {
 	})
 }
 
-// TestFastUploadParksClient: a client uploading 32 MiB as fast as it can to an origin that reads at
-// 16 MiB/s must not make the proxy buffer the body (SPEC 3.3): the client's socket is parked while the
+// TestFastUploadHoldsClient: a client uploading 32 MiB as fast as it can to an origin that reads at
+// 16 MiB/s must not make the proxy buffer the body (SPEC 3.3): the client's socket is held while the
 // backend has io_buffer unread, and every byte reaches the origin intact.
-func TestFastUploadParksClient(t *testing.T) {
+func TestFastUploadHoldsClient(t *testing.T) {
 	const size = 32 << 20
 	body := bigBody(size)
 	want := fmt.Sprintf("%x", sha256.Sum256(body))
@@ -175,9 +175,9 @@ func earlyOrigin(t *testing.T, mode string) string {
 	})
 }
 
-// TestParkedUploadEnds: a client parked mid-upload is never left hanging and leaks nothing, whether the
+// TestHeldUploadEnds: a client held mid-upload is never left hanging and leaks nothing, whether the
 // backend answers early, dies, or stops reading for idle_timeout.
-func TestParkedUploadEnds(t *testing.T) {
+func TestHeldUploadEnds(t *testing.T) {
 	const size = 32 << 20
 	body := bigBody(size)
 	for _, tc := range []struct {
@@ -236,7 +236,7 @@ func settledHeap() runtime.MemStats {
 }
 
 // TestSlowHTTP10ReaderOfChunkedResponse: a chunked response to an HTTP/1.0 client is de-chunked on the
-// way (dechunkBody); a slow such client must park the backend as any other.
+// way (dechunkBody); a slow such client must hold the backend as any other.
 func TestSlowHTTP10ReaderOfChunkedResponse(t *testing.T) {
 	const size = 32 << 20
 	body := bigBody(size)
@@ -275,7 +275,7 @@ func TestSlowHTTP10ReaderOfChunkedResponse(t *testing.T) {
 	}
 	growth := int64(peak) - int64(before.HeapInuse)
 	t.Logf("heap growth while a slow HTTP/1.0 client read a de-chunked 32 MiB: %.1f MiB", float64(growth)/(1<<20))
-	// Without parking this grows by about 28 MiB. The race detector's own allocations along this path
+	// Without holding this grows by about 28 MiB. The race detector's own allocations along this path
 	// reach 9 MiB, so its bound is wider; CI also runs this test without it (.ci/run).
 	limit := int64(8 << 20)
 	if raceEnabled {

@@ -857,14 +857,14 @@ func forStreamLoops(t *testing.T, def []int, fn func(t *testing.T, loops int)) {
 // origin writes as fast as TCP lets it. Every byte arrives intact (compared and hashed) and the proxy's
 // resident memory peaks within slowBound (4 io_buffers + 2 MiB) of its idle baseline.
 //
-// Bound: parked, the proxy holds at most io_buffer queued for the client plus one read of the backend
+// Bound: held, the proxy holds at most io_buffer queued for the client plus one read of the backend
 // (gnet reads 64 KiB at a time), about 2 io_buffers, in gnet buffers that grow in powers of two: 4
 // io_buffers. The rest is the Go runtime, whatever io_buffer is: code and runtime structures first
-// touched by parking, and a heap that creeps up with park/resume cycles (each allocates: net.FileConn,
+// touched by holding, and a heap that creeps up with hold/resume cycles (each allocates: net.FileConn,
 // gnet's Enroll) until the collector runs, which an idle proxy's heap far below the 4 MiB minimum goal
 // delays to the 2-minute forced collection. Measured: +0.27-0.45 MiB in CI (about 190 KiB + 1.5 ×
 // io_buffer: 0.22 MiB at 16 KiB, 0.53 MiB at 256 KiB), +0.57-0.68 MiB for 48-64 MiB at 1 MiB/s, +1.14 MiB
-// for 256 MiB at 1 MiB/s (threads and descriptors flat). Without parking the growth is the response less
+// for 256 MiB at 1 MiB/s (threads and descriptors flat). Without holding the growth is the response less
 // what the kernel's socket buffers hold: +28 MiB of 32 in CI.
 func TestStreamingSlowReader(t *testing.T) {
 	size, rate := int64(*streamSize), int64(*streamRate)
@@ -908,14 +908,14 @@ func TestStreamingSlowReader(t *testing.T) {
 // intact (compared and hashed) and the proxy's RSS peak over its idle baseline stays within
 // clients × 4 io_buffers + 4 MiB (29 MiB for 100 clients).
 //
-// Bound: a parked client holds at most about 2 io_buffers of response in gnet's buffers
+// Bound: a held client holds at most about 2 io_buffers of response in gnet's buffers
 // (TestStreamingSlowReader), and the Go collector lets the heap reach twice its live data before it runs
 // (GOGC=100): 4 io_buffers per client, which also covers gnet's per-connection state and the touched page
 // of the client's header slab. 4 MiB is for the rest of the runtime (goroutine stacks of gnet's worker
 // pool, which Enroll uses on every resume). Measured: +7-14 MiB in CI (70-145 KiB per client), +16-18 MiB
-// (165-190 KiB per client) for 100 × 16 MiB at 2 MiB/s. Without parking the growth is, per client, the response less what the kernel's socket buffers
-// hold (about 4 MiB): with parking disabled, +420 MiB. Sizes of 4 MiB or less per client prove nothing:
-// the kernel takes all of it (100 × 4 MiB grew +2.2 MiB with parking disabled).
+// (165-190 KiB per client) for 100 × 16 MiB at 2 MiB/s. Without holding the growth is, per client, the response less what the kernel's socket buffers
+// hold (about 4 MiB): with holding disabled, +420 MiB. Sizes of 4 MiB or less per client prove nothing:
+// the kernel takes all of it (100 × 4 MiB grew +2.2 MiB with holding disabled).
 //
 // 800 MiB cross the proxy in CI, so by default this runs with 4 loops only (-stream.loops to change).
 func TestStreamingManySlowReaders(t *testing.T) {
@@ -994,9 +994,9 @@ func TestStreamingManySlowReaders(t *testing.T) {
 // and answers with the hash of what it read, which must be the stream's; the proxy's RSS peak stays
 // within slowBound of idle, as with a slow reader.
 //
-// Measured: at 308e3b1 (no upload parking) the proxy reads the client as fast as it sends and queues
+// Measured: at 308e3b1 (no upload holding) the proxy reads the client as fast as it sends and queues
 // the body for the origin, +8.9 MiB (1 loop) and +10.4 MiB (4 loops) in CI, +58 MiB with
-// -stream.upsize=128MiB; at 25eb828 (uploads parked) +0.2-0.5 MiB, and +0.4-0.5 MiB at 128 MiB; at
+// -stream.upsize=128MiB; at 25eb828 (uploads held) +0.2-0.5 MiB, and +0.4-0.5 MiB at 128 MiB; at
 // ad1a366, 256 MiB at 1 MiB/s: +1.09 MiB.
 func TestStreamingSlowUpload(t *testing.T) {
 	size, rate := int64(*streamUpSize), int64(*streamUpRate)
@@ -1070,7 +1070,7 @@ func TestStreamingSlowUpload(t *testing.T) {
 
 // TestStreamingPipelinedUpload: a client pipelines a GET for an 8 MiB response, which it does not read
 // yet, and a POST of -stream.upsize (CI: 32 MiB) behind it, sent as fast as the proxy takes it. The
-// proxy cannot start the POST before the GET's response is done, and it cannot park a client while that
+// proxy cannot start the POST before the GET's response is done, and it cannot hold a client while that
 // response is queued for it (gnet's close would drop it), so it pauses reading the client once more than
 // io_buffer waits (holdClient): RSS stays within slowBound of idle while the client is ahead, and once
 // the client reads, both answers arrive whole and the upload reaches the origin intact.
@@ -1253,7 +1253,7 @@ func waitHeld(t *testing.T, srv *Server, oc *originConn) {
 }
 
 // forLoopsAndSplice runs fn for each loop count with Content-Length bodies copied through the loop
-// (SWITCHFLOW_SPLICE=0, so slow clients park their backends) and spliced (gnet holds the backend).
+// (SWITCHFLOW_SPLICE=0, so slow clients hold their backends) and spliced (gnet holds the backend).
 func forLoopsAndSplice(t *testing.T, fn func(t *testing.T, loops int)) {
 	for _, mode := range []string{"copy", "splice"} {
 		t.Run(mode, func(t *testing.T) {
@@ -1297,22 +1297,22 @@ func isTimeout(err error) bool {
 }
 
 // TestDeathBackendMidResponse: the origin dies (FIN or reset) in the middle of a 64 MiB response body,
-// while the proxy forwards it to a client reading at full speed, or while the backend is parked behind a
-// client that reads nothing (the parked socket's close is seen only when the proxy resumes it). Reading
+// while the proxy forwards it to a client reading at full speed, or while the backend is held behind a
+// client that reads nothing (the held connection's close is seen only when the proxy resumes it). Reading
 // on, the client must get a prefix of the body and then the close within 5 s (never a complete or a wrong
 // body), and nothing may leak. TestFaultCloseMidBody covers a 300-byte body; this covers the streaming
-// and parked paths, resets and chunked framing.
+// and held paths, resets and chunked framing.
 func TestDeathBackendMidResponse(t *testing.T) {
 	const size = 64 << 20
 	cases := []struct {
 		name                   string
-		chunked, parked, reset bool
+		chunked, held, reset bool
 	}{
 		{"FIN while forwarding", false, false, false},
 		{"reset while forwarding, chunked", true, false, true},
-		{"FIN while parked", false, true, false},
-		{"FIN while parked, chunked", true, true, false},
-		{"reset while parked", false, true, true},
+		{"FIN while held", false, true, false},
+		{"FIN while held, chunked", true, true, false},
+		{"reset while held", false, true, true},
 	}
 	forLoopsAndSplice(t, func(t *testing.T, loops int) {
 		o, addr, srv, base := deathProxy(t, loops)
@@ -1333,7 +1333,7 @@ func TestDeathBackendMidResponse(t *testing.T) {
 				}
 				oc := o.nextRequest(t)
 				v := newPatternCheck()
-				if tc.parked {
+				if tc.held {
 					waitHeld(t, srv, oc)
 				} else if _, err := io.CopyN(v, resp.Body, 1<<20); err != nil {
 					t.Fatalf("first MiB: %v", err)
@@ -1362,21 +1362,21 @@ func TestDeathBackendMidResponse(t *testing.T) {
 }
 
 // TestDeathClientMidResponse: the client goes away (FIN or reset) in the middle of a 64 MiB response
-// body, while reading at full speed or after reading nothing long enough for its backend to be parked.
+// body, while reading at full speed or after reading nothing long enough for its backend to be held.
 // The origin must see its connection closed within 5 s, as a failed write: the connection was neither
-// pooled, nor read to the end and dropped, nor left parked. Nothing may leak. TestClientGoneDuringWrite
-// checks slabs and that the proxy survives; this checks the backend side, parked sockets, goroutines and
+// pooled, nor read to the end and dropped, nor left held. Nothing may leak. TestClientGoneDuringWrite
+// checks slabs and that the proxy survives; this checks the backend side, held connections, goroutines and
 // descriptors.
 func TestDeathClientMidResponse(t *testing.T) {
 	const size = 64 << 20
 	cases := []struct {
 		name          string
-		parked, reset bool
+		held, reset bool
 	}{
 		{"FIN while reading", false, false},
 		{"reset while reading", false, true},
-		{"FIN while parked", true, false},
-		{"reset while parked", true, true},
+		{"FIN while held", true, false},
+		{"reset while held", true, true},
 	}
 	forLoopsAndSplice(t, func(t *testing.T, loops int) {
 		o, addr, srv, base := deathProxy(t, loops)
@@ -1392,7 +1392,7 @@ func TestDeathClientMidResponse(t *testing.T) {
 					t.Fatalf("response: %v", err)
 				}
 				oc := o.nextRequest(t)
-				if tc.parked {
+				if tc.held {
 					waitHeld(t, srv, oc)
 				} else {
 					v := newPatternCheck()
@@ -1420,7 +1420,7 @@ func TestDeathClientMidResponse(t *testing.T) {
 // TestDeathMidUpload: either side dies in the middle of a 64 MiB request body.
 //
 //   - The client closes or resets while the origin reads, or while it is held back because the origin
-//     has stopped reading (its socket parked, or, by a proxy that does not park uploads, what it sends
+//     has stopped reading (its socket held, or, by a proxy that does not hold uploads, what it sends
 //     queued in the proxy): the origin, reading on, must see its connection end before the body does,
 //     within 5 s.
 //   - The origin half-closes (FIN), resets, or answers 413 and half-closes after reading 1 MiB: the
@@ -1470,7 +1470,7 @@ func TestDeathMidUpload(t *testing.T) {
 
 				if tc.client != "" {
 					// Wait for the origin to have read 1 MiB or, gated, to have stopped at the gate with the
-					// client parked (or, by a proxy that does not park uploads, 16 MiB ahead of the origin).
+					// client held (or, by a proxy that does not hold uploads, 16 MiB ahead of the origin).
 					deadline := time.Now().Add(10 * time.Second)
 					for {
 						r := oc.read.Load()
@@ -1479,7 +1479,7 @@ func TestDeathMidUpload(t *testing.T) {
 						}
 						if gated && r >= 262144 {
 							if _, pc := held(t, srv); pc > 0 || sent.Load()-r >= 16<<20 {
-								t.Logf("the client is held back after sending %s (%d clients parked)", mib(sent.Load()), pc)
+								t.Logf("the client is held back after sending %s (%d clients held)", mib(sent.Load()), pc)
 								break
 							}
 						}

@@ -138,7 +138,7 @@ func floodUpgradeOrigin(t *testing.T, mode string, msg []byte) string {
 }
 
 // TestTunnelBackpressure: after a 101, a side that sends faster than the other reads must not make the
-// proxy buffer the stream (SPEC 3.3), in either direction: the sending side is parked while the other
+// proxy buffer the stream (SPEC 3.3), in either direction: the sending side is held while the other
 // has io_buffer unread. 32 MiB each way, hash-checked, heap measured while it flows.
 func TestTunnelBackpressure(t *testing.T) {
 	const size = 32 << 20
@@ -184,7 +184,7 @@ func sha256Sum(b []byte) []byte {
 
 // TestTunnelBothWaysFloodHeld: both ends of a tunnel send faster than they read at once (the client
 // writes 32 MiB while reading the echo at 10 MiB/s, the echo origin writes back everything it reads).
-// Neither side can be parked while bytes wait for it, so the proxy pauses reading instead (our gnet
+// Neither side can be held while bytes wait for it, so the proxy pauses reading instead (our gnet
 // patch's PauseRead): every byte of the echo arrives, in order, and the proxy's heap stays flat.
 func TestTunnelBothWaysFloodHeld(t *testing.T) {
 	oaddr, heads := echoUpgradeOrigin(t)
