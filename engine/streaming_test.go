@@ -1305,7 +1305,7 @@ func isTimeout(err error) bool {
 func TestDeathBackendMidResponse(t *testing.T) {
 	const size = 64 << 20
 	cases := []struct {
-		name                   string
+		name                 string
 		chunked, held, reset bool
 	}{
 		{"FIN while forwarding", false, false, false},
@@ -1370,7 +1370,7 @@ func TestDeathBackendMidResponse(t *testing.T) {
 func TestDeathClientMidResponse(t *testing.T) {
 	const size = 64 << 20
 	cases := []struct {
-		name          string
+		name        string
 		held, reset bool
 	}{
 		{"FIN while reading", false, false},
