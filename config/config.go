@@ -27,7 +27,8 @@ type Server struct {
 	Loops             int           // event loops; 0 = one per CPU, resolved by the engine
 	MaxConnections    int           // client connections; connection MaxConnections+1 gets 503
 	HeaderBuffer      int           // bytes: the largest request head accepted
-	LargeHeaderBuffer int           // bytes: the largest response head accepted (502 beyond)
+	LargeHeaderBuffer int           // bytes: the largest request head (431 beyond) and response head (502)
+	LargeHeaderBufs   int           // large slabs preallocated for heads outgrowing HeaderBuffer; 0 = MaxConnections/16
 	IOBuffer          int           // bytes buffered per direction per connection
 	ReadHeaderTimeout time.Duration // whole request head within this, else 408
 	IdleTimeout       time.Duration // idle keep-alive client connections closed after this

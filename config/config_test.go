@@ -371,6 +371,7 @@ func TestErrors(t *testing.T) {
 		{"loops negative", "[server]\nloops = -1\n", "server.loops", 0, "must be >= 0"},
 		{"header_buffer small", "[server]\nheader_buffer = 512\n", "server.header_buffer", 0, "between 1KiB and 1MiB"},
 		{"header_buffer large", "[server]\nheader_buffer = \"2MiB\"\n", "server.header_buffer", 0, "between 1KiB and 1MiB, got 2MiB"},
+		{"large_header_buffers negative", "[server]\nlarge_header_buffers = -1\n", "server.large_header_buffers", 0, ">= 0"},
 		{"large_header_buffer large", "[server]\nlarge_header_buffer = \"17MiB\"\n", "server.large_header_buffer", 0, "between 1KiB and 16MiB, got 17MiB"},
 		{"io_buffer small", "[server]\nio_buffer = \"1KiB\"\n", "server.io_buffer", 0, "at least 4KiB"},
 		{"size negative", "[server]\nmax_body_size = -1\n", "server.max_body_size", 0, "negative"},

@@ -390,6 +390,7 @@ func (d *decoder) server(t *table, s *Server) {
 	t.integer("max_connections", &s.MaxConnections)
 	t.sizeInt("header_buffer", &s.HeaderBuffer)
 	t.sizeInt("large_header_buffer", &s.LargeHeaderBuffer)
+	t.integer("large_header_buffers", &s.LargeHeaderBufs)
 	t.sizeInt("io_buffer", &s.IOBuffer)
 	t.duration("read_header_timeout", &s.ReadHeaderTimeout)
 	t.duration("idle_timeout", &s.IdleTimeout)

@@ -86,6 +86,9 @@ func (c *Config) validate(r resolver, listenKeys []string) []Problem {
 	if s.LargeHeaderBuffer < minHeaderBuffer || s.LargeHeaderBuffer > maxLargeHeaderBuffer {
 		ps.addf("server.large_header_buffer", "must be between 1KiB and 16MiB, got %s", FormatSize(int64(s.LargeHeaderBuffer)))
 	}
+	if s.LargeHeaderBufs < 0 {
+		ps.addf("server.large_header_buffers", "must be >= 0 (0 = max_connections / 16), got %d", s.LargeHeaderBufs)
+	}
 	if s.IOBuffer < minIOBuffer {
 		ps.addf("server.io_buffer", "must be at least 4KiB, got %s", FormatSize(int64(s.IOBuffer)))
 	}

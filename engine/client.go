@@ -41,9 +41,10 @@ const (
 type clientConn struct {
 	listNode[clientConn]
 	*exchange
-	gc   gnet.Conn
-	ls   *loopState
-	slab *bufpool.Slab
+	gc    gnet.Conn
+	ls    *loopState
+	slab  *bufpool.Slab
+	large *bufpool.Slab // a large header slab, lent while a head outgrows slab (borrowLarge)
 
 	filled, headLen, pos int
 	deadline             int64 // monotonic ns; 0 = none
@@ -149,12 +150,46 @@ func (ls *loopState) clientIP(cc *clientConn) []byte {
 	return ls.ipBuf
 }
 
-// buf is cc's header slab.
+// buf is cc's header slab: the large one while it has borrowed one, else its own.
 func (cc *clientConn) buf() []byte {
+	if cc.large != nil {
+		return cc.large.Buf
+	}
 	if cc.slab == nil {
 		return nil // closed
 	}
 	return cc.slab.Buf
+}
+
+// borrowLarge moves cc's head, which filled its slab, into a large slab (SPEC 3.3), and reports whether
+// one was free. Loop only.
+func (ls *loopState) borrowLarge(cc *clientConn) bool {
+	if cc.large != nil || ls.s.largeSlabs == nil {
+		return false
+	}
+	l, err := ls.s.largeSlabs.Get()
+	if err != nil {
+		return false // every large slab is lent: 431
+	}
+	copy(l.Buf, cc.slab.Buf[:cc.filled])
+	cc.large = l
+	return true
+}
+
+// returnLarge gives a borrowed large slab back, moving what it still holds (the start of the next
+// pipelined request) into cc's own slab; it keeps the slab while that does not fit. Its pages go back
+// to the kernel, so the large slabs cost memory only while they are lent. Loop only.
+func (ls *loopState) returnLarge(cc *clientConn) {
+	l := cc.large
+	if l == nil || (cc.slab != nil && cc.filled > len(cc.slab.Buf)) {
+		return
+	}
+	if cc.slab != nil {
+		copy(cc.slab.Buf, l.Buf[:cc.filled])
+	}
+	cc.large = nil
+	ls.s.largeSlabs.Release(l)
+	ls.s.largeSlabs.Put(l)
 }
 
 func (cc *clientConn) node() *listNode[clientConn] { return &cc.listNode }
@@ -217,6 +252,8 @@ func (ls *loopState) clientGone(cc *clientConn) {
 	if ls.reqOwner == cc {
 		ls.reqOwner = nil
 	}
+	cc.filled = 0
+	ls.returnLarge(cc)
 	ls.s.slabs.Put(cc.slab)
 	cc.slab = nil
 }
@@ -327,11 +364,14 @@ func (ls *loopState) dropClient(cc *clientConn) {
 	_ = cc.gc.Close()
 }
 
-// readHead moves bytes into the slab and parses the head, rescanning the bounded slab on each read.
+// readHead moves bytes into the slab and parses the head, rescanning the bounded slab on each read. In
+// a large slab it parses only once the head's end may have arrived: rescanning up to 64 KiB on every
+// read of a head sent a byte at a time would cost a connection seconds of CPU.
 func (ls *loopState) readHead(cc *clientConn) {
 	cc.inReadHead = true
 	defer func() { cc.inReadHead = false }()
 	for cc.state == csHead {
+		before := cc.filled
 		if cc.gc.OutboundBuffered() > ls.s.ioBuffer {
 			// SPEC 3.3: a client that pipelines and does not read is not read further once io_buffer
 			// of responses waits for it; Server.OnDrained takes up its next request.
@@ -357,10 +397,16 @@ func (ls *loopState) readHead(cc *clientConn) {
 			cc.headTimer = true
 			cc.deadline = ls.clock() + int64(ls.current().tbl.readHeaderTimeout)
 		}
+		if cc.large != nil && cc.filled < len(cc.buf()) && !headEndIn(cc.buf()[:cc.filled], before) {
+			return
+		}
 		n, err := ls.parseHead(cc, cc.buf()[:cc.filled])
 		if err == codec.ErrNeedMore {
 			if cc.filled < len(cc.buf()) {
 				return
+			}
+			if ls.borrowLarge(cc) {
+				continue // read on into the large slab
 			}
 			// 414 when the request line alone does not fit the slab, else 431.
 			ls.reject(cc, codec.OversizeStatus(cc.buf()))
@@ -405,6 +451,17 @@ func (ls *loopState) request(cc *clientConn) (req *codec.Request, ok bool) {
 		}
 	}
 	return &ls.req, true
+}
+
+// headEndIn reports whether b, of which b[from:] arrived last, may hold the end of a head: an LF
+// followed by an LF, or by CR LF, that ends in the new bytes.
+func headEndIn(b []byte, from int) bool {
+	for i := max(from-2, 1); i < len(b); i++ {
+		if b[i] == '\n' && (b[i-1] == '\n' || (i >= 2 && b[i-1] == '\r' && b[i-2] == '\n')) {
+			return true
+		}
+	}
+	return false
 }
 
 // requestStarted reports whether b holds a byte of a request line: anything past the empty lines the
@@ -602,6 +659,7 @@ func (ls *loopState) finishClient(cc *clientConn) {
 	// Move what followed the request (the next pipelined request) to the front of the slab.
 	rest := copy(cc.buf(), cc.buf()[cc.pos:cc.filled])
 	cc.filled, cc.pos = rest, 0
+	ls.returnLarge(cc)
 	ls.waitHead(cc)
 	if !cc.inReadHead && (cc.filled > 0 || cc.gc.InboundBuffered() > 0) {
 		ls.readHead(cc)

@@ -51,7 +51,8 @@ func startOrigin(t *testing.T, name string) *origin {
 		t.Fatal(err)
 	}
 	o := &origin{addr: ln.Addr().String(), name: name, ln: ln}
-	o.srv = &fasthttp.Server{Handler: o.handle, DisableHeaderNamesNormalizing: true}
+	// ReadBufferSize: request heads up to large_header_buffer (64 KiB) reach it whole.
+	o.srv = &fasthttp.Server{Handler: o.handle, DisableHeaderNamesNormalizing: true, ReadBufferSize: 80 << 10}
 	go o.srv.Serve(ln) //nolint:errcheck
 	t.Cleanup(func() { _ = o.srv.Shutdown() })
 	return o

@@ -38,12 +38,14 @@ const quietTicks = 10
 type Server struct {
 	gnet.BuiltinEventEngine
 
-	cfg    *config.Config // the configuration the listeners were started with
-	log    *slog.Logger
-	slabs  *bufpool.SlabPool
-	dialer *upstream.Dialer
-	cache  *cache.Store // the micro-cache, shared by the loops; bounded by [cache] max_size
-	base   time.Time    // origin of the monotonic nanoseconds every loop uses
+	cfg   *config.Config // the configuration the listeners were started with
+	log   *slog.Logger
+	slabs *bufpool.SlabPool
+	// largeSlabs lends large_header_buffer slabs to heads that outgrow their slab; nil: none configured.
+	largeSlabs *bufpool.SlabPool
+	dialer     *upstream.Dialer
+	cache      *cache.Store // the micro-cache, shared by the loops; bounded by [cache] max_size
+	base       time.Time    // origin of the monotonic nanoseconds every loop uses
 
 	tbl      atomic.Pointer[table]
 	loops    sync.Map // gnet.EventLoop -> *loopState
@@ -149,6 +151,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		cfg:               cfg,
 		log:               log,
 		slabs:             bufpool.NewSlabPool(cfg.Server.MaxConnections, cfg.Server.HeaderBuffer),
+		largeSlabs:        newLargeSlabs(cfg.Server),
 		dialer:            upstream.NewDialer(64+16*loops, 8192),
 		cache:             cache.NewStore(cfg.Cache.MaxSize),
 		base:              time.Now(),
@@ -165,6 +168,29 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// LargeSlabCount is how many large header slabs a [server] section preallocates: large_header_buffers,
+// or max_connections / 16 (at least one) when it is 0; none when large_header_buffer is no larger than
+// header_buffer.
+func LargeSlabCount(s config.Server) int {
+	if s.LargeHeaderBuffer <= s.HeaderBuffer {
+		return 0
+	}
+	if s.LargeHeaderBufs > 0 {
+		return s.LargeHeaderBufs
+	}
+	return max(s.MaxConnections/16, 1)
+}
+
+// newLargeSlabs allocates the large header slabs (SPEC 3.3): a head that outgrows its connection's
+// header_buffer slab borrows one until its exchange ends. nil when there are none.
+func newLargeSlabs(s config.Server) *bufpool.SlabPool {
+	n := LargeSlabCount(s)
+	if n == 0 {
+		return nil
+	}
+	return bufpool.NewSlabPool(n, s.LargeHeaderBuffer)
 }
 
 // Loops reports the number of event loops the server runs.
@@ -317,6 +343,8 @@ func (s *Server) RestartOnly(cfg *config.Config) []string {
 	add("server.loops", was.Server.Loops != now.Server.Loops)
 	add("server.max_connections", was.Server.MaxConnections != now.Server.MaxConnections)
 	add("server.header_buffer", was.Server.HeaderBuffer != now.Server.HeaderBuffer)
+	add("server.large_header_buffer", was.Server.LargeHeaderBuffer != now.Server.LargeHeaderBuffer)
+	add("server.large_header_buffers", was.Server.LargeHeaderBufs != now.Server.LargeHeaderBufs)
 	add("server.io_buffer", was.Server.IOBuffer != now.Server.IOBuffer)
 	add("server.reuse_port", was.Server.ReusePort != now.Server.ReusePort)
 	add("admin.listen", adminListen(was) != adminListen(now))
@@ -486,6 +514,14 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 
 // SlabsInUse reports the header slabs handed out, for tests and metrics.
 func (s *Server) SlabsInUse() int { return s.slabs.InUse() }
+
+// LargeSlabsInUse reports the large header slabs lent to heads that outgrew their slab.
+func (s *Server) LargeSlabsInUse() int {
+	if s.largeSlabs == nil {
+		return 0
+	}
+	return s.largeSlabs.InUse()
+}
 
 // gnetLogger routes gnet's own log lines into slog.
 type gnetLogger struct{ l *slog.Logger }
