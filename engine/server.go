@@ -55,6 +55,7 @@ type Server struct {
 	stopped  chan struct{}
 
 	reg     statRegistry                   // metrics ids of routes and servers (stats.go)
+	reloads reloadStats                    // reloads applied and refused (ops.go)
 	alog    *accessLog                     // nil: log.access is off (accesslog.go)
 	adminLn atomic.Pointer[admin.Listener] // the [admin] listener while Serve runs
 
@@ -134,7 +135,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if errs := unservable(cfg); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	t, err := newTable(cfg)
+	t, err := newTable(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +159,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		splice:            os.Getenv("SWITCHFLOW_SPLICE") != "0",
 	}
 	s.tbl.Store(t)
+	s.reloads.lastOK.Store(time.Now().UnixNano()) // the file started with is the last one that loaded
 	if s.alog, err = newAccessLog(cfg.Log, loops, log); err != nil {
 		return nil, err
 	}
@@ -270,25 +272,32 @@ func (s *Server) OnBoot(e gnet.Engine) gnet.Action {
 // Reload swaps in a new configuration for new requests: routes, upstreams, per-request settings and the
 // cache's bound (a smaller [cache] max_size evicts down to it at once). What RestartOnly names keeps the
 // values the server started with; a file with [tls] is refused, as New refuses it.
-// The new table's servers are new objects, so their health starts afresh (up, no failures counted): the
-// old table's health checks stop and the new one's start. Safe from any goroutine.
+// The new table's servers are new objects; those that stay (same upstream name, same address as
+// configured) take over the old ones' health state (a server that was down stays down), new ones start
+// up. The old table's health checks stop before the state is carried over, and the new one's start
+// after. Each call counts as a reload applied or refused (/metrics). Safe from any goroutine.
 func (s *Server) Reload(cfg *config.Config) error {
 	if cfg.TLS != nil {
+		s.RefuseReload()
 		return ErrTLSUnsupported // as at start: never accept a file that asks for HTTPS and serve none
 	}
-	t, err := newTable(cfg)
+	t, err := newTable(cfg, s.log)
 	if err != nil {
+		s.RefuseReload()
 		return err
 	}
 	s.healthMu.Lock()
 	defer s.healthMu.Unlock()
+	if s.serving {
+		s.checker.Stop() // its last results are written before the state is carried over
+	}
+	t.adoptHealth(s.tbl.Load())
 	s.tbl.Store(t)
 	s.cache.Resize(cfg.Cache.MaxSize)
 	if s.serving {
-		old := s.checker
 		s.checker = upstream.StartChecker(t.groups, s.monoNow, s.log)
-		old.Stop()
 	}
+	s.reloadApplied()
 	return nil
 }
 

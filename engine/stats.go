@@ -448,15 +448,24 @@ func (s *Server) Snapshot() *admin.Snapshot {
 			if !up {
 				state = "down"
 			}
-			u.Servers = append(u.Servers, admin.Server{
+			as := admin.Server{
 				Name: srv.Name, Addr: srv.Addr.String(), Up: up, State: state, InFlight: srv.InFlight(),
 				Weight: srv.Weight, Backup: srv.Backup,
 				ConnsOpen: max(sc.open, 0), ConnsIdle: max(sc.idle, 0), Requests: sc.req,
-			})
+			}
+			if !up {
+				h := srv.Health(now)
+				as.DownBy, as.DownReason = h.DownBy, h.DownReason
+				if !h.DownSince.IsZero() {
+					as.DownSince = h.DownSince.UTC().Format(time.RFC3339Nano)
+				}
+			}
+			u.Servers = append(u.Servers, as)
 		}
 		snap.Upstreams = append(snap.Upstreams, u)
 	}
 
+	snap.Reloads = s.reloadSnapshot()
 	snap.Cache.Evictions = s.cache.Evictions.Load()
 	snap.Cache.Bytes = s.cache.Bytes()
 	snap.Cache.Entries = s.cache.Len()
