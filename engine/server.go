@@ -302,8 +302,8 @@ func (s *Server) Reload(cfg *config.Config) error {
 }
 
 // RestartOnly names the settings in cfg that differ from those the server started with and that a
-// reload cannot apply: the listeners, the loops, the memory laid out at start, and the access log's
-// destination and format. The caller warns about them; the rest of cfg applies on Reload.
+// reload cannot apply: the listeners, the loops, the memory laid out at start, the pid file, and the
+// access log's destination and format. The caller warns about them; the rest of cfg applies on Reload.
 func (s *Server) RestartOnly(cfg *config.Config) []string {
 	was, now := s.cfg, cfg
 	var keys []string
@@ -318,6 +318,7 @@ func (s *Server) RestartOnly(cfg *config.Config) []string {
 	add("server.header_buffer", was.Server.HeaderBuffer != now.Server.HeaderBuffer)
 	add("server.io_buffer", was.Server.IOBuffer != now.Server.IOBuffer)
 	add("server.reuse_port", was.Server.ReusePort != now.Server.ReusePort)
+	add("server.pid_file", was.Server.PidFile != now.Server.PidFile)
 	add("admin.listen", adminListen(was) != adminListen(now))
 	add("log.access", was.Log.Access != now.Log.Access)
 	add("log.access_format", was.Log.AccessFormat != now.Log.AccessFormat)
