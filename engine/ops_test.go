@@ -230,3 +230,39 @@ upstream = "app"
 		t.Fatalf("%d up lines, want one per server:\n%s", n, logs.String())
 	}
 }
+
+// TestRefusalsSayWhyAtDebug: at debug, each request the proxy answers itself leaves a line with its status
+// and the rule that refused it: the parser's own words for a malformed head.
+func TestRefusalsSayWhyAtDebug(t *testing.T) {
+	a := startOrigin(t, "a")
+	// The keys follow startLoggedProxy's [server] listen and loops.
+	addr, _, logs, _ := startLoggedProxy(t, slog.LevelDebug, fmt.Sprintf(`header_buffer = "1KiB"
+max_body_size = 10
+[[upstream]]
+name = "app"
+servers = [ { addr = %q } ]
+[[route]]
+path_prefix = "/app/"
+upstream = "app"
+`, a.addr))
+	for _, tc := range []struct {
+		raw    string
+		status int
+		reason string
+	}{
+		{"GET /app/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "missing or repeated host"},
+		{"GET /app/ HTTP/1.1\r\nHost : a\r\n\r\n", 400, "request head: "},
+		{"GET /app/ HTTP/2.0\r\nHost: a\r\n\r\n", 505, "unsupported http version"},
+		{"GET /app/ HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("x", 2000) + "\r\n\r\n", 431, "larger than header_buffer"},
+		{"GET /other HTTP/1.1\r\nHost: a\r\n\r\n", 404, "no route matches"},
+		{"POST /app/ HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", 413, "max_body_size"},
+	} {
+		c, br := dial(t, addr)
+		resp, _ := roundTrip(t, c, br, tc.raw)
+		c.Close()
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%q: %d, want %d", tc.raw, resp.StatusCode, tc.status)
+		}
+		logs.waitCount(t, 1, "request refused", fmt.Sprintf("status=%d", tc.status), tc.reason)
+	}
+}

@@ -278,6 +278,7 @@ func (ls *loopState) headStart(cc *clientConn, now int64) int64 {
 
 // recordPrebuilt records a prebuilt response b for status, about to be written to cc.
 func (ls *loopState) recordPrebuilt(cc *clientConn, status int, b []byte, keepAlive bool) {
+	ls.logRefusal(cc, status, nil) // at debug only: why
 	ls.record(cc, status, int64(len(b)-ls.rs.headLen(status, keepAlive)), int64(len(b)))
 }
 
