@@ -30,9 +30,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("switchflow", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "switchflow.toml", "configuration file")
-	check := fs.Bool("t", false, "check the configuration file and exit")
+	check := fs.Bool("t", false, "check the configuration file, print the worst-case memory it allows, and exit")
+	dump := fs.Bool("T", false, "check the configuration file like -t, then print it with every default filled in, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit (diagnostics)")
+	fs.Usage = usage(fs, stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0 // -h asked for the usage, which flag has printed
@@ -48,7 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "switchflow %s (%s, gnet %s)\n", version, runtime.Version(), gnetVersion())
 		return 0
 	}
-	cfg, err := config.Load(*path)
+	*check = *check || *dump
+	cfg, err := loadConfig(*path)
 	if err == nil && *check {
 		err = engine.Check(cfg) // what the file's own checks cannot see: [tls], the access log file
 	}
@@ -57,10 +60,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%s: configuration check failed:\n%v\n", *path, err)
 			return 1
 		}
+		// -T writes the report as TOML comments: its whole output is the effective file.
+		comment := ""
+		if *dump {
+			comment = "# "
+		}
+		fmt.Fprintln(stdout, comment+"configuration ok")
+		fmt.Fprintln(stdout, comment+engine.MemoryLine(engine.WorstCaseMemory(cfg)))
 		if warn, _ := fileLimit(cfg, false); warn != "" {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", *path, warn) // SPEC 3.3: a warning, not a failed check
 		}
-		fmt.Fprintln(stdout, "configuration ok")
+		if *dump {
+			fmt.Fprintf(stdout, "# %s, every default filled in\n\n%s", *path, cfg.TOML())
+		}
 		return 0
 	}
 	if err != nil {
@@ -98,7 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	spareProc(srv.Loops(), log)
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	select {
@@ -108,6 +120,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			started = append(started, "admin", a)
 		}
 		log.Info("switchflow started", started...)
+		if err := writePidFile(cfg.Server.PidFile); err != nil {
+			log.Error("cannot write pid_file", "error", err)
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			_ = srv.Shutdown(ctx)
+			cancel()
+			return 1
+		}
+		if cfg.Server.PidFile != "" {
+			defer os.Remove(cfg.Server.PidFile)
+		}
 	case err := <-served:
 		log.Error("cannot listen", "error", err)
 		return 1
@@ -123,14 +145,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 			log.Error("event loops stopped", "error", err)
 			return 1
 		case sig := <-sigs:
+			if sig == syscall.SIGUSR1 {
+				log.Info("reopening the log files", "signal", "SIGUSR1")
+				srv.ReopenLogs() // and nothing else
+				continue
+			}
 			if sig == syscall.SIGHUP {
+				log.Info("reload requested", "signal", "SIGHUP", "file", *path)
 				srv.ReopenLogs() // the access log file, for logrotate; whatever becomes of the reload
-				next, err := config.Load(*path)
-				if err == nil {
+				next, err := loadConfig(*path)
+				if err != nil {
+					srv.RefuseReload() // Reload counts those it refuses itself
+				} else {
 					err = srv.Reload(next)
 				}
 				if err != nil {
-					log.Error("reload refused; the running configuration stays", "file", *path, "error", err)
+					logReloadRefused(log, cfg.Log.Format, *path, err)
 					continue
 				}
 				level.Set(next.Log.SlogLevel())

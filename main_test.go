@@ -29,7 +29,7 @@ func TestVersionAndConfigCheck(t *testing.T) {
 	good := filepath.Join(dir, "good.toml")
 	os.WriteFile(good, []byte("[[upstream]]\nname = \"a\"\nservers = [ { addr = \"127.0.0.1:9\" } ]\n[[route]]\nupstream = \"a\"\n"), 0o644)
 	out.Reset()
-	if code := run([]string{"-t", "-config", good}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "configuration ok" {
+	if code := run([]string{"-t", "-config", good}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "configuration ok\nworst-case memory: ") {
 		t.Fatalf("-t on a good file: exit %d, %q %q", code, out.String(), errb.String())
 	}
 	bad := filepath.Join(dir, "bad.toml")
@@ -75,7 +75,7 @@ func TestVersionAndConfigCheck(t *testing.T) {
 	// The README's first command runs the shipped file: it must always check.
 	out.Reset()
 	errb.Reset()
-	if code := run([]string{"-t", "-config", "switchflow.toml"}, &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "configuration ok" {
+	if code := run([]string{"-t", "-config", "switchflow.toml"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "configuration ok\n") {
 		t.Fatalf("-t on the shipped switchflow.toml: exit %d, %q %q", code, out.String(), errb.String())
 	}
 }
@@ -141,8 +141,12 @@ func TestSignals(t *testing.T) {
 	if _, body := get("/"); body != "b" {
 		t.Fatalf("a bad file replaced the running configuration: %q", body)
 	}
-	if !strings.Contains(logs.String(), "reload refused") {
-		t.Fatalf("refused reload not logged:\n%s", logs.String())
+	// The signal is logged, and each problem has its line (no literal \n inside one).
+	waitLog(t, &logs, `msg="reload problem"`, 1)
+	if l := logs.String(); !strings.Contains(l, `msg="reload requested" signal=SIGHUP`) ||
+		!strings.Contains(l, `msg="reload refused; the running configuration stays"`) ||
+		!strings.Contains(l, `problem="route[0].upstream: `) || strings.Contains(l, `\n`) {
+		t.Fatalf("refused reload not logged a problem a line:\n%s", l)
 	}
 	// A file that adds [tls] is refused on reload as it is at start.
 	write(a, "[tls]\nlisten = \"127.0.0.1:1\"\ncertificates = [ { cert = \"a.crt\", key = \"a.key\" } ]\n")

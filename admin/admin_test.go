@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 type fakeSource struct {
@@ -29,10 +30,11 @@ func sample() *Snapshot {
 		Duration: Histogram{Bounds: []float64{0.005, 0.01, 10}, Counts: []uint64{2, 1, 0, 3}, Sum: 12.5, Count: 6},
 		Upstreams: []Upstream{{Name: "app", Servers: []Server{
 			{Name: "h:1", Addr: "127.0.0.1:1", Up: true, State: "up", InFlight: 2, Weight: 3, ConnsOpen: 5, ConnsIdle: 4, Requests: Classes{0, 0, 3}},
-			{Name: "h:2", Addr: "127.0.0.1:2", State: "down", Backup: true},
+			{Name: "h:2", Addr: "127.0.0.1:2", State: "down", Backup: true, DownBy: "passive", DownReason: "3 failed attempts within fail_timeout 10s (max_fails)", DownSince: "2024-05-01T10:00:00Z"},
 		}}},
 		Cache:     Cache{Hits: 10, Misses: 2, Bypasses: 1, Evictions: 3, Bytes: 4096, Entries: 2},
 		AccessLog: AccessLog{Enabled: true, Dropped: 8},
+		Reloads:   Reloads{OK: 2, Refused: 1, LastOK: time.Unix(1700000000, 500e6), LastFailed: true},
 	}
 }
 
@@ -73,6 +75,10 @@ func TestMetricsTextFormat(t *testing.T) {
 		"switchflow_cache_entries 2\n",
 		"switchflow_access_log_dropped_total 8\n",
 		"switchflow_draining 0\n",
+		`switchflow_config_reloads_total{result="ok"} 2` + "\n",
+		`switchflow_config_reloads_total{result="refused"} 1` + "\n",
+		"switchflow_config_last_reload_success_timestamp_seconds 1.7000000005e+09\n",
+		"switchflow_config_last_reload_successful 0\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q", want)
@@ -119,8 +125,15 @@ func TestStatusJSONRoundTrip(t *testing.T) {
 	if back.Routes[0].Requests != (Classes{0, 0, 3, 0, 1, 0}) || back.Routes[1].Requests[0] != 9 {
 		t.Errorf("classes: %+v", back.Routes)
 	}
-	if s := back.Upstreams[0].Servers[1]; s.State != "down" || s.Up || !s.Backup || s.Addr != "127.0.0.1:2" {
+	if s := back.Upstreams[0].Servers[1]; s.State != "down" || s.Up || !s.Backup || s.Addr != "127.0.0.1:2" ||
+		s.DownBy != "passive" || s.DownSince != "2024-05-01T10:00:00Z" || !strings.Contains(s.DownReason, "max_fails") {
 		t.Errorf("server: %+v", s)
+	}
+	if strings.Contains(string(b[:strings.Index(string(b), `"h:2"`)]), "down_reason") {
+		t.Errorf("an up server has down fields:\n%s", b)
+	}
+	if back.Reloads.OK != 2 || !back.Reloads.LastFailed || !back.Reloads.LastOK.Equal(time.Unix(1700000000, 500e6)) {
+		t.Errorf("reloads: %+v", back.Reloads)
 	}
 	if !strings.Contains(string(b), `"requests": {`+"\n") || !strings.Contains(string(b), `"2xx": 3`) {
 		t.Errorf("classes not by name:\n%s", b)

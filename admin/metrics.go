@@ -75,6 +75,15 @@ func AppendMetrics(b []byte, s *Snapshot) []byte {
 	w.scalar("switchflow_cache_entries", "gauge", "Entries the micro-cache holds.", int64Text(int64(s.Cache.Entries)))
 
 	w.scalar("switchflow_access_log_dropped_total", "counter", "Access log lines dropped because the writer lagged.", uint64Text(s.AccessLog.Dropped))
+	w.family("switchflow_config_reloads_total", "counter", "Reloads asked for (SIGHUP), by result: ok (applied) or refused (the running configuration stayed).")
+	w.sample("switchflow_config_reloads_total", "", uint64Text(s.Reloads.OK), "result", "ok")
+	w.sample("switchflow_config_reloads_total", "", uint64Text(s.Reloads.Refused), "result", "refused")
+	lastOK := 0.0
+	if !s.Reloads.LastOK.IsZero() {
+		lastOK = float64(s.Reloads.LastOK.UnixMilli()) / 1e3
+	}
+	w.scalar("switchflow_config_last_reload_success_timestamp_seconds", "gauge", "When the configuration in force was loaded, in Unix seconds: the start, or the last reload applied.", formatFloat(lastOK))
+	w.scalar("switchflow_config_last_reload_successful", "gauge", "0 when the last reload asked for was refused, else 1.", boolText(!s.Reloads.LastFailed))
 	w.scalar("switchflow_draining", "gauge", "1 after SIGTERM while requests in flight finish.", boolText(s.Draining))
 	return w.b
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 )
 
 // Source is what the admin listener reports on: the engine.
@@ -86,6 +87,15 @@ type Snapshot struct {
 	Cache     Cache      `json:"cache"`
 
 	AccessLog AccessLog `json:"access_log"`
+	Reloads   Reloads   `json:"reloads"`
+}
+
+// Reloads are the reloads asked for (SIGHUP) since the start.
+type Reloads struct {
+	OK         uint64    `json:"ok_total"`      // applied
+	Refused    uint64    `json:"refused_total"` // refused: the file did not check, the running one stayed
+	LastOK     time.Time `json:"last_ok"`       // when the configuration in force was loaded (the start's, until a reload)
+	LastFailed bool      `json:"last_failed"`   // the last reload asked for was refused
 }
 
 // Clients are the client connections.
@@ -128,16 +138,20 @@ type Upstream struct {
 
 // Server is one upstream server's state and counts.
 type Server struct {
-	Name      string  `json:"name"` // the address as configured
-	Addr      string  `json:"addr"` // as resolved at load
-	Up        bool    `json:"up"`
-	State     string  `json:"state"` // "up" or "down"
-	InFlight  int64   `json:"in_flight"`
-	Weight    int     `json:"weight"`
-	Backup    bool    `json:"backup"`
-	ConnsOpen int64   `json:"connections_open"` // backend connections open, idle ones included
-	ConnsIdle int64   `json:"connections_idle"` // in the keep-alive pools
-	Requests  Classes `json:"requests"`         // requests whose last attempt went to this server
+	Name  string `json:"name"` // the address as configured
+	Addr  string `json:"addr"` // as resolved at load
+	Up    bool   `json:"up"`
+	State string `json:"state"` // "up" or "down"
+	// While down: "active" (health checks) or "passive" (max_fails), why, and since when (RFC 3339).
+	DownBy     string  `json:"down_by,omitempty"`
+	DownReason string  `json:"down_reason,omitempty"`
+	DownSince  string  `json:"down_since,omitempty"`
+	InFlight   int64   `json:"in_flight"`
+	Weight     int     `json:"weight"`
+	Backup     bool    `json:"backup"`
+	ConnsOpen  int64   `json:"connections_open"` // backend connections open, idle ones included
+	ConnsIdle  int64   `json:"connections_idle"` // in the keep-alive pools
+	Requests   Classes `json:"requests"`         // requests whose last attempt went to this server
 }
 
 // Cache is the micro-cache.

@@ -35,6 +35,7 @@ type Server struct {
 	MaxBodySize       int64         // bytes; 0 = unlimited
 	ShutdownTimeout   time.Duration // requests in flight get this long on SIGTERM; 0 = none
 	ReusePort         bool          // SO_REUSEPORT
+	PidFile           string        // written at start with the process id, removed at exit; "" = none
 }
 
 // TLS is the optional [tls] section: HTTPS termination.

@@ -397,6 +397,7 @@ func (d *decoder) server(t *table, s *Server) {
 	t.size("max_body_size", &s.MaxBodySize)
 	t.duration("shutdown_timeout", &s.ShutdownTimeout)
 	t.boolean("reuse_port", &s.ReusePort)
+	t.str("pid_file", &s.PidFile)
 	t.finish()
 }
 

@@ -137,7 +137,7 @@ func (ls *loopState) dialFailed(ctx any, err error) {
 	short := ls.s.dialShortage(err) // SPEC 3.3: out of descriptors is the proxy's failure, not the server's
 	if !short {
 		be.srv.Fail(ls.clock())
-		ls.s.log.Warn("upstream connect failed", "upstream", be.lt.tbl.groups[be.group].Name, "server", be.srv.Name, "error", err)
+		ls.s.log.Warn("upstream connect failed", "upstream", be.srv.Upstream, "server", be.srv.Name, "error", err)
 	}
 	if cc == nil || cc.be != be || cc.state != csConnecting {
 		return
@@ -688,7 +688,7 @@ func responseHeadProblem(err error) string {
 // of the application (nginx's proxy_next_upstream leaves invalid_header out by default too).
 func (ls *loopState) backendBroken(be *backendConn, why string) {
 	cc := be.client
-	ls.s.log.Warn("upstream response refused", "upstream", be.lt.tbl.groups[be.group].Name, "server", be.srv.Name, "reason", why)
+	ls.s.log.Warn("upstream response refused", "upstream", be.srv.Upstream, "server", be.srv.Name, "reason", why)
 	ls.noteProgress(cc, be)
 	ls.closeBackend(be)
 	if cc == nil {
@@ -703,9 +703,9 @@ func (ls *loopState) backendTimedOut(be *backendConn) {
 	cc := be.client
 	be.srv.Fail(ls.clock())
 	if be.headDone {
-		ls.s.log.Warn("upstream timed out in the middle of a response body", "server", be.srv.Name)
+		ls.s.log.Warn("upstream timed out in the middle of a response body", "upstream", be.srv.Upstream, "server", be.srv.Name)
 	} else {
-		ls.s.log.Warn("upstream response timeout", "server", be.srv.Name)
+		ls.s.log.Warn("upstream response timeout", "upstream", be.srv.Upstream, "server", be.srv.Name)
 	}
 	ls.closeBackend(be)
 	if cc == nil {
@@ -798,7 +798,7 @@ func (ls *loopState) capTunnel(cc *clientConn, be *backendConn) {
 		return
 	}
 	ls.s.log.Warn("tunnel closed: both ends send faster than they read",
-		"client", cc.ip.String(), "server", be.srv.Name)
+		"client", cc.ip.String(), "upstream", be.srv.Upstream, "server", be.srv.Name)
 	ls.dropClient(cc)
 }
 

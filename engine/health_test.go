@@ -138,7 +138,8 @@ func TestHealthCheckSteersTraffic(t *testing.T) {
 }
 
 // TestHealthChecksFollowReloadAndShutdown: a reload stops the old table's checks and starts the new
-// one's (health starts afresh: up, then down again after fall failures); Shutdown stops them all.
+// one's, which carry on from the state the old ones left (a server down stays down until rise passing
+// checks); Shutdown stops them all.
 func TestHealthChecksFollowReloadAndShutdown(t *testing.T) {
 	a := startCheckedOrigin(t, "a")
 	b := startCheckedOrigin(t, "b")
@@ -176,11 +177,12 @@ func TestHealthChecksFollowReloadAndShutdown(t *testing.T) {
 	if err := srv.Reload(cfg2); err != nil {
 		t.Fatal(err)
 	}
-	if h := serverHealth(srv, 1); !h.Up || h.ActiveDown {
-		t.Fatalf("b right after reload: %+v, want a fresh server, up", h)
+	if h := serverHealth(srv, 1); h.Up || !h.ActiveDown || h.DownBy != "active" {
+		t.Fatalf("b right after reload: %+v, want it still down", h)
 	}
 	oldAt := old.Health(srv.monoNow()).LastCheckAt
-	waitHealth(t, "b down in the new table", func() bool { return serverHealth(srv, 1).ActiveDown })
+	b.health.Store(200)
+	waitHealth(t, "b up in the new table", func() bool { return serverHealth(srv, 1).Up })
 	if at := old.Health(srv.monoNow()).LastCheckAt; !at.Equal(oldAt) {
 		t.Fatal("the old table's checks went on after the reload")
 	}

@@ -60,6 +60,7 @@ type Server struct {
 	fds       fdShortage  // running out of descriptors (fds.go)
 
 	reg     statRegistry                   // metrics ids of routes and servers (stats.go)
+	reloads reloadStats                    // reloads applied and refused (ops.go)
 	alog    *accessLog                     // nil: log.access is off (accesslog.go)
 	adminLn atomic.Pointer[admin.Listener] // the [admin] listener while Serve runs
 
@@ -139,7 +140,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if errs := unservable(cfg); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	t, err := newTable(cfg)
+	t, err := newTable(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -164,6 +165,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		splice:            os.Getenv("SWITCHFLOW_SPLICE") != "0",
 	}
 	s.tbl.Store(t)
+	s.reloads.lastOK.Store(time.Now().UnixNano()) // the file started with is the last one that loaded
 	if s.alog, err = newAccessLog(cfg.Log, loops, log); err != nil {
 		return nil, err
 	}
@@ -306,31 +308,38 @@ func (s *Server) OnBoot(e gnet.Engine) gnet.Action {
 // Reload swaps in a new configuration for new requests: routes, upstreams, per-request settings and the
 // cache's bound (a smaller [cache] max_size evicts down to it at once). What RestartOnly names keeps the
 // values the server started with; a file with [tls] is refused, as New refuses it.
-// The new table's servers are new objects, so their health starts afresh (up, no failures counted): the
-// old table's health checks stop and the new one's start. Safe from any goroutine.
+// The new table's servers are new objects; those that stay (same upstream name, same address as
+// configured) take over the old ones' health state (a server that was down stays down), new ones start
+// up. The old table's health checks stop before the state is carried over, and the new one's start
+// after. Each call counts as a reload applied or refused (/metrics). Safe from any goroutine.
 func (s *Server) Reload(cfg *config.Config) error {
 	if cfg.TLS != nil {
+		s.RefuseReload()
 		return ErrTLSUnsupported // as at start: never accept a file that asks for HTTPS and serve none
 	}
-	t, err := newTable(cfg)
+	t, err := newTable(cfg, s.log)
 	if err != nil {
+		s.RefuseReload()
 		return err
 	}
 	s.healthMu.Lock()
 	defer s.healthMu.Unlock()
+	if s.serving {
+		s.checker.Stop() // its last results are written before the state is carried over
+	}
+	t.adoptHealth(s.tbl.Load())
 	s.tbl.Store(t)
 	s.cache.Resize(cfg.Cache.MaxSize)
 	if s.serving {
-		old := s.checker
 		s.checker = upstream.StartChecker(t.groups, s.monoNow, s.log)
-		old.Stop()
 	}
+	s.reloadApplied()
 	return nil
 }
 
 // RestartOnly names the settings in cfg that differ from those the server started with and that a
-// reload cannot apply: the listeners, the loops, the memory laid out at start, and the access log's
-// destination and format. The caller warns about them; the rest of cfg applies on Reload.
+// reload cannot apply: the listeners, the loops, the memory laid out at start, the pid file, and the
+// access log's destination and format. The caller warns about them; the rest of cfg applies on Reload.
 func (s *Server) RestartOnly(cfg *config.Config) []string {
 	was, now := s.cfg, cfg
 	var keys []string
@@ -347,6 +356,7 @@ func (s *Server) RestartOnly(cfg *config.Config) []string {
 	add("server.large_header_buffers", was.Server.LargeHeaderBufs != now.Server.LargeHeaderBufs)
 	add("server.io_buffer", was.Server.IOBuffer != now.Server.IOBuffer)
 	add("server.reuse_port", was.Server.ReusePort != now.Server.ReusePort)
+	add("server.pid_file", was.Server.PidFile != now.Server.PidFile)
 	add("admin.listen", adminListen(was) != adminListen(now))
 	add("log.access", was.Log.Access != now.Log.Access)
 	add("log.access_format", was.Log.AccessFormat != now.Log.AccessFormat)

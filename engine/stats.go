@@ -278,6 +278,7 @@ func (ls *loopState) headStart(cc *clientConn, now int64) int64 {
 
 // recordPrebuilt records a prebuilt response b for status, about to be written to cc.
 func (ls *loopState) recordPrebuilt(cc *clientConn, status int, b []byte, keepAlive bool) {
+	ls.logRefusal(cc, status, nil) // at debug only: why
 	ls.record(cc, status, int64(len(b)-ls.rs.headLen(status, keepAlive)), int64(len(b)))
 }
 
@@ -449,15 +450,24 @@ func (s *Server) Snapshot() *admin.Snapshot {
 			if !up {
 				state = "down"
 			}
-			u.Servers = append(u.Servers, admin.Server{
+			as := admin.Server{
 				Name: srv.Name, Addr: srv.Addr.String(), Up: up, State: state, InFlight: srv.InFlight(),
 				Weight: srv.Weight, Backup: srv.Backup,
 				ConnsOpen: max(sc.open, 0), ConnsIdle: max(sc.idle, 0), Requests: sc.req,
-			})
+			}
+			if !up {
+				h := srv.Health(now)
+				as.DownBy, as.DownReason = h.DownBy, h.DownReason
+				if !h.DownSince.IsZero() {
+					as.DownSince = h.DownSince.UTC().Format(time.RFC3339Nano)
+				}
+			}
+			u.Servers = append(u.Servers, as)
 		}
 		snap.Upstreams = append(snap.Upstreams, u)
 	}
 
+	snap.Reloads = s.reloadSnapshot()
 	snap.Cache.Evictions = s.cache.Evictions.Load()
 	snap.Cache.Bytes = s.cache.Bytes()
 	snap.Cache.Entries = s.cache.Len()

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"switchflow/config"
@@ -21,7 +22,8 @@ type table struct {
 	maxBodySize       int64
 }
 
-func newTable(cfg *config.Config) (*table, error) {
+// newTable builds the table of cfg; log receives its groups' health transitions.
+func newTable(cfg *config.Config, log *slog.Logger) (*table, error) {
 	t := &table{
 		cfg:               cfg,
 		readHeaderTimeout: cfg.Server.ReadHeaderTimeout,
@@ -55,6 +57,7 @@ func newTable(cfg *config.Config) (*table, error) {
 			FailTimeout:     u.FailTimeout,
 			Retries:         u.Retries,
 			Health:          health,
+			Log:             log,
 		})
 		if err != nil {
 			return nil, err
@@ -85,6 +88,23 @@ func newTable(cfg *config.Config) (*table, error) {
 	}
 	t.routes = newRouteTable(routes)
 	return t, nil
+}
+
+// adoptHealth gives the servers of t that old has too (same upstream name, same address as configured)
+// old's health state, for a reload: a server that was down stays down, and is not dialled again until
+// its fail_timeout or its health checks bring it back. Before t is swapped in and its checks start.
+func (t *table) adoptHealth(old *table) {
+	if old == nil {
+		return
+	}
+	for _, g := range t.groups {
+		for _, og := range old.groups {
+			if og.Name == g.Name {
+				g.Adopt(og)
+				break
+			}
+		}
+	}
 }
 
 // loopTable is one loop's working state for one table: a balancer and an idle pool per group.

@@ -25,7 +25,8 @@ func NewPicker(g *Group) *Picker {
 
 // Pick returns the server for a request at now, skipping those in tried (bit i = server i) and those
 // marked down. key is a hash of the client address, used by ip_hash. Backup servers are chosen only while
-// no primary server is up. It returns nil when no server is left. Pick never allocates.
+// no primary server is up. It returns nil when no server is left. Pick never allocates, but for the
+// "no server up" line it writes at most once a second when nothing was tried and nothing is up.
 func (p *Picker) Pick(now int64, tried uint64, key uint32) *Server {
 	if s := p.pickPolicy(now, tried, key, false); s != nil {
 		return s
@@ -34,7 +35,11 @@ func (p *Picker) Pick(now int64, tried uint64, key uint32) *Server {
 		// Primaries are up but all were tried: backups stay reserved for "no other server is up".
 		return nil
 	}
-	return p.pickPolicy(now, tried, key, true)
+	s := p.pickPolicy(now, tried, key, true)
+	if s == nil && tried == 0 {
+		p.g.NoneUp(now) // nothing tried and nothing up: the request gets 503
+	}
+	return s
 }
 
 func (p *Picker) pickPolicy(now int64, tried uint64, key uint32, backup bool) *Server {

@@ -2,7 +2,10 @@ package upstream
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
+	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +23,9 @@ type Group struct {
 	ResponseTimeout time.Duration
 	Retries         int
 	Health          *HealthSettings // active health checks; nil = none (see Checker)
+
+	log          *slog.Logger
+	noneUpLogged atomic.Int64 // monotonic ns of the last "no server up" line (NoneUp); 0: none yet
 }
 
 // ServerSpec describes one server of a group, as validated configuration gives it.
@@ -40,6 +46,8 @@ type Settings struct {
 	FailTimeout     time.Duration
 	Retries         int
 	Health          *HealthSettings // nil = no active health checks
+	// Log receives the group's health transitions (a server down or up) and "no server up"; nil: none.
+	Log *slog.Logger
 }
 
 // NewGroup builds a Group. upstream does not import config (dependencies point from engine to both), so
@@ -58,6 +66,7 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 		ConnectTimeout:  set.ConnectTimeout,
 		ResponseTimeout: set.ResponseTimeout,
 		Retries:         set.Retries,
+		log:             set.Log,
 	}
 	if set.Health != nil {
 		h := *set.Health
@@ -73,6 +82,7 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 		}
 		srv := &Server{
 			Index:       i,
+			Upstream:    name,
 			Addr:        s.Addr,
 			Name:        s.Name,
 			HostHeader:  []byte(s.Name),
@@ -80,6 +90,9 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 			Backup:      s.Backup,
 			maxFails:    int32(set.MaxFails),
 			failTimeout: int64(set.FailTimeout),
+			log:         set.Log,
+			passiveReason: fmt.Sprintf("%d failed attempts within fail_timeout %s (max_fails)",
+				set.MaxFails, set.FailTimeout),
 		}
 		if g.Health != nil {
 			srv.healthReq = healthRequest(g.Health.Path, s.Name)
@@ -93,4 +106,48 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 		g.Servers[0].maxFails = 0
 	}
 	return g, nil
+}
+
+// Adopt carries the health state of old's servers over to g's, for a reload: a server of g whose
+// address (as configured) old also has takes over that server's passive and active state (down or up,
+// why and since when, failures counted, the last check). Servers new to g start up. Call it before g
+// serves requests and after old's checker has stopped; g and old are groups of the same name.
+func (g *Group) Adopt(old *Group) {
+	if old == nil {
+		return
+	}
+	byName := make(map[string]*Server, len(old.Servers))
+	for _, s := range old.Servers {
+		byName[s.Name] = s
+	}
+	for _, s := range g.Servers {
+		if o := byName[s.Name]; o != nil {
+			s.adopt(o)
+		}
+	}
+}
+
+// noneUpEvery bounds the "no server up" lines to one per upstream per second.
+const noneUpEvery = int64(time.Second)
+
+// NoneUp logs, at most once a second for the group, that a request found no server up (and is answered
+// 503), with each server's reason for being down. Called from event loops; it never blocks beyond the
+// log line it may write.
+func (g *Group) NoneUp(now int64) {
+	if g.log == nil {
+		return
+	}
+	last := g.noneUpLogged.Load()
+	if last != 0 && now-last < noneUpEvery {
+		return
+	}
+	if !g.noneUpLogged.CompareAndSwap(last, max(now, 1)) {
+		return // another loop logs it
+	}
+	down := make([]string, 0, len(g.Servers))
+	for _, s := range g.Servers {
+		h := s.Health(now)
+		down = append(down, s.Name+": "+h.DownReason)
+	}
+	g.log.Warn("no server up: requests answered 503", "upstream", g.Name, "servers", strings.Join(down, "; "))
 }

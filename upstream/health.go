@@ -32,6 +32,10 @@ type HealthState struct {
 	Checked     bool      // at least one active check has ended
 	LastCheck   string    // "ok", or why the last check failed ("status 500", "connect: refused", "timeout")
 	LastCheckAt time.Time // wall time the last check ended
+	// While down: "active" or "passive" (active wins when both), why, and since when (wall time).
+	DownBy     string
+	DownReason string
+	DownSince  time.Time
 }
 
 type checkResult struct {
@@ -45,6 +49,18 @@ func (s *Server) Health(now int64) HealthState {
 		Up:          s.Up(now),
 		ActiveDown:  s.activeDown.Load(),
 		PassiveDown: now < s.downUntil.Load(),
+	}
+	switch {
+	case h.ActiveDown:
+		h.DownBy, h.DownReason = "active", "failed health checks"
+		if w := s.activeWhy.Load(); w != nil {
+			h.DownReason, h.DownSince = w.reason, w.since
+		}
+	case h.PassiveDown:
+		h.DownBy, h.DownReason = "passive", "max_fails"
+		if w := s.passiveWhy.Load(); w != nil {
+			h.DownReason, h.DownSince = w.reason, w.since
+		}
 	}
 	if r := s.lastCheck.Load(); r != nil {
 		h.Checked, h.LastCheck, h.LastCheckAt = true, r.reason, r.at
@@ -90,7 +106,37 @@ func StartChecker(groups []*Group, now func() int64, log *slog.Logger) *Checker 
 		c.wg.Add(1)
 		go c.run(ctx, g)
 	}
+	c.wg.Add(1)
+	go c.watch(ctx, groups)
 	return c
+}
+
+// watchEvery is how often the watch looks for passive downs whose fail_timeout has passed.
+var watchEvery = 250 * time.Millisecond
+
+// watch logs the end of each passive down: the time fail_timeout ends is no event on any loop (the next
+// request simply finds the server up), so a goroutine of the checker notices it, within watchEvery, and
+// logs "upstream server up" once (passiveOver's compare-and-swap).
+func (c *Checker) watch(ctx context.Context, groups []*Group) {
+	defer c.wg.Done()
+	tick := time.NewTicker(watchEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := c.now()
+		for _, g := range groups {
+			for _, s := range g.Servers {
+				if s.passiveMarked.Load() && now >= s.downUntil.Load() && s.passiveOver() {
+					c.log.Info("upstream server up", "upstream", g.Name, "server", s.Name, "by", "passive",
+						"reason", "fail_timeout "+time.Duration(s.failTimeout).String()+" passed")
+				}
+			}
+		}
+	}
 }
 
 // Stop ends the checks and waits for their goroutines: a check in flight is abandoned at once (its
@@ -153,8 +199,9 @@ func (c *Checker) record(g *Group, s *Server, st *serverCheck, reason string) {
 		fails := min(s.hcFails.Load()+1, int32(hs.Fall))
 		s.hcFails.Store(fails)
 		if fails >= int32(hs.Fall) && !s.activeDown.Load() {
+			s.activeWhy.Store(&downInfo{reason: fmt.Sprintf("%d failed health checks, the last: %s", fails, reason), since: time.Now()})
 			s.activeDown.Store(true)
-			c.log.Warn("upstream server down", "upstream", g.Name, "server", s.Name,
+			c.log.Warn("upstream server down", "upstream", g.Name, "server", s.Name, "by", "active",
 				"reason", reason, "failed_checks", fails)
 		}
 		return
@@ -165,9 +212,10 @@ func (c *Checker) record(g *Group, s *Server, st *serverCheck, reason string) {
 	if s.activeDown.Load() {
 		if passes >= int32(hs.Rise) {
 			s.activeDown.Store(false)
+			s.activeWhy.Store(nil)
 			s.MarkUp() // a passive down, if any, ends with it
 			st.passiveSeen = false
-			c.log.Info("upstream server up", "upstream", g.Name, "server", s.Name,
+			c.log.Info("upstream server up", "upstream", g.Name, "server", s.Name, "by", "active",
 				"reason", fmt.Sprintf("%d passing health checks", passes))
 		}
 		return
@@ -185,7 +233,7 @@ func (c *Checker) record(g *Group, s *Server, st *serverCheck, reason string) {
 	if passes >= int32(hs.Rise) {
 		s.MarkUp()
 		st.passiveSeen = false
-		c.log.Info("upstream server up", "upstream", g.Name, "server", s.Name,
+		c.log.Info("upstream server up", "upstream", g.Name, "server", s.Name, "by", "active",
 			"reason", fmt.Sprintf("%d passing health checks after max_fails", passes))
 	}
 }

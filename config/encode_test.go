@@ -1,0 +1,57 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestTOMLRoundTrip: the effective configuration that -T prints, every default filled in, parses back
+// to the same Config: for the SPEC's example, for a minimal file, and for strings that need escaping.
+func TestTOMLRoundTrip(t *testing.T) {
+	for _, src := range []string{
+		specExample,
+		"[[upstream]]\nname = \"a\"\nservers = [ { addr = \"127.0.0.1:9\" } ]\n[[route]]\nupstream = \"a\"\n",
+		`[server]
+listen = ["127.0.0.1:8080", "127.0.0.1:8081"]
+pid_file = "/run/sw \"q\" \\ \u0001.pid"
+max_body_size = "1000"
+[admin]
+[tls]
+certificates = [ { cert = "a.crt", key = "a.key" }, { cert = "b.crt", key = "b.key" } ]
+[[upstream]]
+name = "a"
+servers = [ { addr = "127.0.0.1:9", weight = 3 }, { addr = "127.0.0.2:9", backup = true } ]
+[upstream.health_check]
+[[upstream]]
+name = "b"
+servers = [ { addr = "127.0.0.3:9" } ]
+[[route]]
+host = "*.Example.com"
+path_prefix = "/api/"
+strip_prefix = true
+cache_ttl = "1500ms"
+upstream = "b"
+[[route]]
+upstream = "a"
+`,
+	} {
+		c, err := parse([]byte(src), fakeResolver{})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, src)
+		}
+		out := c.TOML()
+		back, err := parse([]byte(out), fakeResolver{})
+		if err != nil {
+			t.Fatalf("-T output does not parse: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(c, back) {
+			t.Fatalf("-T output parses to another config:\n%s\n%+v\n%+v", out, c, back)
+		}
+		for _, key := range []string{"large_header_buffer = ", "reuse_port = ", "access_format = ", "max_size = ", "keepalive = ", "retries = "} {
+			if !strings.Contains(out, key) {
+				t.Errorf("-T output lacks the default %s:\n%s", key, out)
+			}
+		}
+	}
+}
