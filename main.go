@@ -70,6 +70,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if warn, _ := fileLimit(cfg, false); warn != "" {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", *path, warn) // SPEC 3.3: a warning, not a failed check
 		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
+		}
 		if *dump {
 			fmt.Fprintf(stdout, "# %s, every default filled in\n\n%s", *path, cfg.TOML())
 		}
@@ -100,6 +103,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if warn != "" {
 		log.Warn(warn)
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
 	}
 	srv, err := engine.New(cfg, log)
 	if err != nil {

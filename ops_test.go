@@ -214,3 +214,14 @@ func TestOperatorSignalsJSON(t *testing.T) {
 		t.Errorf("gnet's start line is not in the log:\n%s", logs.String())
 	}
 }
+
+// TestCheckWarnsStripPrefixWithoutSlash: -t passes the file and warns on stderr about a strip_prefix route
+// whose prefix matches more than its path segment.
+func TestCheckWarnsStripPrefixWithoutSlash(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "strip.toml")
+	os.WriteFile(f, []byte("[[upstream]]\nname = \"a\"\nservers = [ { addr = \"127.0.0.1:9001\" } ]\n[[route]]\npath_prefix = \"/api\"\nstrip_prefix = true\nupstream = \"a\"\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"-t", "-config", f}, &out, &errb); code != 0 || !strings.Contains(errb.String(), `warning: route[0]: strip_prefix with path_prefix "/api"`) {
+		t.Fatalf("-t: exit %d, stderr %q", code, errb.String())
+	}
+}

@@ -131,6 +131,10 @@ func dropHopByHop(hs []Header, name []byte, connOther, keepUpgrade bool) bool {
 		if equalFoldLower(name, "connection") || equalFoldLower(name, "keep-alive") {
 			return true
 		}
+	case 14:
+		if equalFoldLower(name, "http2-settings") {
+			return true // connection-specific (RFC 9113 3.1 of the h2c upgrade): never forwarded
+		}
 	case 16:
 		if equalFoldLower(name, "proxy-connection") {
 			return true

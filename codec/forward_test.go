@@ -28,6 +28,8 @@ func TestAppendProxyRequest(t *testing.T) {
 			"GET / HTTP/1.1|Host: h|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http|X-Forwarded-Host: h||"},
 		{"upgrade kept in tunnel", "GET /ws HTTP/1.1|Host: h|Connection: Upgrade, X-A|Upgrade: websocket|X-A: 1||", "/ws", true,
 			"GET /ws HTTP/1.1|Host: h|Upgrade: websocket|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http|X-Forwarded-Host: h|Connection: upgrade||"},
+		{"h2c upgrade never forwarded", "GET / HTTP/1.1|Host: h|Connection: Upgrade|Upgrade: h2c|HTTP2-Settings: AAMAAABkAAQAAP__||", "/", false,
+			"GET / HTTP/1.1|Host: h|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http|X-Forwarded-Host: h||"},
 		{"target rewritten, 1.0 becomes 1.1 with the default Host", "GET /api/v1?x HTTP/1.0||", "/v1?x", false,
 			"GET /v1?x HTTP/1.1|Host: backend:80|X-Forwarded-For: 10.0.0.1|X-Forwarded-Proto: http||"},
 		{"1.0 absolute-form gets Host from target", "GET http://h.example:81/x HTTP/1.0||", "/x", false,

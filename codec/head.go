@@ -22,6 +22,7 @@ const (
 	FlagConnKeepAlive                       // Connection header has the token "keep-alive"
 	FlagConnUpgrade                         // Connection header has the token "upgrade"
 	FlagUpgrade                             // an Upgrade header is present
+	FlagUpgradeWebSocket                    // an Upgrade header lists the protocol "websocket"
 	FlagExpectContinue                      // Expect: 100-continue
 	FlagHasHost                             // a Host header is present
 	FlagHasDate                             // a Date header is present (responses only)
@@ -174,6 +175,12 @@ func (f *headFacts) observe(name, value []byte, voff int, se *SyntaxError, isReq
 		if equalFoldLower(name, "upgrade") {
 			f.flags |= FlagUpgrade
 			f.rewrite = true
+			it := listIter{list: value}
+			for tok, ok := it.next(); ok; tok, ok = it.next() {
+				if equalFoldLower(tok, "websocket") {
+					f.flags |= FlagUpgradeWebSocket
+				}
+			}
 		}
 	case 10:
 		if equalFoldLower(name, "keep-alive") {

@@ -30,7 +30,7 @@ func TestParseRequestValid(t *testing.T) {
 		{"HTTP/1.0 without host", "GET / HTTP/1.0||", "GET", "/", "", 0, 0, -1, BodyNone, false},
 		{"HTTP/1.0 keep-alive", "GET / HTTP/1.0|Connection: Keep-Alive||", "GET", "/", "", 0, FlagConnKeepAlive, -1, BodyNone, true},
 		{"HTTP/1.1 close", "GET / HTTP/1.1|Host: a|Connection: close||", "GET", "/", "a", 1, FlagHasHost | FlagConnClose, -1, BodyNone, false},
-		{"connection token list", "GET / HTTP/1.1|Host: a|Connection: keep-alive, Upgrade, X-Foo|Upgrade: websocket||", "GET", "/", "a", 1, FlagHasHost | FlagConnKeepAlive | FlagConnUpgrade | FlagUpgrade, -1, BodyNone, true},
+		{"connection token list", "GET / HTTP/1.1|Host: a|Connection: keep-alive, Upgrade, X-Foo|Upgrade: websocket||", "GET", "/", "a", 1, FlagHasHost | FlagConnKeepAlive | FlagConnUpgrade | FlagUpgrade | FlagUpgradeWebSocket, -1, BodyNone, true},
 		{"expect continue", "PUT /x HTTP/1.1|Host: a|Expect: 100-Continue|Content-Length: 3||", "PUT", "/x", "a", 1, FlagHasHost | FlagExpectContinue | FlagContentLength, 3, BodyLength, true},
 		{"expect ignored in HTTP/1.0", "PUT /x HTTP/1.0|Expect: 100-continue|Content-Length: 3||", "PUT", "/x", "", 0, FlagContentLength, 3, BodyLength, false},
 		{"absolute-form http", "GET http://a.example/x HTTP/1.1|Host: a.example||", "GET", "http://a.example/x", "a.example", 1, FlagHasHost, -1, BodyNone, true},

@@ -22,7 +22,7 @@ func TestParseResponseValid(t *testing.T) {
 		{"204", "HTTP/1.1 204 No Content||", 204, "No Content", 1, 0, -1, BodyNone, false, true},
 		{"304 with length", "HTTP/1.1 304 Not Modified|Content-Length: 50||", 304, "Not Modified", 1, FlagContentLength, 50, BodyNone, false, true},
 		{"100 continue", "HTTP/1.1 100 Continue||", 100, "Continue", 1, 0, -1, BodyNone, false, true},
-		{"101 upgrade", "HTTP/1.1 101 Switching Protocols|Connection: Upgrade|Upgrade: websocket||", 101, "Switching Protocols", 1, FlagConnUpgrade | FlagUpgrade, -1, BodyNone, false, true},
+		{"101 upgrade", "HTTP/1.1 101 Switching Protocols|Connection: Upgrade|Upgrade: websocket||", 101, "Switching Protocols", 1, FlagConnUpgrade | FlagUpgrade | FlagUpgradeWebSocket, -1, BodyNone, false, true},
 		{"no reason, no space", "HTTP/1.1 200|Content-Length: 1||", 200, "", 1, FlagContentLength, 1, BodyLength, false, true},
 		{"empty reason", "HTTP/1.1 404 |Content-Length: 1||", 404, "", 1, FlagContentLength, 1, BodyLength, false, true},
 		{"reason with spaces and obs-text", "HTTP/1.1 500 Very \xe9 Bad\t!|Content-Length: 1||", 500, "Very \xe9 Bad\t!", 1, FlagContentLength, 1, BodyLength, false, true},

@@ -734,3 +734,28 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestWarningsStripPrefixWithoutSlash: -t warns for a strip_prefix route whose prefix does not end in "/"
+// ("/api" also takes "/apiary", sent on as "/ary"), and for nothing else.
+func TestWarningsStripPrefixWithoutSlash(t *testing.T) {
+	c := mustLoad(t, `
+[[upstream]]
+name = "a"
+servers = [ { addr = "127.0.0.1:9001" } ]
+[[route]]
+path_prefix = "/api"
+strip_prefix = true
+upstream = "a"
+[[route]]
+path_prefix = "/v1/"
+strip_prefix = true
+upstream = "a"
+[[route]]
+path_prefix = "/raw"
+upstream = "a"
+`)
+	ws := c.Warnings()
+	if len(ws) != 1 || !strings.Contains(ws[0], "route[0]") || !strings.Contains(ws[0], `"/apiary"`) {
+		t.Fatalf("warnings %q, want one for route[0]", ws)
+	}
+}

@@ -488,3 +488,17 @@ func checkPathPrefix(ps *problems, key, p string) bool {
 }
 
 func isBadPathRune(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// Warnings lists what in a file that checks is likely a mistake, for -t and the start to say: a
+// strip_prefix route whose path_prefix does not end in "/" matches by string, so "/api" also takes
+// "/apiary", which reaches the backend as "/ary".
+func (c *Config) Warnings() []string {
+	var ws []string
+	for i, r := range c.Routes {
+		if r.StripPrefix && !strings.HasSuffix(r.PathPrefix, "/") {
+			ws = append(ws, fmt.Sprintf("route[%d]: strip_prefix with path_prefix %q (no trailing /) also matches %q, which reaches the backend as %q; write %q to match the segment only",
+				i, r.PathPrefix, r.PathPrefix+"ary", "/ary", r.PathPrefix+"/"))
+		}
+	}
+	return ws
+}

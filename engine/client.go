@@ -512,7 +512,10 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 	cc.lt = lt
 	cc.minor = req.Minor
 	cc.isHead = req.IsHead()
-	cc.upgrade = req.Minor == 1 && req.Flags&codec.FlagUpgrade != 0 && req.Flags&codec.FlagConnUpgrade != 0
+	// Only WebSocket is tunnelled (SPEC 3.1): an h2c upgrade would let a client speak HTTP/2 to the
+	// backend past the proxy's rules (h2c smuggling), so it goes on as a plain request, its Upgrade and
+	// HTTP2-Settings dropped as hop-by-hop.
+	cc.upgrade = req.Minor == 1 && req.Flags&codec.FlagUpgradeWebSocket != 0 && req.Flags&codec.FlagConnUpgrade != 0
 	cc.keepAlive = req.KeepAlive()
 	cc.idempotent = req.Idempotent()
 	cc.reqBody = body

@@ -116,6 +116,26 @@ func TestTunnelIdleTimeoutAndUnaskedUpgrade(t *testing.T) {
 	}
 }
 
+// TestH2CUpgradeNotTunnelled: only WebSocket is tunnelled (SPEC 3.1). An "Upgrade: h2c" request reaches the
+// backend as a plain request, without Upgrade, Connection or HTTP2-Settings, and a 101 to it is refused
+// (502): h2c smuggling would let a client speak HTTP/2 to the backend past the proxy's rules.
+func TestH2CUpgradeNotTunnelled(t *testing.T) {
+	oaddr, heads := echoUpgradeOrigin(t)
+	addr, _ := startProxy(t, 1, simpleConfig("", &origin{addr: oaddr}))
+	c, br := dial(t, addr)
+	defer c.Close()
+	resp, _ := roundTrip(t, c, br, "GET /h2 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+	if resp.StatusCode != 502 {
+		t.Fatalf("a 101 to an h2c upgrade: %d, want 502", resp.StatusCode)
+	}
+	head := strings.ToLower(<-heads)
+	for _, bad := range []string{"upgrade", "http2-settings", "h2c", "connection:"} {
+		if strings.Contains(head, bad) {
+			t.Fatalf("the backend got %q:\n%s", bad, head)
+		}
+	}
+}
+
 // floodUpgradeOrigin answers an upgrade with 101 and then, in mode "send", writes msg as fast as it can;
 // in mode "read", reads len(msg) bytes at about 16 MiB/s and writes back their SHA-256.
 func floodUpgradeOrigin(t *testing.T, mode string, msg []byte) string {
