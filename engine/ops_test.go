@@ -237,6 +237,7 @@ func TestRefusalsSayWhyAtDebug(t *testing.T) {
 	a := startOrigin(t, "a")
 	// The keys follow startLoggedProxy's [server] listen and loops.
 	addr, _, logs, _ := startLoggedProxy(t, slog.LevelDebug, fmt.Sprintf(`header_buffer = "1KiB"
+large_header_buffer = "2KiB"
 max_body_size = 10
 [[upstream]]
 name = "app"
@@ -253,7 +254,7 @@ upstream = "app"
 		{"GET /app/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "missing or repeated host"},
 		{"GET /app/ HTTP/1.1\r\nHost : a\r\n\r\n", 400, "request head: "},
 		{"GET /app/ HTTP/2.0\r\nHost: a\r\n\r\n", 505, "unsupported http version"},
-		{"GET /app/ HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("x", 2000) + "\r\n\r\n", 431, "larger than header_buffer"},
+		{"GET /app/ HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("x", 3000) + "\r\n\r\n", 431, "larger than large_header_buffer"},
 		{"GET /other HTTP/1.1\r\nHost: a\r\n\r\n", 404, "no route matches"},
 		{"POST /app/ HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", 413, "max_body_size"},
 	} {

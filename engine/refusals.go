@@ -34,7 +34,7 @@ func (ls *loopState) refusalReason(cc *clientConn, status int, parseErr error) s
 		case 408:
 			return "read_header_timeout: the request head was not complete in time"
 		case 414:
-			return "request line longer than header_buffer"
+			return "request line longer than " + ls.headLimit(cc)
 		}
 		if parseErr == nil && cc.state == csHead && cc.filled > 0 {
 			var req codec.Request
@@ -43,7 +43,7 @@ func (ls *loopState) refusalReason(cc *clientConn, status int, parseErr error) s
 		switch {
 		case parseErr == nil, errors.Is(parseErr, codec.ErrNeedMore):
 			if status == 431 {
-				return "request head larger than header_buffer"
+				return "request head larger than " + ls.headLimit(cc)
 			}
 			return "request head refused"
 		case errors.Is(parseErr, codec.ErrTooManyHeaders):
@@ -72,4 +72,16 @@ func (ls *loopState) refusalReason(cc *clientConn, status int, parseErr error) s
 		return "the server did not answer in time"
 	}
 	return fmt.Sprintf("status %d", status)
+}
+
+// headLimit names the bound a head outgrew: the large slab it had borrowed, its own slab with every
+// large slab lent, or its own slab where there are no large slabs.
+func (ls *loopState) headLimit(cc *clientConn) string {
+	switch {
+	case cc.large != nil:
+		return "large_header_buffer"
+	case ls.s.largeSlabs != nil:
+		return "header_buffer, and every large header slab is lent (large_header_buffers)"
+	}
+	return "header_buffer"
 }

@@ -114,7 +114,7 @@ func expectHeadClose(t *testing.T, c net.Conn, want int) {
 // response right.
 func TestHeadBuiltResponsesHaveNoBody(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
-		addr, _ := startProxy(t, loops, wireConfig(t, "read_header_timeout = \"500ms\"\nmax_body_size = \"10\"\n"))
+		addr, _ := startProxy(t, loops, wireConfig(t, "read_header_timeout = \"500ms\"\nmax_body_size = \"10\"\nlarge_header_buffer = \"8KiB\"\n"))
 
 		t.Run("kept alive", func(t *testing.T) {
 			c, br := dial(t, addr)
@@ -212,7 +212,7 @@ func TestCacheHeadHitHasNoBody(t *testing.T) {
 func TestEmptyLinesBeforeRequest(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
 		o := startRawOrigin(t, nil)
-		addr, srv := startProxy(t, loops, simpleRawConfig("header_buffer = \"1KiB\"\nidle_timeout = \"600ms\"\nread_header_timeout = \"200ms\"\n", o))
+		addr, srv := startProxy(t, loops, simpleRawConfig("header_buffer = \"1KiB\"\nlarge_header_buffer = \"1KiB\"\nidle_timeout = \"600ms\"\nread_header_timeout = \"200ms\"\n", o))
 
 		t.Run("new connection", func(t *testing.T) {
 			for _, pre := range []string{"\r\n", "\n", "\r\n\n\r\n"} {
