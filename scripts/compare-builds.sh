@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# compare-builds.sh: CPU per request of two SwitchFlow builds and nginx, paired in alternating rounds
+# (scripts/pair.sh), plus counts that noise cannot move: instructions per request under callgrind and
+# system calls per request under strace, for each build. Proxies on CPU 0 (loops = 1, nginx one
+# worker), the origin and wrk on CPU 1.
+#
+#   scripts/compare-builds.sh OLD_BINARY [NEW_BINARY]      # NEW defaults to ./switchflow (make build)
+#   ROUNDS=8 SECONDS_PER_RUN=3 SCENARIOS="hello json4k big1m post64k" scripts/compare-builds.sh /tmp/sf-old
+#   COUNTS=0 ...   # skip callgrind and strace
+set -euo pipefail
+cd "$(dirname "$0")/.."
+old=$1 new=${2:-./switchflow}
+rounds=${ROUNDS:-6} secs=${SECONDS_PER_RUN:-3}
+scenarios=${SCENARIOS:-hello json4k big1m post64k}
+[ "$new" = ./switchflow ] && make -s build >/dev/null
+make -s tools >/dev/null
+dir=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT INT TERM
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+op=$(port)
+taskset -c 1 bin/origin -addr 127.0.0.1:"$op" >/dev/null 2>&1 & pids+=($!)
+wait_port "$op"
+
+sfconf() { # port
+	cat <<CONF
+[server]
+listen = "127.0.0.1:$1"
+loops = 1
+max_connections = 20000
+[[upstream]]
+name = "origin"
+servers = [ { addr = "127.0.0.1:$op" } ]
+keepalive = 256
+[[route]]
+upstream = "origin"
+CONF
+}
+targets=()
+for label in old new; do
+	bin=$old; [ $label = new ] && bin=$new
+	p=$(port)
+	sfconf "$p" >"$dir/$label.toml"
+	taskset -c 0 "$bin" -config "$dir/$label.toml" 2>"$dir/$label.log" & pid=$!; pids+=($pid)
+	wait_port "$p"
+	targets+=("$label:$pid:$p")
+done
+np=$(port)
+mkdir -p "$dir/nginx"
+cat >"$dir/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; use epoll; multi_accept on; }
+http {
+    access_log off;
+    client_body_temp_path $dir/nginx/client_body;
+    proxy_temp_path $dir/nginx/proxy;
+    keepalive_requests 10000000;
+    client_max_body_size 64m;
+    client_body_buffer_size 128k;
+    proxy_buffering on; proxy_buffer_size 16k; proxy_buffers 4 16k; proxy_busy_buffers_size 32k;
+    proxy_max_temp_file_size 0; proxy_request_buffering on;
+    upstream origin { server 127.0.0.1:$op; keepalive 256; keepalive_requests 10000000; }
+    server {
+        listen 127.0.0.1:$np backlog=4096;
+        location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$http_host; }
+    }
+}
+CONF
+taskset -c 0 "$(command -v nginx || echo /usr/sbin/nginx)" -c "$dir/nginx/nginx.conf" -p "$dir/nginx" 2>/dev/null & pid=$!; pids+=($pid)
+wait_port "$np"
+targets+=("nginx:$pid:$np")
+
+printf 'wrk.method = "POST"\nwrk.body = string.rep("a", 65536)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' >"$dir/post64k.lua"
+scenario() { # name -> "path connections lua"
+	case $1 in
+	hello) echo "/ 64 -" ;;
+	json4k) echo "/json 64 -" ;;
+	big1m) echo "/big 16 -" ;;
+	post64k) echo "/echo 64 $dir/post64k.lua" ;;
+	esac
+}
+echo "compare-builds: old=$old new=$new; $(date -u +%FT%TZ); $(nproc) CPUs; $rounds rounds of ${secs}s"
+for s in $scenarios; do
+	read -r path conns lua < <(scenario "$s")
+	echo "== $s ($path, $conns connections)"
+	if [ "$lua" = - ]; then lua=""; fi
+	LUA=$lua ROUNDS=$rounds scripts/pair.sh "$secs" "$conns" "$path" "${targets[@]}" | grep -E 'CPU per request|^round' | grep -v '^round' || true
+done
+[ "${COUNTS:-1}" = 1 ] || exit 0
+
+# Counts: each build alone under callgrind (instructions) and under strace (system calls), a fixed
+# wrk load after a warm-up; per request = the count over the measured part / wrk's requests.
+for label in old new; do
+	bin=$old; [ $label = new ] && bin=$new
+	for s in $scenarios; do
+		read -r path conns lua < <(scenario "$s")
+		luaarg=(); [ "$lua" != - ] && luaarg=(-s "$lua")
+		p=$(port); sfconf "$p" >"$dir/cg.toml"
+		taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" -config "$dir/cg.toml" 2>/dev/null & vpid=$!
+		wait_port "$p"
+		taskset -c 1 wrk -t1 -c"$conns" -d2s "${luaarg[@]}" "http://127.0.0.1:$p$path" >/dev/null
+		callgrind_control -z "$vpid" >/dev/null
+		n=$(taskset -c 1 wrk -t1 -c"$conns" -d5s "${luaarg[@]}" "http://127.0.0.1:$p$path" | awk '/requests in/ {print $1}')
+		callgrind_control -d "$vpid" >/dev/null
+		ir=$(cat "$dir"/cg.out* 2>/dev/null | awk '/^summary:|^totals:/ {s += $2} END {print s}')
+		kill -INT "$vpid"; wait "$vpid" 2>/dev/null || true; rm -f "$dir"/cg.out*
+		p=$(port); sfconf "$p" >"$dir/st.toml"
+		taskset -c 0 "$bin" -config "$dir/st.toml" 2>/dev/null & spid=$!
+		wait_port "$p"
+		taskset -c 1 wrk -t1 -c"$conns" -d1s "${luaarg[@]}" "http://127.0.0.1:$p$path" >/dev/null
+		strace -c -f -q -p "$spid" -o "$dir/st.out" & tpid=$!
+		sleep 0.5
+		m=$(taskset -c 1 wrk -t1 -c"$conns" -d3s "${luaarg[@]}" "http://127.0.0.1:$p$path" | awk '/requests in/ {print $1}')
+		kill -INT "$tpid"; wait "$tpid" 2>/dev/null || true
+		calls=$(awk '$NF == "total" {print $4}' "$dir/st.out")
+		kill -INT "$spid"; wait "$spid" 2>/dev/null || true
+		awk -v l="$label" -v s="$s" -v ir="$ir" -v n="$n" -v c="$calls" -v m="$m" 'BEGIN {
+			printf "counts %-4s %-8s instructions/request %8.0f (%d requests under callgrind)  system calls/request %.2f (%d requests under strace)\n", l, s, ir / n, n, c / m, m }'
+	done
+done
