@@ -120,7 +120,7 @@ func candidates(g *Group) map[string]hashAlgo {
 	}
 }
 
-func equalWeight(int) int { return 1 }
+func equalWeight(int) int   { return 1 }
 func mixedWeight(i int) int { return i%3 + 1 }
 
 // measure reports the fraction of keys that move when server n-1 joins n-1 others, and the worst
