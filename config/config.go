@@ -73,7 +73,9 @@ type Cache struct {
 // Upstream is one [[upstream]]: a named group of backend servers.
 type Upstream struct {
 	Name            string
-	Balance         string // round_robin | least_conn | ip_hash | p2c
+	Balance         string        // round_robin | least_conn | ip_hash | p2c | hash
+	HashKey         string        // balance = "hash": uri | client_ip | header:NAME | cookie:NAME
+	SlowStart       time.Duration // >= 0; > 0: a server coming back up ramps to its weight over this
 	Servers         []UpstreamServer
 	Keepalive       int           // idle backend connections kept per server; 0 = none
 	ConnectTimeout  time.Duration // > 0
@@ -122,6 +124,10 @@ const (
 	BalanceLeastConn  = "least_conn"
 	BalanceIPHash     = "ip_hash"
 	BalanceP2C        = "p2c"
+	BalanceHash       = "hash"
+
+	HashKeyURI      = "uri"
+	HashKeyClientIP = "client_ip"
 
 	AccessOff    = "off"
 	AccessStdout = "stdout"
@@ -168,6 +174,7 @@ func DefaultCache() Cache { return Cache{MaxSize: 64 << 20} }
 func DefaultUpstream() Upstream {
 	return Upstream{
 		Balance:         BalanceRoundRobin,
+		HashKey:         HashKeyURI,
 		Keepalive:       256,
 		ConnectTimeout:  2 * time.Second,
 		ResponseTimeout: 30 * time.Second,

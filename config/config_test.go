@@ -47,7 +47,9 @@ max_size = "64MiB"                 # memory bound of the micro-cache, least rece
 
 [[upstream]]
 name = "app"
-balance = "round_robin"            # round_robin | least_conn | ip_hash | p2c
+balance = "round_robin"            # round_robin | least_conn | ip_hash | p2c | hash
+slow_start = "0s"                  # > 0: a server coming back up ramps from little traffic to its full weight over this
+hash_key = "uri"                   # balance = "hash": uri | client_ip | header:NAME | cookie:NAME
 servers = [
   { addr = "127.0.0.1:9001" },
   { addr = "127.0.0.1:9002", weight = 2 },
@@ -164,6 +166,7 @@ func TestLoadSpecExample(t *testing.T) {
 	wantUp := []Upstream{{
 		Name:    "app",
 		Balance: "round_robin",
+		HashKey: "uri",
 		Servers: []UpstreamServer{
 			{Addr: "127.0.0.1:9001", TCPAddr: tcp("127.0.0.1", 9001), Weight: 1},
 			{Addr: "127.0.0.1:9002", TCPAddr: tcp("127.0.0.1", 9002), Weight: 2},
@@ -359,7 +362,14 @@ func TestErrors(t *testing.T) {
 		{"tls listen clash", "[tls]\nlisten = \"0.0.0.0:8080\"\ncertificates = [{ cert = \"a\", key = \"b\" }]\n", "tls.listen", 0, "already used by server.listen"},
 
 		// enums
-		{"bad balance", upstreamWith(server + "\nbalance = \"random\""), "upstream[0].balance", 0, `"random" is not one of "round_robin", "least_conn", "ip_hash", "p2c"`},
+		{"bad balance", upstreamWith(server + "\nbalance = \"random\""), "upstream[0].balance", 0, `"random" is not one of "round_robin", "least_conn", "ip_hash", "p2c", "hash"`},
+		{"bad hash_key", upstreamWith(server + "\nbalance = \"hash\"\nhash_key = \"path\""), "upstream[0].hash_key", 0, `"path" is not one of "uri", "client_ip", "header:NAME", "cookie:NAME"`},
+		{"hash_key empty header", upstreamWith(server + "\nbalance = \"hash\"\nhash_key = \"header:\""), "upstream[0].hash_key", 0, `"" is not a valid header name`},
+		{"hash_key bad header", upstreamWith(server + "\nbalance = \"hash\"\nhash_key = \"header:X User\""), "upstream[0].hash_key", 0, `"X User" is not a valid header name`},
+		{"hash_key bad cookie", upstreamWith(server + "\nbalance = \"hash\"\nhash_key = \"cookie:a=b\""), "upstream[0].hash_key", 0, `"a=b" is not a valid cookie name`},
+		{"hash_key unknown kind", upstreamWith(server + "\nbalance = \"hash\"\nhash_key = \"query:x\""), "upstream[0].hash_key", 0, "is not one of"},
+		{"slow_start negative", upstreamWith(server + "\nslow_start = \"-1s\""), "upstream[0].slow_start", 0, "must be between 0s (off) and 24h0m0s"},
+		{"slow_start too long", upstreamWith(server + "\nslow_start = \"25h\""), "upstream[0].slow_start", 0, "must be between"},
 		{"bad log level", "[log]\nlevel = \"verbose\"\n", "log.level", 0, "not one of"},
 		{"bad log format", "[log]\nformat = \"xml\"\n", "log.format", 0, "not one of"},
 		{"bad access format", "[log]\naccess_format = \"common\"\n", "log.access_format", 0, "not one of"},
@@ -757,5 +767,51 @@ upstream = "a"
 	ws := c.Warnings()
 	if len(ws) != 1 || !strings.Contains(ws[0], "route[0]") || !strings.Contains(ws[0], `"/apiary"`) {
 		t.Fatalf("warnings %q, want one for route[0]", ws)
+	}
+}
+
+// TestHashKeyAndSlowStart: balance = "hash" with each form of hash_key, and slow_start, decode as written;
+// a hash_key on another balance is a warning, not an error (-T writes hash_key for every upstream).
+func TestHashKeyAndSlowStart(t *testing.T) {
+	for _, k := range []string{"uri", "client_ip", "header:X-User", "cookie:session_id"} {
+		c := mustLoad(t, `
+[[upstream]]
+name = "a"
+balance = "hash"
+hash_key = "`+k+`"
+slow_start = "30s"
+servers = [ { addr = "127.0.0.1:9001" }, { addr = "127.0.0.1:9002" } ]
+[[route]]
+upstream = "a"
+`)
+		u := c.Upstreams[0]
+		if u.Balance != BalanceHash || u.HashKey != k || u.SlowStart != 30*time.Second {
+			t.Fatalf("%s: got balance %q hash_key %q slow_start %v", k, u.Balance, u.HashKey, u.SlowStart)
+		}
+		if ws := c.Warnings(); len(ws) != 0 {
+			t.Fatalf("%s: warnings %q", k, ws)
+		}
+	}
+	c := mustLoad(t, `
+[[upstream]]
+name = "a"
+servers = [ { addr = "127.0.0.1:9001" } ]
+[[route]]
+upstream = "a"
+`)
+	if u := c.Upstreams[0]; u.HashKey != "uri" || u.SlowStart != 0 {
+		t.Fatalf("defaults: hash_key %q slow_start %v, want \"uri\" and 0s", u.HashKey, u.SlowStart)
+	}
+	c = mustLoad(t, `
+[[upstream]]
+name = "a"
+balance = "least_conn"
+hash_key = "header:X-User"
+servers = [ { addr = "127.0.0.1:9001" } ]
+[[route]]
+upstream = "a"
+`)
+	if ws := c.Warnings(); len(ws) != 1 || !strings.Contains(ws[0], "upstream[0]: hash_key \"header:X-User\" has no effect") {
+		t.Fatalf("warnings %q, want one for upstream[0]'s hash_key", ws)
 	}
 }

@@ -404,6 +404,8 @@ func (d *decoder) server(t *table, s *Server) {
 func (d *decoder) upstream(t *table, u *Upstream) {
 	t.str("name", &u.Name)
 	t.str("balance", &u.Balance)
+	t.str("hash_key", &u.HashKey)
+	t.duration("slow_start", &u.SlowStart)
 	if servers, ok := t.tables("servers"); ok {
 		u.Servers = make([]UpstreamServer, len(servers))
 		for i, st := range servers {

@@ -51,6 +51,8 @@ func (c *Config) TOML() string {
 		w.arrayTable("upstream")
 		w.str("name", u.Name)
 		w.str("balance", u.Balance)
+		w.str("hash_key", u.HashKey)
+		w.duration("slow_start", u.SlowStart)
 		w.b.WriteString("servers = [")
 		for j, sv := range u.Servers {
 			if j > 0 {

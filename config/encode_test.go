@@ -25,6 +25,9 @@ servers = [ { addr = "127.0.0.1:9", weight = 3 }, { addr = "127.0.0.2:9", backup
 [upstream.health_check]
 [[upstream]]
 name = "b"
+balance = "hash"
+hash_key = "cookie:session-id"
+slow_start = "1m30s"
 servers = [ { addr = "127.0.0.3:9" } ]
 [[route]]
 host = "*.Example.com"
@@ -48,7 +51,7 @@ upstream = "a"
 		if !reflect.DeepEqual(c, back) {
 			t.Fatalf("-T output parses to another config:\n%s\n%+v\n%+v", out, c, back)
 		}
-		for _, key := range []string{"large_header_buffer = ", "reuse_port = ", "access_format = ", "max_size = ", "keepalive = ", "retries = "} {
+		for _, key := range []string{"large_header_buffer = ", "reuse_port = ", "access_format = ", "max_size = ", "keepalive = ", "retries = ", "hash_key = ", "slow_start = "} {
 			if !strings.Contains(out, key) {
 				t.Errorf("-T output lacks the default %s:\n%s", key, out)
 			}

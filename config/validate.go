@@ -28,7 +28,7 @@ var (
 	logLevels     = []string{"debug", "info", "warn", "error"}
 	logFormats    = []string{"text", "json"}
 	accessFormats = []string{"combined", "json"}
-	balances      = []string{BalanceRoundRobin, BalanceLeastConn, BalanceIPHash, BalanceP2C}
+	balances      = []string{BalanceRoundRobin, BalanceLeastConn, BalanceIPHash, BalanceP2C, BalanceHash}
 	tlsVersions   = []string{"1.2", "1.3"}
 )
 
@@ -190,6 +190,12 @@ func (c *Config) validate(r resolver, listenKeys []string) []Problem {
 
 func validateUpstream(ps *problems, key string, u *Upstream, r resolver) {
 	oneOf(ps, key+".balance", u.Balance, balances)
+	if msg := checkHashKey(u.HashKey); msg != "" {
+		ps.addf(key+".hash_key", "%s", msg)
+	}
+	if u.SlowStart < 0 || u.SlowStart > maxSlowStart {
+		ps.addf(key+".slow_start", "must be between 0s (off) and %v, got %v", maxSlowStart, u.SlowStart)
+	}
 	if len(u.Servers) == 0 {
 		ps.addf(key+".servers", "at least one server is required")
 	}
@@ -256,6 +262,36 @@ func validateUpstream(ps *problems, key string, u *Upstream, r resolver) {
 			ps.addf(hkey+".fall", "must be >= 1, got %d", hc.Fall)
 		}
 	}
+}
+
+// maxSlowStart bounds slow_start: a ramp longer than a day is a mistake, and the bound keeps the ramp's
+// arithmetic (nanoseconds times thousandths) far from overflow.
+const maxSlowStart = 24 * time.Hour
+
+// checkHashKey returns why k is not a hash_key, or "": uri, client_ip, header:NAME with NAME a header
+// field name (an RFC 9110 token), cookie:NAME with NAME a cookie name (a token too, RFC 6265).
+func checkHashKey(k string) string {
+	switch k {
+	case HashKeyURI, HashKeyClientIP:
+		return ""
+	}
+	kind, name, ok := strings.Cut(k, ":")
+	if !ok || (kind != "header" && kind != "cookie") {
+		return fmt.Sprintf("%q is not one of \"uri\", \"client_ip\", \"header:NAME\", \"cookie:NAME\"", k)
+	}
+	if name == "" || strings.IndexFunc(name, func(r rune) bool { return !isTokenRune(r) }) >= 0 {
+		return fmt.Sprintf("%q: %q is not a valid %s name", k, name, kind)
+	}
+	return ""
+}
+
+// isTokenRune reports whether r may appear in an RFC 9110 token (a header field name).
+func isTokenRune(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		return true
+	}
+	return r < 0x80 && strings.ContainsRune("!#$%&'*+-.^_`|~", r)
 }
 
 func positive(ps *problems, key string, d time.Duration) bool {
@@ -492,8 +528,17 @@ func isBadPathRune(r rune) bool { return r <= ' ' || r == 0x7f }
 // Warnings lists what in a file that checks is likely a mistake, for -t and the start to say: a
 // strip_prefix route whose path_prefix does not end in "/" matches by string, so "/api" also takes
 // "/apiary", which reaches the backend as "/ary".
+//
+// A hash_key other than the default on an upstream whose balance is not "hash" is ignored, and said so
+// (a warning rather than an error: -T writes hash_key for every upstream, and its output must check).
 func (c *Config) Warnings() []string {
 	var ws []string
+	for i, u := range c.Upstreams {
+		if u.Balance != BalanceHash && u.HashKey != HashKeyURI {
+			ws = append(ws, fmt.Sprintf("upstream[%d]: hash_key %q has no effect with balance %q; it applies to balance = \"hash\"",
+				i, u.HashKey, u.Balance))
+		}
+	}
 	for i, r := range c.Routes {
 		if r.StripPrefix && !strings.HasSuffix(r.PathPrefix, "/") {
 			ws = append(ws, fmt.Sprintf("route[%d]: strip_prefix with path_prefix %q (no trailing /) also matches %q, which reaches the backend as %q; write %q to match the segment only",

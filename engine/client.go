@@ -78,6 +78,7 @@ type exchange struct {
 	bodyFromConn  bool  // some body bytes were read past the slab: the request cannot be replayed
 	chunked       codec.ChunkedReader
 	tried         uint64 // servers tried for this request, bit per server index
+	keyHash       uint64 // balance = "hash": the hash of the request's hash_key (hashkey.go)
 	attempts      int
 	be            *backendConn
 	respStarted   bool // response head sent to the client
@@ -537,6 +538,9 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 		ls.failRequest(cc, 404) // keeps the connection when the request has no body
 		return
 	}
+	if g := lt.tbl.groups[cc.route.group]; g.Balance == upstream.Hash {
+		cc.keyHash = requestKeyHash(g, req, path, cc.ip) // req is valid only during this callback
+	}
 	if max := lt.tbl.maxBodySize; max > 0 && body == codec.BodyLength && req.ContentLength > max {
 		ls.reject(cc, 413)
 		return
@@ -600,7 +604,7 @@ func scanChunked(d *codec.ChunkedReader, buf []byte) (consumed int, payload int6
 func (ls *loopState) connect(cc *clientConn) {
 	lt := cc.lt
 	g := lt.tbl.groups[cc.route.group]
-	srv := lt.pickers[cc.route.group].Pick(ls.clock(), cc.tried, cc.ipHash)
+	srv := lt.pickers[cc.route.group].PickKey(ls.clock(), cc.tried, cc.ipHash, cc.keyHash)
 	if srv == nil {
 		if cc.attempts == 0 {
 			ls.failRequest(cc, 503)

@@ -327,7 +327,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if s.serving {
 		s.checker.Stop() // its last results are written before the state is carried over
 	}
-	t.adoptHealth(s.tbl.Load())
+	t.adoptHealth(s.tbl.Load(), s.monoNow())
 	s.tbl.Store(t)
 	s.cache.Resize(cfg.Cache.MaxSize)
 	if s.serving {

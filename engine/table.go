@@ -57,6 +57,8 @@ func newTable(cfg *config.Config, log *slog.Logger) (*table, error) {
 			FailTimeout:     u.FailTimeout,
 			Retries:         u.Retries,
 			Health:          health,
+			SlowStart:       u.SlowStart,
+			HashKey:         u.HashKey,
 			Log:             log,
 		})
 		if err != nil {
@@ -92,15 +94,16 @@ func newTable(cfg *config.Config, log *slog.Logger) (*table, error) {
 
 // adoptHealth gives the servers of t that old has too (same upstream name, same address as configured)
 // old's health state, for a reload: a server that was down stays down, and is not dialled again until
-// its fail_timeout or its health checks bring it back. Before t is swapped in and its checks start.
-func (t *table) adoptHealth(old *table) {
+// its fail_timeout or its health checks bring it back. A server new to an upstream joins at now (the
+// loops' clock), from where slow_start ramps it up. Before t is swapped in and its checks start.
+func (t *table) adoptHealth(old *table, now int64) {
 	if old == nil {
 		return
 	}
 	for _, g := range t.groups {
 		for _, og := range old.groups {
 			if og.Name == g.Name {
-				g.Adopt(og)
+				g.AdoptAt(og, now, true)
 				break
 			}
 		}

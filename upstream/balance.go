@@ -28,22 +28,30 @@ func NewPicker(g *Group) *Picker {
 // no primary server is up. It returns nil when no server is left. Pick never allocates, but for the
 // "no server up" line it writes at most once a second when nothing was tried and nothing is up.
 func (p *Picker) Pick(now int64, tried uint64, key uint32) *Server {
-	if s := p.pickPolicy(now, tried, key, false); s != nil {
+	return p.PickKey(now, tried, key, uint64(key))
+}
+
+// PickKey is Pick with the 64-bit hash of the request's hash_key too, for balance = "hash" (the other
+// policies ignore it).
+func (p *Picker) PickKey(now int64, tried uint64, key uint32, keyHash uint64) *Server {
+	if s := p.pickPolicy(now, tried, key, keyHash, false); s != nil {
 		return s
 	}
 	if p.primaryUp(now) {
 		// Primaries are up but all were tried: backups stay reserved for "no other server is up".
 		return nil
 	}
-	s := p.pickPolicy(now, tried, key, true)
+	s := p.pickPolicy(now, tried, key, keyHash, true)
 	if s == nil && tried == 0 {
 		p.g.NoneUp(now) // nothing tried and nothing up: the request gets 503
 	}
 	return s
 }
 
-func (p *Picker) pickPolicy(now int64, tried uint64, key uint32, backup bool) *Server {
+func (p *Picker) pickPolicy(now int64, tried uint64, key uint32, keyHash uint64, backup bool) *Server {
 	switch p.g.Balance {
+	case Hash:
+		return p.hash(now, tried, Mix64(keyHash), backup)
 	case LeastConn:
 		return p.leastConn(now, tried, backup)
 	case IPHash:
@@ -64,18 +72,18 @@ func (p *Picker) eligible(s *Server, now int64, tried uint64, backup bool) bool 
 // round robin order so that an idle group still spreads requests.
 func (p *Picker) leastConn(now int64, tried uint64, backup bool) *Server {
 	var best *Server
-	var bestLoad int64
+	var bestLoad, bestW int64
 	ties := false
 	for _, s := range p.g.Servers {
 		if !p.eligible(s, now, tried, backup) {
 			continue
 		}
 		// Compare inFlight/weight without division: a/wa < b/wb  <=>  a*wb < b*wa.
-		load := s.InFlight()
+		load, w := s.InFlight(), p.weight(s, now)
 		switch {
-		case best == nil || load*int64(best.Weight) < bestLoad*int64(s.Weight):
-			best, bestLoad, ties = s, load, false
-		case load*int64(best.Weight) == bestLoad*int64(s.Weight):
+		case best == nil || load*bestW < bestLoad*w:
+			best, bestLoad, bestW, ties = s, load, w, false
+		case load*bestW == bestLoad*w:
 			ties = true
 		}
 	}
@@ -85,7 +93,7 @@ func (p *Picker) leastConn(now int64, tried uint64, backup bool) *Server {
 	// Among the least loaded, let round robin choose.
 	var mask uint64
 	for _, s := range p.g.Servers {
-		if p.eligible(s, now, tried, backup) && s.InFlight()*int64(best.Weight) != bestLoad*int64(s.Weight) {
+		if p.eligible(s, now, tried, backup) && s.InFlight()*bestW != bestLoad*p.weight(s, now) {
 			mask |= 1 << uint(s.Index)
 		}
 	}
@@ -151,7 +159,7 @@ func (p *Picker) p2c(now int64, tried uint64, backup bool) *Server {
 		j++
 	}
 	a, b := cand[i], cand[j]
-	if b.InFlight()*int64(a.Weight) < a.InFlight()*int64(b.Weight) {
+	if b.InFlight()*p.weight(a, now) < a.InFlight()*p.weight(b, now) {
 		return b
 	}
 	return a
@@ -164,6 +172,17 @@ func (p *Picker) next() uint64 {
 	x ^= x << 17
 	p.rng = x
 	return x
+}
+
+// weight is s's weight at now for the weighted policies: its configured weight, or with slow_start the
+// share of it its ramp has reached (Server.ramp), in thousandths of a weight, as all of them then are.
+func (p *Picker) weight(s *Server, now int64) int64 {
+	slow := int64(p.g.SlowStart)
+	if slow <= 0 {
+		return int64(s.Weight)
+	}
+	num, den := s.ramp(now, slow)
+	return int64(s.Weight) * (num * rampUnit / den)
 }
 
 func (p *Picker) primaryUp(now int64) bool {
@@ -184,8 +203,9 @@ func (p *Picker) pick(now int64, tried uint64, backup bool) *Server {
 		if !p.eligible(s, now, tried, backup) {
 			continue
 		}
-		p.current[i] += s.Weight
-		total += s.Weight
+		w := int(p.weight(s, now))
+		p.current[i] += w
+		total += w
 		if best == nil || p.current[i] > p.current[best.Index] {
 			best = s
 		}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,15 @@ type Group struct {
 	ResponseTimeout time.Duration
 	Retries         int
 	Health          *HealthSettings // active health checks; nil = none (see Checker)
+	// SlowStart > 0: a server that comes back up, or joins in a reload, ramps from 1/20 of its weight to
+	// all of it over this time (round_robin, least_conn, p2c, hash).
+	SlowStart time.Duration
+	// HashKey is what balance = "hash" hashes: KeyURI, KeyClientIP, KeyHeader or KeyCookie, with
+	// HashKeyName the header's or the cookie's name. The engine computes the hash (PickKey's keyHash).
+	HashKey     string
+	HashKeyName string
+
+	maglev [2]maglev // balance = "hash": the lookup tables of the primaries and of the backups
 
 	log          *slog.Logger
 	noneUpLogged atomic.Int64 // monotonic ns of the last "no server up" line (NoneUp); 0: none yet
@@ -46,6 +56,8 @@ type Settings struct {
 	FailTimeout     time.Duration
 	Retries         int
 	Health          *HealthSettings // nil = no active health checks
+	SlowStart       time.Duration   // 0 = off
+	HashKey         string          // balance = "hash": uri | client_ip | header:NAME | cookie:NAME; "" = uri
 	// Log receives the group's health transitions (a server down or up) and "no server up"; nil: none.
 	Log *slog.Logger
 }
@@ -66,8 +78,10 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 		ConnectTimeout:  set.ConnectTimeout,
 		ResponseTimeout: set.ResponseTimeout,
 		Retries:         set.Retries,
+		SlowStart:       set.SlowStart,
 		log:             set.Log,
 	}
+	g.HashKey, g.HashKeyName = SplitHashKey(set.HashKey)
 	if set.Health != nil {
 		h := *set.Health
 		g.Health = &h
@@ -88,6 +102,7 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 			HostHeader:  []byte(s.Name),
 			Weight:      w,
 			Backup:      s.Backup,
+			seed:        serverSeed(s.Name),
 			maxFails:    int32(set.MaxFails),
 			failTimeout: int64(set.FailTimeout),
 			log:         set.Log,
@@ -97,7 +112,12 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 		if g.Health != nil {
 			srv.healthReq = healthRequest(g.Health.Path, s.Name)
 		}
+		srv.upSince.Store(math.MinInt64 / 4) // up since long before: no ramp at a fresh start
 		g.Servers = append(g.Servers, srv)
+	}
+	if g.Balance == Hash {
+		g.maglev[0] = newMaglev(g.Servers, false)
+		g.maglev[1] = newMaglev(g.Servers, true)
 	}
 	if len(g.Servers) == 1 {
 		// As nginx: the only server of an upstream is never marked down by failed requests. There is
@@ -112,7 +132,11 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 // address (as configured) old also has takes over that server's passive and active state (down or up,
 // why and since when, failures counted, the last check). Servers new to g start up. Call it before g
 // serves requests and after old's checker has stopped; g and old are groups of the same name.
-func (g *Group) Adopt(old *Group) {
+func (g *Group) Adopt(old *Group) { g.AdoptAt(old, 0, false) }
+
+// AdoptAt is Adopt for a reload at now (the clock of Pick): with slow_start, a server new to the group
+// joins at now and ramps up (join); Adopt leaves new servers at their full weight.
+func (g *Group) AdoptAt(old *Group, now int64, join bool) {
 	if old == nil {
 		return
 	}
@@ -123,6 +147,8 @@ func (g *Group) Adopt(old *Group) {
 	for _, s := range g.Servers {
 		if o := byName[s.Name]; o != nil {
 			s.adopt(o)
+		} else if join {
+			s.cameUp(now)
 		}
 	}
 }
@@ -150,4 +176,15 @@ func (g *Group) NoneUp(now int64) {
 		down = append(down, s.Name+": "+h.DownReason)
 	}
 	g.log.Warn("no server up: requests answered 503", "upstream", g.Name, "servers", strings.Join(down, "; "))
+}
+
+// SplitHashKey splits a hash_key into what it hashes and the header or cookie name: "header:X-User"
+// gives KeyHeader and "X-User", "uri" gives KeyURI and "". "" is KeyURI, the default. Validation
+// (config) has refused anything else.
+func SplitHashKey(k string) (kind, name string) {
+	if k == "" {
+		return KeyURI, ""
+	}
+	kind, name, _ = strings.Cut(k, ":")
+	return kind, name
 }

@@ -211,6 +211,7 @@ func (c *Checker) record(g *Group, s *Server, st *serverCheck, reason string) {
 	s.hcPasses.Store(passes)
 	if s.activeDown.Load() {
 		if passes >= int32(hs.Rise) {
+			s.cameUp(c.now()) // before it is up: slow_start's ramp starts with it
 			s.activeDown.Store(false)
 			s.activeWhy.Store(nil)
 			s.MarkUp() // a passive down, if any, ends with it
@@ -231,6 +232,7 @@ func (c *Checker) record(g *Group, s *Server, st *serverCheck, reason string) {
 		s.hcPasses.Store(passes)
 	}
 	if passes >= int32(hs.Rise) {
+		s.cameUp(c.now())
 		s.MarkUp()
 		st.passiveSeen = false
 		c.log.Info("upstream server up", "upstream", g.Name, "server", s.Name, "by", "active",

@@ -25,10 +25,16 @@ type Server struct {
 	// passiveReason is why max_fails marks the server down, built once by NewGroup.
 	passiveReason string
 
+	seed uint64 // the server's identity on the consistent hash (serverSeed of Name)
+
 	fails       atomic.Int32
 	windowStart atomic.Int64 // monotonic ns when the current failure window opened
 	downUntil   atomic.Int64 // monotonic ns; the server is down while now < downUntil
 	inFlight    atomic.Int64 // requests in flight, for least_conn and metrics
+	// upSince is the monotonic ns the server last came up by its health checks or joined the group in a
+	// reload; with downUntil (the end of the last passive down) it starts slow_start's ramp (ramp).
+	// NewGroup sets it long past: the servers of a fresh start take their full weight at once.
+	upSince atomic.Int64
 
 	// passiveMarked: a passive down was logged and its end not yet (Fail sets it, the Checker's watch
 	// or MarkUp clears it). It makes each transition log exactly once.
@@ -109,6 +115,31 @@ func (s *Server) MarkUp() {
 	s.passiveOver()
 }
 
+// rampUnit is the scale of a ramped weight: thousandths. rampFloor is where a ramp starts: a server
+// that has just come up takes 1/20 of its weight, so that it is tried at all.
+const (
+	rampUnit  = 1000
+	rampFloor = rampUnit / 20
+)
+
+// ramp is how far s is into slow_start's ramp at now, as num/den with 0 < num <= den: den/20 at the moment
+// it came up (the floor), growing linearly to den at slow after. A server that came up longer than slow
+// ago, or that never went down, gives den/den. Two atomic loads; no lock, no allocation.
+func (s *Server) ramp(now, slow int64) (num, den int64) {
+	start := max(s.upSince.Load(), s.downUntil.Load())
+	el := now - start
+	if el >= slow {
+		return 1, 1
+	}
+	if el*rampUnit < slow*rampFloor {
+		return rampFloor, rampUnit
+	}
+	return el, slow
+}
+
+// cameUp records that s came up (or joined) at now, for slow_start.
+func (s *Server) cameUp(now int64) { s.upSince.Store(now) }
+
 // InFlight reports the requests in flight on this server.
 func (s *Server) InFlight() int64 { return s.inFlight.Load() }
 
@@ -123,6 +154,7 @@ func (s *Server) adopt(old *Server) {
 	s.fails.Store(old.fails.Load())
 	s.windowStart.Store(old.windowStart.Load())
 	s.downUntil.Store(old.downUntil.Load())
+	s.upSince.Store(old.upSince.Load())
 	s.passiveWhy.Store(old.passiveWhy.Load())
 	s.passiveMarked.Store(old.passiveMarked.Load())
 	s.activeDown.Store(old.activeDown.Load())
