@@ -13,6 +13,8 @@ func TestZeroAllocs(t *testing.T) {
 	badResp := []byte(crlf("HTTP/1.1 200 OK|Content-Length: 1|Transfer-Encoding: chunked||"))
 	body := []byte("5;e=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n")
 	badBody := []byte("5\r\nhelloXX")
+	trailerBody := []byte("5\r\nhello\r\n0\r\nX-Ok: 1\r\nContent-Length: 5\r\nHost: evil\r\nA-Trailer-Name-Longer-Than-Any: v\r\n\r\n")
+	kept := make([]byte, 0, 256)
 
 	var r Request
 	var resp1 Response
@@ -31,6 +33,17 @@ func TestZeroAllocs(t *testing.T) {
 		{"ParseResponse error", func() { _, _ = ParseResponse(badResp, &resp1) }},
 		{"ChunkedReader.Skip", func() { d.Reset(); _, _, _ = d.Skip(body) }},
 		{"ChunkedReader.Skip error", func() { d.Reset(); _, _, _ = d.Skip(badBody) }},
+		{"ChunkedReader.Forward", func() {
+			d.Reset()
+			_, _, _, kept, _, _ = d.Forward(trailerBody, kept[:0])
+		}},
+		{"ChunkedReader.Forward byte by byte", func() {
+			d.Reset()
+			kept = kept[:0]
+			for i := range trailerBody {
+				_, _, _, kept, _, _ = d.Forward(trailerBody[i:i+1], kept)
+			}
+		}},
 		{"AppendProxyRequest", func() {
 			_, _ = ParseRequest(req, &r)
 			dst = AppendProxyRequest(dst[:0], &r, r.Target, []byte("203.0.113.9"), []byte("https"), []byte("backend:80"), false)
