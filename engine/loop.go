@@ -80,6 +80,10 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 		shard:   cache.NewShard(s.cache),
 		waits:   make(map[string]*cacheWait),
 	}
+	// The header indexes are sized once, from max_headers (restart only: a parse in flight holds views
+	// into them), so that parsing never allocates.
+	ls.req.Headers = make([]codec.Header, s.maxHeaders)
+	ls.resp.Headers = make([]codec.Header, s.maxHeaders)
 	ls.lt = newLoopTable(s.tbl.Load())
 	ls.bindTable(ls.lt)
 	if s.alog != nil {
