@@ -64,3 +64,15 @@ func TestMaxHeaders(t *testing.T) {
 		}
 	})
 }
+
+// TestMaxHeadersIsRestartOnly: the loops' header indexes are sized at start, so a reload that changes
+// max_headers is named among the settings that wait for a restart.
+func TestMaxHeadersIsRestartOnly(t *testing.T) {
+	o := startOrigin(t, "a")
+	_, srv := startProxy(t, 1, upstreamConfig("", o.addr))
+	next := *srv.cfg
+	next.Server.MaxHeaders = 200
+	if keys := srv.RestartOnly(&next); len(keys) != 1 || keys[0] != "server.max_headers" {
+		t.Fatalf("RestartOnly = %v, want [server.max_headers]", keys)
+	}
+}
