@@ -6,6 +6,12 @@ import "math"
 // buffers nothing, but without a bound a peer could stream extensions forever and never send data.
 const MaxChunkLineBytes = 8192
 
+// MaxTrailerBytes bounds the whole trailer section: every trailer line and the final CRLF, counted
+// from the byte after the last chunk's size line. Without it a peer could send trailer lines forever
+// after the last chunk, each one within MaxChunkLineBytes. It is the default header_buffer, the bound
+// of a request head; a longer trailer section is a SyntaxError in a trailer state.
+const MaxTrailerBytes = 8192
+
 // ChunkedReader is a streaming state machine for a chunked body (RFC 9112 7.1). The body may arrive in
 // any number of pieces, with chunk-size lines and CRLFs split anywhere; the reader keeps its place in
 // its own state, so unlike the head parsers it never rescans. It accepts chunk extensions (BWS before
@@ -20,6 +26,11 @@ type ChunkedReader struct {
 	lineLen   int   // bytes so far in the current size or trailer line
 	off       int   // body bytes consumed before the current call, for error offsets
 	synErr    SyntaxError
+
+	// The trailer section: where it began (a body offset), its length so far, and Forward's filter.
+	trailerAt  int
+	trailerLen int
+	filter     trailerFilter
 }
 
 // Reset makes d ready for a new body.
@@ -125,6 +136,7 @@ func (d *ChunkedReader) Next(buf []byte) (consumed int, data []byte, done bool, 
 			}
 			if d.remaining == 0 {
 				d.state = StateTrailerStart
+				d.trailerAt = d.off + i + 1
 			} else {
 				d.state = StateChunkData
 			}
@@ -144,6 +156,9 @@ func (d *ChunkedReader) Next(buf []byte) (consumed int, data []byte, done bool, 
 			d.state = StateChunkSize
 
 		case StateTrailerStart:
+			if d.trailerLen++; d.trailerLen > MaxTrailerBytes {
+				return d.fail(i)
+			}
 			switch {
 			case c == '\r':
 				d.state = StateFinalLF
@@ -155,6 +170,9 @@ func (d *ChunkedReader) Next(buf []byte) (consumed int, data []byte, done bool, 
 			}
 
 		case StateTrailerName:
+			if d.trailerLen++; d.trailerLen > MaxTrailerBytes {
+				return d.fail(i)
+			}
 			if c == ':' {
 				d.state = StateTrailerValue
 			} else if byteClass[c]&clsToken == 0 {
@@ -165,6 +183,9 @@ func (d *ChunkedReader) Next(buf []byte) (consumed int, data []byte, done bool, 
 			}
 
 		case StateTrailerValue:
+			if d.trailerLen++; d.trailerLen > MaxTrailerBytes {
+				return d.fail(i)
+			}
 			if c == '\r' {
 				d.state = StateTrailerLF
 			} else if byteClass[c]&clsValue == 0 {
@@ -175,6 +196,9 @@ func (d *ChunkedReader) Next(buf []byte) (consumed int, data []byte, done bool, 
 			}
 
 		case StateTrailerLF:
+			if d.trailerLen++; d.trailerLen > MaxTrailerBytes {
+				return d.fail(i)
+			}
 			if c != '\n' {
 				return d.fail(i)
 			}
@@ -182,6 +206,9 @@ func (d *ChunkedReader) Next(buf []byte) (consumed int, data []byte, done bool, 
 			d.lineLen = 0
 
 		case StateFinalLF:
+			if d.trailerLen++; d.trailerLen > MaxTrailerBytes {
+				return d.fail(i)
+			}
 			if c != '\n' {
 				return d.fail(i)
 			}

@@ -104,3 +104,19 @@ func BenchmarkAppendProxyResponse(b *testing.B) {
 		dst = AppendProxyResponse(dst[:0], &r, 1, true, false, false)
 	}
 }
+
+// BenchmarkChunkedForward is BenchmarkChunkedSkip through Forward: the data path must cost the same.
+func BenchmarkChunkedForward(b *testing.B) {
+	var d ChunkedReader
+	kept := make([]byte, 0, 256)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchChunked)))
+	for b.Loop() {
+		d.Reset()
+		var done bool
+		var err error
+		if _, _, _, kept, done, err = d.Forward(benchChunked, kept[:0]); !done || err != nil {
+			b.Fatal(done, err)
+		}
+	}
+}

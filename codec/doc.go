@@ -41,6 +41,17 @@
 // The ChunkedReader is the other way round: a body is unbounded, so it is a true state machine that
 // consumes each byte once and carries its position (even mid chunk-size line) in its own state.
 //
+// # Trailers
+//
+// A proxy forwards a chunked body with its framing (ChunkedReader.Forward), and drops the trailer
+// fields that must never travel in trailers (RFC 9110 6.5.1: framing, routing, hop-by-hop,
+// authentication, request modifiers, content format; the list is at forbiddenTrailer): a recipient
+// that merged a trailing "Content-Length" or "Host" into the head would act on a field no framing or
+// routing decision saw. Up to the trailer section Forward returns spans of the caller's buffer; the
+// kept trailer bytes are copied into the caller's scratch, at most MaxTrailerBytes a body, the bound of
+// the whole trailer section (a longer one is a SyntaxError). A trailer name split across reads is held
+// in the reader until its fate is known.
+//
 // # Lifetimes
 //
 // Parsers never allocate (the error path included: a *SyntaxError points into the Request, Response or
@@ -51,7 +62,8 @@
 //     They are valid until that buffer is modified or reused, and until the next parse into the same
 //     struct. A request that must outlive the read callback is copied into its connection's slab
 //     first and parsed there.
-//   - ChunkedReader.Next's data is a view into the buf passed to that call, same rule.
+//   - ChunkedReader.Next's data is a view into the buf passed to that call, same rule; so is the pass
+//     part of Forward's buf. Forward's kept trailer bytes are copies in the caller's scratch.
 //   - A returned *SyntaxError is valid until the next call on the same struct; copy it to keep it.
 //   - AppendProxyRequest and AppendProxyResponse copy into dst; their result depends on nothing else.
 //

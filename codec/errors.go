@@ -10,7 +10,8 @@ var (
 	// ErrNeedMore: the head (or request line) is not complete yet. Read more and call again with the
 	// whole head prefix.
 	ErrNeedMore = errors.New("codec: need more data")
-	// ErrTooManyHeaders: more than MaxHeaders header lines (431).
+	// ErrTooManyHeaders: more header lines than the Request's or Response's header index takes (431 for
+	// a request, 502 for a response).
 	ErrTooManyHeaders = errors.New("codec: too many headers")
 	// ErrBadContentLength: a Content-Length that is not plain digits, overflows int63, or differs
 	// from another Content-Length in the same head (400).

@@ -5,8 +5,11 @@ import (
 	"math"
 )
 
-// MaxHeaders is the size of the fixed header index in Request and Response. A head with more header
-// lines is refused with ErrTooManyHeaders (431 for requests).
+// MaxHeaders is the default size of the header index of a Request or Response: the header lines one
+// head may have. The index is Headers, allocated by its owner (NewRequest, NewResponse, or a make of
+// its own) or, when Headers is nil, by the first parse into the struct, with MaxHeaders entries; the
+// parse itself never allocates. A head with more header lines than len(Headers) is refused with
+// ErrTooManyHeaders (431 for requests, 502 for responses).
 const MaxHeaders = 100
 
 // Header is one header line: views into the parsed buffer. Name is the field name as sent (original
@@ -97,7 +100,7 @@ func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 
 // parseHeaders parses header lines from pos up to and including the empty line that ends the head.
 // It returns the head length and the number of headers stored in hs.
-func parseHeaders(buf []byte, pos int, hs *[MaxHeaders]Header, f *headFacts, se *SyntaxError, isRequest bool) (n, count int, err error) {
+func parseHeaders(buf []byte, pos int, hs []Header, f *headFacts, se *SyntaxError, isRequest bool) (n, count int, err error) {
 	for {
 		cr, next, err := nextLine(buf, pos, se)
 		if err != nil {
@@ -126,7 +129,7 @@ func parseHeaders(buf []byte, pos int, hs *[MaxHeaders]Header, f *headFacts, se 
 		if j := invalidValueByte(value); j >= 0 {
 			return 0, count, fail(se, voff+j, StateHeaderValue)
 		}
-		if count == MaxHeaders {
+		if count == len(hs) {
 			return 0, count, ErrTooManyHeaders
 		}
 		name := line[:i]

@@ -11,16 +11,26 @@ type Request struct {
 	Method, Target []byte // views
 	Minor          uint8  // 0 for HTTP/1.0, 1 for HTTP/1.1
 	Flags          uint32
-	ContentLength  int64  // -1 when absent
-	Host           []byte // Host header value (view), nil if absent
-	Headers        [MaxHeaders]Header
+	ContentLength  int64    // -1 when absent
+	Host           []byte   // Host header value (view), nil if absent
+	Headers        []Header // the header index: its length is the most header lines a head may have
 	NumHeaders     int
 
 	connOther bool        // Connection names headers beyond close/keep-alive/upgrade
 	synErr    SyntaxError // returned by pointer so the error path does not allocate
 }
 
-// ParseRequest parses one request head at the start of buf. It never allocates and keeps no reference
+// NewRequest returns a Request whose header index takes maxHeaders header lines (MaxHeaders when
+// maxHeaders < 1).
+func NewRequest(maxHeaders int) *Request {
+	if maxHeaders < 1 {
+		maxHeaders = MaxHeaders
+	}
+	return &Request{Headers: make([]Header, maxHeaders)}
+}
+
+// ParseRequest parses one request head at the start of buf. It never allocates (but for the header
+// index of a Request whose Headers is nil, made once with MaxHeaders entries) and keeps no reference
 // to buf beyond the views it stores in r.
 //
 // Empty lines (CRLF or bare LF) before the request line are skipped (RFC 9112 2.2) and counted in n.
@@ -29,7 +39,7 @@ type Request struct {
 //
 //	ErrNeedMore                     head incomplete: read more, call again with the whole head prefix
 //	*SyntaxError                    malformed request line or header, bare CR/LF, obs-fold, CTLs (400)
-//	ErrTooManyHeaders               more than MaxHeaders headers (431)
+//	ErrTooManyHeaders               more than len(r.Headers) header lines (431)
 //	ErrBadContentLength             invalid or differing Content-Length (400)
 //	ErrConflictingFraming           Content-Length and Transfer-Encoding both present (400)
 //	ErrUnsupportedTransferEncoding  last transfer coding is not chunked (501)
@@ -57,8 +67,11 @@ func ParseRequest(buf []byte, r *Request) (n int, err error) {
 		return 0, err
 	}
 
+	if r.Headers == nil {
+		r.Headers = make([]Header, MaxHeaders)
+	}
 	f := headFacts{contentLength: -1}
-	n, count, err := parseHeaders(buf, next, &r.Headers, &f, se, true)
+	n, count, err := parseHeaders(buf, next, r.Headers, &f, se, true)
 	r.NumHeaders = count
 	if err != nil {
 		return 0, err

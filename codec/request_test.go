@@ -223,6 +223,45 @@ func TestParseRequestTooManyHeaders(t *testing.T) {
 	if _, err := ParseRequest(b[:len(b)-2], &r); err != ErrTooManyHeaders {
 		t.Fatalf("incomplete: %v", err)
 	}
+	// The owner sizes the index (server.max_headers): the bound is len(Headers).
+	for _, max := range []int{1, 7, 200, 1000} {
+		r := NewRequest(max)
+		if _, err := ParseRequest(head(max), r); err != nil || r.NumHeaders != max {
+			t.Fatalf("%d headers into an index of %d: %v, %d", max, max, err, r.NumHeaders)
+		}
+		if _, err := ParseRequest(head(max+1), r); err != ErrTooManyHeaders {
+			t.Fatalf("%d headers into an index of %d: %v", max+1, max, err)
+		}
+	}
+	if r := NewRequest(0); len(r.Headers) != MaxHeaders {
+		t.Fatalf("NewRequest(0) takes %d headers, want MaxHeaders", len(r.Headers))
+	}
+}
+
+func TestResponseMaxHeadersIsTheIndexLength(t *testing.T) {
+	head := func(n int) []byte {
+		var b strings.Builder
+		b.WriteString("HTTP/1.1 200 OK\r\n")
+		for i := 0; i < n; i++ {
+			b.WriteString("X-H: v\r\n")
+		}
+		b.WriteString("\r\n")
+		return []byte(b.String())
+	}
+	var zero Response // nil Headers: MaxHeaders, made by the first parse
+	if _, err := ParseResponse(head(MaxHeaders), &zero); err != nil || zero.NumHeaders != MaxHeaders {
+		t.Fatalf("MaxHeaders headers: %v %d", err, zero.NumHeaders)
+	}
+	if _, err := ParseResponse(head(150), &zero); err != ErrTooManyHeaders {
+		t.Fatalf("150 headers by default: %v", err)
+	}
+	r := NewResponse(200)
+	if _, err := ParseResponse(head(150), r); err != nil || r.NumHeaders != 150 || string(r.Headers[149].Name) != "X-H" {
+		t.Fatalf("150 headers into an index of 200: %v %d", err, r.NumHeaders)
+	}
+	if _, err := ParseResponse(head(201), r); err != ErrTooManyHeaders {
+		t.Fatalf("201 headers into an index of 200: %v", err)
+	}
 }
 
 // Every proper prefix of a valid head must ask for more: the caller rescans the growing head.

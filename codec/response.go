@@ -7,8 +7,8 @@ type Response struct {
 	Status        int
 	Reason        []byte // view; may be empty
 	Flags         uint32
-	ContentLength int64 // -1 when absent
-	Headers       [MaxHeaders]Header
+	ContentLength int64    // -1 when absent
+	Headers       []Header // the header index: its length is the most header lines a head may have
 	NumHeaders    int
 
 	connOther bool
@@ -16,8 +16,18 @@ type Response struct {
 	synErr    SyntaxError
 }
 
+// NewResponse returns a Response whose header index takes maxHeaders header lines (MaxHeaders when
+// maxHeaders < 1).
+func NewResponse(maxHeaders int) *Response {
+	if maxHeaders < 1 {
+		maxHeaders = MaxHeaders
+	}
+	return &Response{Headers: make([]Header, maxHeaders)}
+}
+
 // ParseResponse parses one response head at the start of buf, with the same contract as ParseRequest
-// (it never allocates; n is the head length; ErrNeedMore means read more and call again). 1xx heads
+// (it never allocates but for a nil Headers; n is the head length; ErrNeedMore means read more and call
+// again; more than len(r.Headers) header lines is ErrTooManyHeaders). 1xx heads
 // parse like any other; the caller loops for the final response. Any error is a malformed response
 // (502), except ErrNeedMore and ErrTooManyHeaders (also 502 at the proxy, but distinguishable).
 //
@@ -38,8 +48,11 @@ func ParseResponse(buf []byte, r *Response) (n int, err error) {
 		return 0, err
 	}
 
+	if r.Headers == nil {
+		r.Headers = make([]Header, MaxHeaders)
+	}
 	f := headFacts{contentLength: -1}
-	n, count, err := parseHeaders(buf, next, &r.Headers, &f, se, false)
+	n, count, err := parseHeaders(buf, next, r.Headers, &f, se, false)
 	r.NumHeaders = count
 	if err != nil {
 		return 0, err

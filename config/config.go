@@ -29,6 +29,7 @@ type Server struct {
 	HeaderBuffer      int           // bytes: the largest request head accepted
 	LargeHeaderBuffer int           // bytes: the largest request head (431 beyond) and response head (502)
 	LargeHeaderBufs   int           // large slabs preallocated for heads outgrowing HeaderBuffer; 0 = MaxConnections/16
+	MaxHeaders        int           // header lines accepted in a request head (431 beyond) and a response head (502)
 	IOBuffer          int           // bytes buffered per direction per connection
 	ReadHeaderTimeout time.Duration // whole request head within this, else 408
 	IdleTimeout       time.Duration // idle keep-alive client connections closed after this
@@ -146,6 +147,7 @@ func DefaultServer() Server {
 		MaxConnections:    10000,
 		HeaderBuffer:      8 << 10,
 		LargeHeaderBuffer: 64 << 10,
+		MaxHeaders:        100,
 		IOBuffer:          64 << 10,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,

@@ -139,6 +139,7 @@ func TestLoadSpecExample(t *testing.T) {
 		MaxConnections:    10000,
 		HeaderBuffer:      8192,
 		LargeHeaderBuffer: 65536,
+		MaxHeaders:        100,
 		IOBuffer:          65536,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
@@ -205,7 +206,7 @@ func TestDefaults(t *testing.T) {
 	}
 	s := c.Server
 	if !reflect.DeepEqual(s.Listen, []string{"0.0.0.0:8080"}) || s.Loops != 0 || s.MaxConnections != 10000 ||
-		s.HeaderBuffer != 8<<10 || s.IOBuffer != 64<<10 || s.ReadHeaderTimeout != 10*time.Second ||
+		s.HeaderBuffer != 8<<10 || s.MaxHeaders != 100 || s.IOBuffer != 64<<10 || s.ReadHeaderTimeout != 10*time.Second ||
 		s.IdleTimeout != 60*time.Second || s.MaxBodySize != 0 || s.ShutdownTimeout != 15*time.Second || !s.ReusePort {
 		t.Errorf("server defaults = %+v", s)
 	}
@@ -381,6 +382,9 @@ func TestErrors(t *testing.T) {
 		{"loops negative", "[server]\nloops = -1\n", "server.loops", 0, "must be >= 0"},
 		{"header_buffer small", "[server]\nheader_buffer = 512\n", "server.header_buffer", 0, "between 1KiB and 1MiB"},
 		{"header_buffer large", "[server]\nheader_buffer = \"2MiB\"\n", "server.header_buffer", 0, "between 1KiB and 1MiB, got 2MiB"},
+		{"max_headers zero", "[server]\nmax_headers = 0\n", "server.max_headers", 0, "between 1 and 1000, got 0"},
+		{"max_headers over 1000", "[server]\nmax_headers = 1001\n", "server.max_headers", 0, "between 1 and 1000, got 1001"},
+		{"max_headers not an integer", "[server]\nmax_headers = \"100\"\n", "server.max_headers", 0, "integer"},
 		{"large_header_buffers negative", "[server]\nlarge_header_buffers = -1\n", "server.large_header_buffers", 0, ">= 0"},
 		{"large_header_buffer large", "[server]\nlarge_header_buffer = \"17MiB\"\n", "server.large_header_buffer", 0, "between 1KiB and 16MiB, got 17MiB"},
 		{"io_buffer small", "[server]\nio_buffer = \"1KiB\"\n", "server.io_buffer", 0, "at least 4KiB"},
@@ -559,6 +563,7 @@ func TestSizesAndDurations(t *testing.T) {
 	c := mustLoad(t, minimal+`
 [server]
 header_buffer = 16384
+max_headers = 1000
 io_buffer = "128 KiB"
 max_body_size = "10MB"
 read_header_timeout = "250ms"
@@ -568,7 +573,7 @@ shutdown_timeout = "0s"
 max_size = 1048576
 `)
 	s := c.Server
-	if s.HeaderBuffer != 16384 || s.IOBuffer != 128<<10 || s.MaxBodySize != 10_000_000 || c.Cache.MaxSize != 1<<20 {
+	if s.HeaderBuffer != 16384 || s.MaxHeaders != 1000 || s.IOBuffer != 128<<10 || s.MaxBodySize != 10_000_000 || c.Cache.MaxSize != 1<<20 {
 		t.Errorf("sizes = %d %d %d %d", s.HeaderBuffer, s.IOBuffer, s.MaxBodySize, c.Cache.MaxSize)
 	}
 	if s.ReadHeaderTimeout != 250*time.Millisecond || s.IdleTimeout != 90*time.Second || s.ShutdownTimeout != 0 {

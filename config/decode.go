@@ -391,6 +391,7 @@ func (d *decoder) server(t *table, s *Server) {
 	t.sizeInt("header_buffer", &s.HeaderBuffer)
 	t.sizeInt("large_header_buffer", &s.LargeHeaderBuffer)
 	t.integer("large_header_buffers", &s.LargeHeaderBufs)
+	t.integer("max_headers", &s.MaxHeaders)
 	t.sizeInt("io_buffer", &s.IOBuffer)
 	t.duration("read_header_timeout", &s.ReadHeaderTimeout)
 	t.duration("idle_timeout", &s.IdleTimeout)

@@ -18,6 +18,8 @@ func (c *Config) TOML() string {
 	w.int("max_connections", s.MaxConnections, "")
 	w.size("header_buffer", int64(s.HeaderBuffer))
 	w.size("large_header_buffer", int64(s.LargeHeaderBuffer))
+	w.int("large_header_buffers", s.LargeHeaderBufs, "0 = max_connections / 16")
+	w.int("max_headers", s.MaxHeaders, "header lines in a request head and in a response head")
 	w.size("io_buffer", int64(s.IOBuffer))
 	w.duration("read_header_timeout", s.ReadHeaderTimeout)
 	w.duration("idle_timeout", s.IdleTimeout)

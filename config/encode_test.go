@@ -16,6 +16,8 @@ func TestTOMLRoundTrip(t *testing.T) {
 listen = ["127.0.0.1:8080", "127.0.0.1:8081"]
 pid_file = "/run/sw \"q\" \\ \u0001.pid"
 max_body_size = "1000"
+max_headers = 250
+large_header_buffers = 7
 [admin]
 [tls]
 certificates = [ { cert = "a.crt", key = "a.key" }, { cert = "b.crt", key = "b.key" } ]
@@ -51,7 +53,7 @@ upstream = "a"
 		if !reflect.DeepEqual(c, back) {
 			t.Fatalf("-T output parses to another config:\n%s\n%+v\n%+v", out, c, back)
 		}
-		for _, key := range []string{"large_header_buffer = ", "reuse_port = ", "access_format = ", "max_size = ", "keepalive = ", "retries = ", "hash_key = ", "slow_start = "} {
+		for _, key := range []string{"large_header_buffer = ", "large_header_buffers = ", "max_headers = ", "reuse_port = ", "access_format = ", "max_size = ", "keepalive = ", "retries = ", "hash_key = ", "slow_start = "} {
 			if !strings.Contains(out, key) {
 				t.Errorf("-T output lacks the default %s:\n%s", key, out)
 			}

@@ -38,6 +38,9 @@ const (
 	// maxLargeHeaderBuffer bounds large_header_buffer: a head is rescanned as its bytes arrive.
 	maxLargeHeaderBuffer = 16 << 20
 	minIOBuffer          = 4 << 10
+	// MaxMaxHeaders bounds max_headers: each loop keeps a header index of that many entries (24 bytes
+	// each) for a request and for a response.
+	MaxMaxHeaders = 1000
 )
 
 func (c *Config) validate(r resolver, listenKeys []string) []Problem {
@@ -88,6 +91,9 @@ func (c *Config) validate(r resolver, listenKeys []string) []Problem {
 	}
 	if s.LargeHeaderBufs < 0 {
 		ps.addf("server.large_header_buffers", "must be >= 0 (0 = max_connections / 16), got %d", s.LargeHeaderBufs)
+	}
+	if s.MaxHeaders < 1 || s.MaxHeaders > MaxMaxHeaders {
+		ps.addf("server.max_headers", "must be between 1 and %d, got %d", MaxMaxHeaders, s.MaxHeaders)
 	}
 	if s.IOBuffer < minIOBuffer {
 		ps.addf("server.io_buffer", "must be at least 4KiB, got %s", FormatSize(int64(s.IOBuffer)))

@@ -494,7 +494,10 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			}
 			return gnet.None
 		}
-		k, done := 0, false
+		// k body bytes are consumed; data[:pass] of them go to the client as they came, then ls.trailers
+		// (a chunked body's trailer section without the fields that must not travel in trailers).
+		k, pass, done := 0, 0, false
+		ls.trailers = ls.trailers[:0]
 		switch be.body {
 		case codec.BodyNone:
 			done = true
@@ -505,9 +508,10 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			}
 			be.remaining -= int64(k)
 			done = be.remaining == 0
+			pass = k
 		case codec.BodyChunked:
 			var err error
-			k, done, err = be.chunked.Skip(data)
+			k, pass, _, ls.trailers, done, err = be.chunked.Forward(data, ls.trailers)
 			if err != nil {
 				if head != nil {
 					cc.respStarted = false
@@ -517,6 +521,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			}
 		case codec.BodyUntilClose:
 			k = len(data)
+			pass = k
 			cc.bodySent += int64(k) // noteProgress cannot tell these from what is left
 		}
 		if cc.headAsGet {
@@ -525,16 +530,19 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 				_, _ = cc.gc.Write(head)
 			}
 		} else {
-			out := ls.iov3[:0]
+			out := ls.iov[:0]
 			if asIs {
-				out = append(out, whole[:consumed+k]) // the head and the body behind it, as they came
+				out = append(out, whole[:consumed+pass]) // the head and the body behind it, as they came
 			} else {
 				if head != nil {
 					out = append(out, head)
 				}
-				if k > 0 {
-					out = append(out, data[:k])
+				if pass > 0 {
+					out = append(out, data[:pass])
 				}
+			}
+			if len(ls.trailers) > 0 {
+				out = append(out, ls.trailers)
 			}
 			ls.send(cc.gc, out)
 		}

@@ -132,7 +132,7 @@ func (ls *loopState) serveHit(cc *clientConn, e *cache.Entry) {
 	if len(first) > ls.s.ioBuffer {
 		first = first[:ls.s.ioBuffer]
 	}
-	out := append(ls.iov3[:0], e.Head, extra)
+	out := append(ls.iov[:0], e.Head, extra)
 	if len(first) > 0 {
 		out = append(out, first)
 	}

@@ -725,14 +725,16 @@ var methodGET = []byte("GET")
 
 // forwardBody streams request body bytes to the backend: those already in the slab, then those in gnet's
 // buffer, each cut where the body ends, in one write; head, when not nil, goes first in the same write (the
-// start of an exchange). One write instead of one per piece: a small upload reaches the backend in one
+// start of an exchange). A chunked body's trailer section goes without the fields that must not travel in
+// trailers (codec.ChunkedReader.Forward): its kept lines are copied into ls.trailers and written last. One write instead of one per piece: a small upload reaches the backend in one
 // segment with its head, a large one no longer goes out in slab-sized and buffer-sized parts. Loop only.
 func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
 	be := cc.be
-	out := ls.iov3[:0]
+	out := ls.iov[:0]
 	if head != nil {
 		out = append(out, head)
 	}
+	ls.trailers = ls.trailers[:0]
 	fromSlab, fromConn := 0, 0
 	for i := 0; i < 2 && !cc.reqDone; i++ {
 		var src []byte
@@ -744,7 +746,7 @@ func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
 		if len(src) == 0 {
 			continue
 		}
-		var n int
+		var n, pass int // consumed, and forwarded as it came (the rest of n: trailers, in ls.trailers)
 		switch cc.reqBody {
 		case codec.BodyLength:
 			n = len(src)
@@ -753,28 +755,29 @@ func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
 			}
 			cc.reqRemaining -= int64(n)
 			cc.reqDone = cc.reqRemaining == 0
+			pass = n
 		case codec.BodyChunked:
 			var payload int64
 			var done bool
 			var err error
-			n, payload, done, err = scanChunked(&cc.chunked, src)
+			n, pass, payload, ls.trailers, done, err = cc.chunked.Forward(src, ls.trailers)
 			if err != nil {
-				clear(ls.iov3[:])
+				clear(ls.iov[:])
 				ls.abortRequest(cc, 400)
 				return
 			}
 			cc.reqDone = done
 			cc.reqSeen += payload
 			if max := cc.lt.tbl.maxBodySize; max > 0 && cc.reqSeen > max {
-				clear(ls.iov3[:])
+				clear(ls.iov[:])
 				ls.abortRequest(cc, 413)
 				return
 			}
 		default:
 			cc.reqDone = true
 		}
-		if n > 0 {
-			out = append(out, src[:n])
+		if pass > 0 {
+			out = append(out, src[:pass])
 		}
 		if i == 0 {
 			fromSlab = n
@@ -784,6 +787,10 @@ func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
 		} else {
 			fromConn = n
 		}
+	}
+	if len(ls.trailers) > 0 {
+		// The slab's trailer bytes, then gnet's: a trailer line split between them was put together.
+		out = append(out, ls.trailers)
 	}
 	ls.send(be.gc, out)
 	if lost(cc, be) {

@@ -18,7 +18,11 @@
 // so its views stay valid until the response completes: a retry rebuilds the head from the slab. A
 // response head is parsed in place in gnet's buffer and rewritten into the loop's scratch buffer within
 // the same callback. Body bytes are never copied by SwitchFlow: they go from one connection's read buffer
-// to the other's Write (gnet copies only what the socket does not take at once).
+// to the other's Write (gnet copies only what the socket does not take at once). The one exception is a
+// chunked body's trailer section, at most 8 KiB (codec.MaxTrailerBytes): its lines that may travel in
+// trailers are copied into the loop's scratch (loopState.trailers) and written behind the body, so that
+// Content-Length, Transfer-Encoding, Host and the other fields RFC 9110 6.5.1 keeps out of trailers are
+// never passed on (codec.ChunkedReader.Forward).
 //
 // # Backpressure
 //

@@ -34,7 +34,8 @@ type loopState struct {
 	ipBuf    []byte        // a client's address as text, for X-Forwarded-For
 	freeEx   []*exchange   // exchanges of connections that went idle, for the next to need one
 	idled    []*clientConn // connections whose response ended in this callback (settle)
-	iov3     [3][]byte     // what send writes: a head and its body pieces, or a cache hit's stored head, headers, body
+	iov      [4][]byte     // what send writes: a head, its body pieces and kept trailers; or a cache hit's head, headers, body
+	trailers []byte        // the kept trailer bytes of a chunked body being forwarded (codec.ChunkedReader.Forward)
 	hitBuf   []byte        // a cache hit's per-response headers
 	keyBuf   []byte        // a cache key being looked up
 
@@ -79,6 +80,10 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 		shard:   cache.NewShard(s.cache),
 		waits:   make(map[string]*cacheWait),
 	}
+	// The header indexes are sized once, from max_headers (restart only: a parse in flight holds views
+	// into them), so that parsing never allocates.
+	ls.req.Headers = make([]codec.Header, s.maxHeaders)
+	ls.resp.Headers = make([]codec.Header, s.maxHeaders)
 	ls.lt = newLoopTable(s.tbl.Load())
 	ls.bindTable(ls.lt)
 	if s.alog != nil {
@@ -235,7 +240,7 @@ const coalesceMax = 4 << 10
 // send writes bufs to c in one system call: a head and what follows it (body pieces, a cache hit's
 // headers). When what follows the first comes to at most coalesceMax bytes, all are copied into the
 // loop's head buffer and go out with one write; otherwise as one writev. bufs[0] may be the head buffer's
-// own content (the head just built there). bufs, a slice of ls.iov3, is cleared after, so that it keeps
+// own content (the head just built there). bufs, a slice of ls.iov, is cleared after, so that it keeps
 // nothing alive. Loop only.
 func (ls *loopState) send(c gnet.Conn, bufs [][]byte) {
 	switch len(bufs) {

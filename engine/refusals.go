@@ -37,8 +37,7 @@ func (ls *loopState) refusalReason(cc *clientConn, status int, parseErr error) s
 			return "request line longer than " + ls.headLimit(cc)
 		}
 		if parseErr == nil && cc.state == csHead && cc.filled > 0 {
-			var req codec.Request
-			_, parseErr = codec.ParseRequest(cc.buf()[:cc.filled], &req)
+			_, parseErr = codec.ParseRequest(cc.buf()[:cc.filled], codec.NewRequest(ls.s.maxHeaders)) // at debug only
 		}
 		switch {
 		case parseErr == nil, errors.Is(parseErr, codec.ErrNeedMore):
@@ -47,7 +46,7 @@ func (ls *loopState) refusalReason(cc *clientConn, status int, parseErr error) s
 			}
 			return "request head refused"
 		case errors.Is(parseErr, codec.ErrTooManyHeaders):
-			return "more header lines than the parser takes"
+			return "more header lines than max_headers"
 		}
 		return "request head: " + parseErr.Error()
 	}

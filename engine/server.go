@@ -69,6 +69,7 @@ type Server struct {
 	serving  bool              // under healthMu: Serve runs, so the live table's checks run too
 
 	headerBuffer int
+	maxHeaders   int // header lines in a request or response head: the size of each loop's header indexes
 	// largeHeaderBuffer bounds a response head (502 beyond): large_header_buffer, at least header_buffer.
 	largeHeaderBuffer int
 	ioBuffer          int  // half of it queued for a connection holds its pair back (flow.go)
@@ -160,6 +161,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		booted:            make(chan struct{}),
 		stopped:           make(chan struct{}),
 		headerBuffer:      cfg.Server.HeaderBuffer,
+		maxHeaders:        cfg.Server.MaxHeaders,
 		largeHeaderBuffer: max(cfg.Server.LargeHeaderBuffer, cfg.Server.HeaderBuffer),
 		ioBuffer:          cfg.Server.IOBuffer,
 		splice:            os.Getenv("SWITCHFLOW_SPLICE") != "0",
@@ -354,6 +356,7 @@ func (s *Server) RestartOnly(cfg *config.Config) []string {
 	add("server.header_buffer", was.Server.HeaderBuffer != now.Server.HeaderBuffer)
 	add("server.large_header_buffer", was.Server.LargeHeaderBuffer != now.Server.LargeHeaderBuffer)
 	add("server.large_header_buffers", was.Server.LargeHeaderBufs != now.Server.LargeHeaderBufs)
+	add("server.max_headers", was.Server.MaxHeaders != now.Server.MaxHeaders)
 	add("server.io_buffer", was.Server.IOBuffer != now.Server.IOBuffer)
 	add("server.reuse_port", was.Server.ReusePort != now.Server.ReusePort)
 	add("server.pid_file", was.Server.PidFile != now.Server.PidFile)

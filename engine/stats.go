@@ -324,7 +324,7 @@ func (ls *loopState) noteProgress(cc *clientConn, be *backendConn) {
 		}
 		cc.bodySent = cc.bodyLen - left
 	case codec.BodyChunked:
-		cc.bodySent = be.chunked.Consumed()
+		cc.bodySent = be.chunked.Consumed() - be.chunked.Dropped() // trailer fields left out were not sent
 	}
 }
 
