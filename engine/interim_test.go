@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -98,6 +99,42 @@ func TestInterimResponsesBounded(t *testing.T) {
 						split, i, resp.StatusCode, body, n)
 				}
 			}
+		}
+	})
+
+	t.Run("a2: relayed with their headers to HTTP/1.1 clients, to no HTTP/1.0 client", func(t *testing.T) {
+		o := startRawOrigin(t, func(c net.Conn, n int64, req *rawReq) bool {
+			return writeOr(c, strings.Join(interims, "")+final)
+		})
+		addr, _ := startProxy(t, 1, faultConfig(0, "2s", o.addr))
+		for _, minor := range []int{1, 0} {
+			c, br := dial(t, addr)
+			if _, err := fmt.Fprintf(c, "GET /hints HTTP/1.%d\r\nHost: x\r\n\r\n", minor); err != nil {
+				t.Fatal(err)
+			}
+			var statuses []int
+			var link string
+			for {
+				resp, body := readResponse(t, br, false)
+				statuses = append(statuses, resp.StatusCode)
+				if resp.StatusCode == 103 {
+					link = resp.Header.Get("Link")
+				}
+				if resp.StatusCode >= 200 {
+					if string(body) != "hello" {
+						t.Fatalf("HTTP/1.%d: final body %q", minor, body)
+					}
+					break
+				}
+			}
+			want := []int{100, 102, 103, 200}
+			if minor == 0 {
+				want = []int{200}
+			}
+			if fmt.Sprint(statuses) != fmt.Sprint(want) || (minor == 1 && link != "</style.css>; rel=preload; as=style") {
+				t.Fatalf("HTTP/1.%d client got %v (103 Link %q), want %v with the Link header", minor, statuses, link, want)
+			}
+			c.Close()
 		}
 	})
 
