@@ -1,7 +1,5 @@
 package engine
 
-import "github.com/panjf2000/gnet/v2"
-
 // Backpressure (SPEC 3.3): one mechanism for every direction. A connection stops being read
 // (Conn.PauseRead, our gnet patch) while more than half of io_buffer waits to be written to the
 // connection its bytes go to, and is read again as soon as that queue is written out
@@ -140,15 +138,6 @@ func (ls *loopState) backendDrained(be *backendConn) {
 		if cc.gc.InboundBuffered() > 0 {
 			ls.clientTraffic(cc)
 		}
-	}
-}
-
-// holdTunnel stops reading from while more than half of io_buffer waits to be written to to (SPEC 3.3:
-// reading from the other side pauses until the slow side catches up). Server.OnDrained resumes it once
-// to's queue is written out; meanwhile TCP flow control holds from's sender back. Loop only.
-func (ls *loopState) holdTunnel(from, to gnet.Conn) {
-	if to.OutboundBuffered() > ls.s.ioBuffer/2 {
-		_ = from.PauseRead()
 	}
 }
 

@@ -273,3 +273,13 @@ func discard(c gnet.Conn, n int) {
 		_, _ = c.Discard(n)
 	}
 }
+
+// clock is the loop's time in monotonic ns since s.base, read once per callback: settle clears it as
+// each callback returns, so requests answered in one callback share one clock read. Loop only.
+func (ls *loopState) clock() int64 {
+	if !ls.clockOK {
+		ls.clockNow = max(int64(time.Since(ls.s.base)), 1)
+		ls.clockOK = true
+	}
+	return ls.clockNow
+}

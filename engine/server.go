@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -23,15 +22,6 @@ import (
 	"switchflow/config"
 	"switchflow/upstream"
 )
-
-// tickInterval is the resolution of every timeout the engine enforces and of the Date header refresh.
-const tickInterval = 100 * time.Millisecond
-
-// quietTicks is how many ticks apart a quiet loop (no client, nothing in flight) is swept: it has no
-// timeout to enforce, and waking every loop ten times a second cost an idle proxy with 16 loops about 3 %
-// of a core (the loops' wake-ups, and the Go scheduler's sysmon polling after each). A client arriving
-// makes the loop busy again at once (clientOpened).
-const quietTicks = 10
 
 // Server is the proxy: a gnet event handler whose loops carry both the client connections and the backend
 // connections that serve them.
@@ -76,8 +66,6 @@ type Server struct {
 	splice            bool // large response bodies go backend to client by splice(2); SWITCHFLOW_SPLICE=0 turns it off
 }
 
-var _ gnet.EventHandler = (*Server)(nil)
-
 // ErrTLSUnsupported is returned by New for a configuration with [tls]: gnet has no TLS, and silently
 // serving plain HTTP where HTTPS was asked for is worse than refusing to start.
 var ErrTLSUnsupported = errors.New("[tls] is configured but TLS termination is not available in this build (gnet has no TLS): terminate TLS in front of SwitchFlow and remove [tls]")
@@ -112,28 +100,6 @@ func unservable(cfg *config.Config) []error {
 	}
 	return errs
 }
-
-// checkSlabMemory refuses a max_connections × header_buffer that this machine's memory cannot hold: the
-// header slabs are laid out at start, and a start that cannot have them should say so, not stall
-// allocating or be killed later. Half of the RAM is the bound (the slabs are only the heads; bodies,
-// buffers and the cache come on top).
-func checkSlabMemory(cfg *config.Config) error {
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) != nil || si.Totalram == 0 {
-		return nil // unknown: no bound
-	}
-	ram := uint64(si.Totalram) * uint64(si.Unit)
-	need := uint64(cfg.Server.MaxConnections) * uint64(cfg.Server.HeaderBuffer+slabOverhead)
-	if need > ram/2 {
-		return fmt.Errorf("server.max_connections: %d connections × header_buffer %s = %.1f GiB of header slabs, more than half of this machine's memory (%.1f GiB)",
-			cfg.Server.MaxConnections, config.FormatSize(int64(cfg.Server.HeaderBuffer)),
-			float64(need)/(1<<30), float64(ram)/(1<<30))
-	}
-	return nil
-}
-
-// slabOverhead is the bookkeeping per slab beside its bytes (bufpool.Slab and its free-list entry).
-const slabOverhead = 40
 
 // New prepares a Server for cfg: it allocates the header slabs for max_connections clients and builds the
 // routing table. Nothing listens until Serve.
@@ -172,29 +138,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// LargeSlabCount is how many large header slabs a [server] section preallocates: large_header_buffers,
-// or max_connections / 16 (at least one) when it is 0; none when large_header_buffer is no larger than
-// header_buffer.
-func LargeSlabCount(s config.Server) int {
-	if s.LargeHeaderBuffer <= s.HeaderBuffer {
-		return 0
-	}
-	if s.LargeHeaderBufs > 0 {
-		return s.LargeHeaderBufs
-	}
-	return max(s.MaxConnections/16, 1)
-}
-
-// newLargeSlabs allocates the large header slabs (SPEC 3.3): a head that outgrows its connection's
-// header_buffer slab borrows one until its exchange ends. nil when there are none.
-func newLargeSlabs(s config.Server) *bufpool.SlabPool {
-	n := LargeSlabCount(s)
-	if n == 0 {
-		return nil
-	}
-	return bufpool.NewSlabPool(n, s.LargeHeaderBuffer)
 }
 
 // Loops reports the number of event loops the server runs.
@@ -300,13 +243,6 @@ func readBufferFor(ioBuffer int) int {
 // Ready is closed once the listeners accept connections.
 func (s *Server) Ready() <-chan struct{} { return s.booted }
 
-// OnBoot records the engine so Shutdown can stop it.
-func (s *Server) OnBoot(e gnet.Engine) gnet.Action {
-	s.engine = e
-	close(s.booted)
-	return gnet.None
-}
-
 // Reload swaps in a new configuration for new requests: routes, upstreams, per-request settings and the
 // cache's bound (a smaller [cache] max_size evicts down to it at once). What RestartOnly names keeps the
 // values the server started with; a file with [tls] is refused, as New refuses it.
@@ -366,13 +302,6 @@ func (s *Server) RestartOnly(cfg *config.Config) []string {
 	return keys
 }
 
-func adminListen(cfg *config.Config) string {
-	if cfg.Admin == nil {
-		return ""
-	}
-	return cfg.Admin.Listen
-}
-
 // Shutdown stops accepting, lets requests in flight finish until ctx ends, then stops the loops; the
 // active health checks run through the drain and stop with the loops (Serve). Safe from any goroutine.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -419,139 +348,3 @@ func (s *Server) clientsOpen() int64 {
 	})
 	return n
 }
-
-// eachLoop runs fn on every loop that has seen a connection, on that loop's goroutine.
-func (s *Server) eachLoop(fn func(*loopState)) {
-	s.loops.Range(func(_, v any) bool {
-		ls := v.(*loopState)
-		_ = ls.loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			fn(ls)
-			ls.settle()
-			return nil
-		}))
-		return true
-	})
-}
-
-// loopFor returns the state of the loop c belongs to, creating it on the loop's first connection.
-func (s *Server) loopFor(c gnet.Conn) *loopState {
-	el := c.EventLoop()
-	if v, ok := s.loops.Load(el); ok {
-		return v.(*loopState)
-	}
-	ls := newLoopState(s, el)
-	v, _ := s.loops.LoadOrStore(el, ls)
-	return v.(*loopState)
-}
-
-// OnOpen starts a client connection, or completes a backend dial.
-func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	switch x := c.Context().(type) {
-	case *backendConn:
-		x.ls.backendOpened(x, c)
-		x.ls.settle()
-		return nil, gnet.None
-	}
-	ls := s.loopFor(c)
-	out, a := ls.clientOpened(c)
-	ls.settle()
-	return out, a
-}
-
-// OnSpliced ends a body that gnet spliced from a backend to its client (gnet.SpliceHandler).
-func (s *Server) OnSpliced(c gnet.Conn) {
-	if be, ok := c.Context().(*backendConn); ok {
-		be.ls.spliced(be)
-		be.ls.settle()
-	}
-}
-
-// OnTraffic hands bytes to the connection's state machine.
-func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
-	switch x := c.Context().(type) {
-	case *clientConn:
-		a := x.ls.clientTraffic(x)
-		x.ls.settle()
-		return a
-	case *backendConn:
-		a := x.ls.backendTraffic(x)
-		if x.state == bsActive && x.headDone && !x.splicing && !x.held && x.client != nil {
-			x.ls.awaitBody(x) // the body goes on: time the backend's silence until its next bytes
-		}
-		x.ls.settle()
-		return a
-	}
-	return gnet.Close
-}
-
-// OnDrained runs when gnet has written the last byte queued for c (our gnet patch): what was held back
-// for c's sake is read again (flow.go).
-func (s *Server) OnDrained(c gnet.Conn) {
-	switch x := c.Context().(type) {
-	case *clientConn:
-		x.ls.clientDrained(x)
-		x.ls.settle()
-	case *backendConn:
-		x.ls.backendDrained(x)
-		x.ls.settle()
-	}
-}
-
-// OnClose releases what the connection held.
-func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
-	switch x := c.Context().(type) {
-	case *clientConn:
-		x.ls.clientGone(x)
-		x.ls.settle()
-	case *backendConn:
-		x.ls.backendClosed(x, err)
-		x.ls.settle()
-	}
-	return gnet.None
-}
-
-// OnTick runs on gnet's ticker goroutine, not on a loop: it only schedules each loop's sweep there,
-// every tick for a busy loop and every quietTicks ticks for a quiet one.
-func (s *Server) OnTick() (time.Duration, gnet.Action) {
-	s.ticks++
-	all := s.ticks%quietTicks == 0
-	s.loops.Range(func(_, v any) bool {
-		ls := v.(*loopState)
-		if all || !ls.quiet.Load() {
-			_ = ls.loop.Execute(context.Background(), ls.sweepRunnable)
-		}
-		return true
-	})
-	return tickInterval, gnet.None
-}
-
-// SlabsInUse reports the header slabs handed out, for tests and metrics.
-func (s *Server) SlabsInUse() int { return s.slabs.InUse() }
-
-// LargeSlabsInUse reports the large header slabs lent to heads that outgrew their slab.
-func (s *Server) LargeSlabsInUse() int {
-	if s.largeSlabs == nil {
-		return 0
-	}
-	return s.largeSlabs.InUse()
-}
-
-// gnetLogger routes gnet's own log lines into slog.
-type gnetLogger struct{ l *slog.Logger }
-
-func (g gnetLogger) Debugf(format string, args ...any) {}
-func (g gnetLogger) Infof(format string, args ...any)  { g.l.Info(fmt.Sprintf(format, args...)) }
-
-// Warnf logs at warn level, but for gnet's "stale connection" line, which is debug: gnet reports an event
-// that an epoll batch still held for a descriptor an earlier event of the same batch closed (a backend
-// and its client hung up together, as when a backend restarts), and drops it. Nothing is lost; at warn it
-// would fill the log at every backend restart.
-func (g gnetLogger) Warnf(format string, args ...any) {
-	if strings.Contains(format, "of a stale connection") {
-		g.l.Debug(fmt.Sprintf(format, args...))
-		return
-	}
-	g.l.Warn(fmt.Sprintf(format, args...))
-}
-func (g gnetLogger) Errorf(format string, args ...any) { g.l.Error(fmt.Sprintf(format, args...)) }
-func (g gnetLogger) Fatalf(format string, args ...any) { g.l.Error(fmt.Sprintf(format, args...)) }

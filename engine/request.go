@@ -1,0 +1,375 @@
+// The request path: a head read into the slab and parsed, routed, and sent to a backend with the
+// body bytes behind it.
+
+package engine
+
+import (
+	"errors"
+	"switchflow/codec"
+	"switchflow/upstream"
+)
+
+// readHead moves bytes into the slab and parses the head, rescanning the bounded slab on each read. In
+// a large slab it parses only once the head's end may have arrived: rescanning up to 64 KiB on every
+// read of a head sent a byte at a time would cost a connection seconds of CPU.
+func (ls *loopState) readHead(cc *clientConn) {
+	cc.inReadHead = true
+	defer func() { cc.inReadHead = false }()
+	for cc.state == csHead {
+		before := cc.filled
+		if cc.gc.OutboundBuffered() > ls.s.ioBuffer {
+			// SPEC 3.3: a client that pipelines and does not read is not read further once io_buffer
+			// of responses waits for it; Server.OnDrained takes up its next request.
+			_ = cc.gc.PauseRead()
+			return
+		}
+		if cc.filled < len(cc.buf()) {
+			if in, _ := cc.gc.Peek(-1); len(in) > 0 {
+				n := copy(cc.buf()[cc.filled:], in)
+				cc.slabDirty = true
+				discard(cc.gc, n)
+				cc.filled += n
+				ls.st.bytesIn.Add(uint64(n))
+			}
+		}
+		if cc.filled == 0 {
+			return
+		}
+		if !cc.headTimer && requestStarted(cc.buf()[:cc.filled]) {
+			// The first byte of a request on a kept-alive connection: read_header_timeout from now on.
+			// Empty lines before it (skipped by the parser, RFC 9112 2.2) leave the idle clock running;
+			// they still fill the slab, so a flood of them ends in 431.
+			cc.headTimer = true
+			cc.deadline = ls.clock() + int64(ls.current().tbl.readHeaderTimeout)
+		}
+		if cc.large != nil && cc.filled < len(cc.buf()) && !headEndIn(cc.buf()[:cc.filled], before) {
+			return
+		}
+		n, err := ls.parseHead(cc, cc.buf()[:cc.filled])
+		if err == codec.ErrNeedMore {
+			if cc.filled < len(cc.buf()) {
+				return
+			}
+			if ls.borrowLarge(cc) {
+				continue // read on into the large slab
+			}
+			// 414 when the request line alone does not fit the slab, else 431.
+			ls.reject(cc, codec.OversizeStatus(cc.buf()))
+			return
+		}
+		if err != nil {
+			ls.reject(cc, statusForParseError(err))
+			return
+		}
+		cc.headLen, cc.pos = n, n
+		cc.deadline = 0
+		if cc.exchange == nil {
+			ls.attachExchange(cc)
+		}
+		ls.beginRequest(cc)
+		ls.startRequest(cc, &ls.req)
+		// startRequest either sent a response and went back to csHead (loop for a pipelined request), or
+		// waits for a backend.
+	}
+}
+
+// parseHead parses b, a head in cc's slab, into the loop's scratch request. The scratch belongs to
+// cc only from a successful parse of cc's head to the end of the callback (settle) or to cc's next
+// head (waitHead), whichever comes first: a failed or partial parse of any connection, this one
+// included, leaves it to nobody, so no other client's bytes can ever be read as cc's request.
+func (ls *loopState) parseHead(cc *clientConn, b []byte) (int, error) {
+	ls.reqOwner = nil
+	n, err := codec.ParseRequest(b, &ls.req)
+	if err == nil {
+		ls.reqOwner = cc
+	}
+	return n, err
+}
+
+// request returns cc's parsed request head: the scratch when it holds it (parseHead), else the head
+// parsed again from cc's slab, where it stays unchanged until the exchange ends. ok is false only if
+// those bytes no longer parse, which cannot happen.
+func (ls *loopState) request(cc *clientConn) (req *codec.Request, ok bool) {
+	if ls.reqOwner != cc {
+		if _, err := ls.parseHead(cc, cc.buf()[:cc.headLen]); err != nil {
+			return nil, false
+		}
+	}
+	return &ls.req, true
+}
+
+// headEndIn reports whether b, of which b[from:] arrived last, may hold the end of a head: an LF
+// followed by an LF, or by CR LF, that ends in the new bytes.
+func headEndIn(b []byte, from int) bool {
+	for i := max(from-2, 1); i < len(b); i++ {
+		if b[i] == '\n' && (b[i-1] == '\n' || (i >= 2 && b[i-1] == '\r' && b[i-2] == '\n')) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestStarted reports whether b holds a byte of a request line: anything past the empty lines the
+// parser skips (codec.EmptyLinesLen), a CR whose LF has not arrived yet excepted.
+func requestStarted(b []byte) bool {
+	n := codec.EmptyLinesLen(b)
+	return n < len(b) && !(n == len(b)-1 && b[n] == '\r')
+}
+
+func statusForParseError(err error) int {
+	switch {
+	case errors.Is(err, codec.ErrTooManyHeaders):
+		return 431
+	case errors.Is(err, codec.ErrUnsupportedTransferEncoding):
+		return 501
+	case errors.Is(err, codec.ErrUnsupportedVersion):
+		return 505
+	default:
+		return 400
+	}
+}
+
+// headRequest reports whether the request being answered is a HEAD, whose answer is a head without a
+// body (RFC 9110 9.3.2). While a head is still being read (or was refused by the parser) the method is
+// read from the slab: "HEAD " after any leading empty lines, so a 400, 408, 414 or 431 to a HEAD whose
+// request line got that far has no body either; afterwards the exchange knows.
+func (cc *clientConn) headRequest() bool {
+	if cc.state == csHead {
+		b := cc.buf()[:cc.filled]
+		b = b[codec.EmptyLinesLen(b):]
+		return len(b) >= 5 && string(b[:5]) == "HEAD "
+	}
+	return cc.exchange != nil && cc.isHead
+}
+
+// startRequest routes a parsed request and asks for a backend. Loop only.
+func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
+	lt := ls.current()
+	body := req.Body()
+	cc.lt = lt
+	cc.minor = req.Minor
+	cc.isHead = req.IsHead()
+	// Only WebSocket is tunnelled (SPEC 3.1): an h2c upgrade would let a client speak HTTP/2 to the
+	// backend past the proxy's rules (h2c smuggling), so it goes on as a plain request, its Upgrade and
+	// HTTP2-Settings dropped as hop-by-hop.
+	cc.upgrade = req.Minor == 1 && req.Flags&codec.FlagUpgradeWebSocket != 0 && req.Flags&codec.FlagConnUpgrade != 0
+	cc.keepAlive = req.KeepAlive()
+	cc.idempotent = req.Idempotent()
+	cc.reqBody = body
+	cc.reqLength = req.ContentLength
+	cc.reqRemaining = req.ContentLength
+	cc.chunked.Reset()
+	authority, path, ok := ls.originForm(req.Target)
+	if !ok {
+		ls.reject(cc, 400)
+		return
+	}
+	host := req.Host
+	if authority != nil {
+		host = authority
+	}
+	host = hostWithoutPort(host)
+	cc.route = lt.tbl.routes.match(host, path)
+	if cc.route == nil {
+		ls.failRequest(cc, 404) // keeps the connection when the request has no body
+		return
+	}
+	if g := lt.tbl.groups[cc.route.group]; g.Balance == upstream.Hash {
+		cc.keyHash = requestKeyHash(g, req, path, cc.ip) // req is valid only during this callback
+	}
+	if max := lt.tbl.maxBodySize; max > 0 && body == codec.BodyLength && req.ContentLength > max {
+		ls.reject(cc, 413)
+		return
+	}
+	if body == codec.BodyChunked {
+		if status := ls.precheckChunked(cc, lt.tbl.maxBodySize); status != 0 {
+			ls.reject(cc, status)
+			return
+		}
+	}
+	if cc.route.cacheTTL > 0 && ls.cacheRequest(cc, req, host) {
+		return
+	}
+	ls.connect(cc)
+}
+
+// precheckChunked validates the chunked framing of every body byte already received, before the head goes
+// to a backend: a bad chunk size or an oversized body that arrived with the head is answered here, so the
+// backend never sees any part of that request (SPEC 3.2). Bytes that arrive later are checked as they
+// stream; an error there aborts the half-sent request by closing the backend connection, so the backend
+// still never sees a complete request.
+func (ls *loopState) precheckChunked(cc *clientConn, max int64) int {
+	var d codec.ChunkedReader
+	var seen int64
+	for i, src := range [2][]byte{cc.buf()[cc.pos:cc.filled], nil} {
+		if i == 1 {
+			src, _ = cc.gc.Peek(-1)
+		}
+		_, payload, done, err := scanChunked(&d, src)
+		seen += payload
+		switch {
+		case err != nil:
+			return 400
+		case max > 0 && seen > max:
+			return 413
+		case done:
+			return 0
+		}
+	}
+	return 0
+}
+
+// scanChunked runs d over buf as far as the body goes, reporting the bytes consumed (framing included) and
+// the payload bytes among them.
+func scanChunked(d *codec.ChunkedReader, buf []byte) (consumed int, payload int64, done bool, err error) {
+	for consumed < len(buf) {
+		n, data, fin, err := d.Next(buf[consumed:])
+		consumed += n
+		payload += int64(len(data))
+		if err != nil || fin {
+			return consumed, payload, fin, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return consumed, payload, false, nil
+}
+
+// sendHead writes the request head (and any body bytes already in the slab) to be. The loop's scratch
+// Request still holds cc's parse on the fast path; after a dial or a retry another connection may have
+// used it, and the head is parsed again from the slab.
+func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
+	req, ok := ls.request(cc)
+	if !ok {
+		ls.failRequest(cc, 500) // cannot happen: the same bytes parsed before
+		return
+	}
+	_, target, _ := ls.originForm(req.Target) // it routed: the form is valid
+	if cc.route.stripPrefix {
+		ls.pathBuf = appendStripped(ls.pathBuf[:0], target, cc.route.prefix)
+		target = ls.pathBuf
+	}
+	if cc.headAsGet {
+		req.Method = methodGET // SPEC 3.6 keeps HEAD responses: fetch the GET that fills the cache
+	}
+	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, ls.clientIP(cc), protoHTTP, be.srv.HostHeader, cc.upgrade)
+	ls.headBuf = head[:0] // keep a grown buffer
+	cc.state = csForwarding
+	be.startExchange()
+	if cc.reqBody == codec.BodyNone {
+		if _, _ = be.gc.Write(head); lost(cc, be) {
+			return
+		}
+		cc.reqDone = true
+		ls.requestSent(be)
+		return
+	}
+	ls.forwardBody(cc, head)
+	ls.resumeClient(cc)
+}
+
+var protoHTTP = []byte("http")
+
+// originForm splits a request target into the authority of an absolute form (nil for the origin form)
+// and the origin-form path the backend gets: "http://a.example?q" becomes "/?q", in the loop's pathBuf
+// (valid until its next use). ok is false for an absolute form without a valid authority (400).
+func (ls *loopState) originForm(target []byte) (authority, path []byte, ok bool) {
+	authority, path, ok = codec.OriginForm(target)
+	if ok && authority != nil && (len(path) == 0 || path[0] != '/') {
+		ls.pathBuf = append(append(ls.pathBuf[:0], '/'), path...)
+		path = ls.pathBuf
+	}
+	return authority, path, ok
+}
+
+var methodGET = []byte("GET")
+
+// forwardBody streams request body bytes to the backend: those already in the slab, then those in gnet's
+// buffer, each cut where the body ends, in one write; head, when not nil, goes first in the same write (the
+// start of an exchange). A chunked body's trailer section goes without the fields that must not travel in
+// trailers (codec.ChunkedReader.Forward): its kept lines are copied into ls.trailers and written last. One write instead of one per piece: a small upload reaches the backend in one
+// segment with its head, a large one no longer goes out in slab-sized and buffer-sized parts. Loop only.
+func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
+	be := cc.be
+	out := ls.iov[:0]
+	if head != nil {
+		out = append(out, head)
+	}
+	ls.trailers = ls.trailers[:0]
+	fromSlab, fromConn := 0, 0
+	for i := 0; i < 2 && !cc.reqDone; i++ {
+		var src []byte
+		if i == 0 {
+			src = cc.buf()[cc.pos:cc.filled]
+		} else {
+			src, _ = cc.gc.Peek(-1)
+		}
+		if len(src) == 0 {
+			continue
+		}
+		var n, pass int // consumed, and forwarded as it came (the rest of n: trailers, in ls.trailers)
+		switch cc.reqBody {
+		case codec.BodyLength:
+			n = len(src)
+			if int64(n) > cc.reqRemaining {
+				n = int(cc.reqRemaining)
+			}
+			cc.reqRemaining -= int64(n)
+			cc.reqDone = cc.reqRemaining == 0
+			pass = n
+		case codec.BodyChunked:
+			var payload int64
+			var done bool
+			var err error
+			n, pass, payload, ls.trailers, done, err = cc.chunked.Forward(src, ls.trailers)
+			if err != nil {
+				clear(ls.iov[:])
+				ls.abortRequest(cc, 400)
+				return
+			}
+			cc.reqDone = done
+			cc.reqSeen += payload
+			if max := cc.lt.tbl.maxBodySize; max > 0 && cc.reqSeen > max {
+				clear(ls.iov[:])
+				ls.abortRequest(cc, 413)
+				return
+			}
+		default:
+			cc.reqDone = true
+		}
+		if pass > 0 {
+			out = append(out, src[:pass])
+		}
+		if i == 0 {
+			fromSlab = n
+			if n < len(src) {
+				break // the body ended in the slab (what follows is the next request)
+			}
+		} else {
+			fromConn = n
+		}
+	}
+	if len(ls.trailers) > 0 {
+		// The slab's trailer bytes, then gnet's: a trailer line split between them was put together.
+		out = append(out, ls.trailers)
+	}
+	ls.send(be.gc, out)
+	if lost(cc, be) {
+		return // nothing consumed: a retry rewinds and replays what it may
+	}
+	cc.pos += fromSlab
+	if fromConn > 0 {
+		cc.bodyFromConn = true
+		discard(cc.gc, fromConn)
+		ls.st.bytesIn.Add(uint64(fromConn))
+	}
+	if cc.reqDone {
+		cc.deadline = 0
+		ls.requestSent(be)
+		return
+	}
+	// A body that stops coming must not hold the client's slot and a backend connection forever
+	// (nginx: client_body_timeout, 408): idle_timeout runs from the last bytes forwarded.
+	cc.deadline = ls.clock() + int64(cc.lt.tbl.idleTimeout)
+}
