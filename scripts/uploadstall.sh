@@ -48,7 +48,7 @@ mkdir -p "$dir/nginx"
 cat >"$dir/nginx/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
-master_process on;
+master_process off;
 pid $dir/nginx/nginx.pid;
 error_log $dir/nginx/error.log warn;
 events { worker_connections 1024; use epoll; }
