@@ -6,9 +6,13 @@
 #
 #   scripts/compare-builds.sh OLD_BINARY [NEW_BINARY]      # NEW defaults to ./switchflow (make build)
 #   ROUNDS=8 SECONDS_PER_RUN=3 SCENARIOS="hello json4k big1m post64k" scripts/compare-builds.sh /tmp/sf-old
+#   VALGRIND=/opt/vg/usr/bin/valgrind VALGRIND_LIB=/opt/vg/usr/libexec/valgrind CALLGRIND_CONTROL=/opt/vg/usr/bin/callgrind_control ...
 #   COUNTS=0 ...   # skip callgrind and strace; PAIR=0 ...   # only them
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The soft open-file limit at the hard one: a proxy that raises it itself signals every thread
+# (setrlimit through AllThreadsSyscall), which callgrind cannot follow.
+ulimit -n "$(ulimit -Hn)"
 old=$1 new=${2:-./switchflow}
 rounds=${ROUNDS:-6} secs=${SECONDS_PER_RUN:-3}
 scenarios=${SCENARIOS:-hello json4k big1m post64k}
@@ -19,7 +23,7 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT INT TERM
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; tail -n 5 "$dir"/*.log >&2; exit 1; }
+wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; tail -n 40 "$dir"/cg.log "$dir"/*.log >&2 2>/dev/null; exit 1; }
 
 op=$(port)
 taskset -c 1 bin/origin -addr 127.0.0.1:"$op" >/dev/null 2>&1 & pids+=($!)
@@ -97,6 +101,9 @@ for s in $scenarios; do
 done
 [ "${COUNTS:-1}" = 1 ] || exit 0
 
+# valgrind before 3.20 lacks RDTSCP, which Go's runtime executes (SIGILL): VALGRIND=/path/to/valgrind
+# (with VALGRIND_LIB for an unpacked package) and CALLGRIND_CONTROL point at a newer one.
+valgrind=${VALGRIND:-valgrind} cgctl=${CALLGRIND_CONTROL:-callgrind_control}
 # Counts: each build alone under callgrind (instructions) and under strace (system calls), a fixed
 # wrk load after a warm-up; per request = the count over the measured part / wrk's requests.
 for label in old new; do
@@ -105,13 +112,14 @@ for label in old new; do
 		read -r path conns lua < <(scenario "$s")
 		luaarg=(); [ "$lua" != - ] && luaarg=(-s "$lua")
 		p=$(port); sfconf "$p" >"$dir/cg.toml"
-		# Go's preemption signals crash callgrind 3.19 (vgCallgrind_post_signal): off for both builds.
-		GODEBUG=asyncpreemptoff=1 taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" -config "$dir/cg.toml" 2>"$dir/cg.log" & vpid=$!
+		# Off for both builds: Go's preemption signals crash callgrind (vgCallgrind_post_signal), and valgrind
+		# cannot execute the RDTSCP the runtime uses when it finds it.
+		GODEBUG=cpu.rdtscp=off,asyncpreemptoff=1 taskset -c 0 "$valgrind" --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" -config "$dir/cg.toml" 2>"$dir/cg.log" & vpid=$!
 		wait_port "$p"
 		taskset -c 1 wrk -t1 -c"$conns" -d2s "${luaarg[@]}" "http://127.0.0.1:$p$path" >/dev/null
-		callgrind_control -z "$vpid" >/dev/null
+		"$cgctl" -z "$vpid" >/dev/null
 		n=$(taskset -c 1 wrk -t1 -c"$conns" -d5s "${luaarg[@]}" "http://127.0.0.1:$p$path" | awk '/requests in/ {print $1}')
-		callgrind_control -d "$vpid" >/dev/null
+		"$cgctl" -d "$vpid" >/dev/null
 		ir=$(cat "$dir"/cg.out* 2>/dev/null | awk '/^summary:|^totals:/ {s += $2} END {print s}')
 		kill -INT "$vpid"; wait "$vpid" 2>/dev/null || true; rm -f "$dir"/cg.out*
 		p=$(port); sfconf "$p" >"$dir/st.toml"
