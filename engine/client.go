@@ -58,6 +58,8 @@ type clientConn struct {
 	headTimer  bool // deadline is read_header_timeout (else idle_timeout)
 	held       bool // not read until its backend's queue of its body is written out (flow.go)
 	inReadHead bool // readHead is on the stack: finishClient must not re-enter it
+
+	tls *tlsClient // a TLS client: its handshake and real address (tls.go); nil for plain HTTP
 }
 
 // exchange is the request a client connection has in flight, and what it needs until the response ends.
@@ -222,6 +224,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 			cc.ipHash = h
 		}
 	}
+	ls.tlsOpened(cc, c) // tls.go: a TLS client's real address, X-Forwarded-Proto https
 	c.SetContext(cc)
 	listPush(&ls.clients, cc)
 	ls.clientsOpen.Add(1)
@@ -691,7 +694,7 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 	if cc.headAsGet {
 		req.Method = methodGET // SPEC 3.6 keeps HEAD responses: fetch the GET that fills the cache
 	}
-	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, ls.clientIP(cc), protoHTTP, be.srv.HostHeader, cc.upgrade)
+	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, ls.clientIP(cc), cc.proto(), be.srv.HostHeader, cc.upgrade)
 	ls.headBuf = head[:0] // keep a grown buffer
 	cc.state = csForwarding
 	be.startExchange()
