@@ -30,10 +30,16 @@ func main() {
 	pid := flag.Int("pid", 0, "proxy process id, for its CPU time")
 	handshake := flag.Bool("handshake", false, "a new connection (full handshake) per request")
 	version := flag.String("version", "1.3", "TLS version: 1.2 or 1.3")
-	origin := flag.String("origin", "", "serve the 13-byte origin on this address and wait")
+	origin := flag.String("origin", "", "serve the 13-byte origin on this address and wait (and 64 MiB on /big)")
+	slow := flag.Bool("slow", false, "slow readers: each connection asks for -path and reads nothing; the proxy's RSS growth is reported")
 	flag.Parse()
 	if *origin != "" {
+		big := make([]byte, 64<<20)
 		_ = http.ListenAndServe(*origin, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/big" {
+				_, _ = w.Write(big)
+				return
+			}
 			_, _ = io.WriteString(w, "Hello, World!")
 		}))
 		return
@@ -49,6 +55,26 @@ func main() {
 		return net.Dial("tcp", *addr)
 	}
 	req := "GET " + *path + " HTTP/1.1\r\nHost: a.example\r\n\r\n"
+	if *slow {
+		rss0 := rss(*pid)
+		var held []net.Conn
+		for i := 0; i < *conns; i++ {
+			c, err := dial()
+			if err != nil {
+				fmt.Println("dial:", err)
+				return
+			}
+			_, _ = io.WriteString(c, req)
+			held = append(held, c)
+		}
+		time.Sleep(*dur)
+		rss1 := rss(*pid)
+		fmt.Printf("%d slow readers: proxy RSS %d -> %d KiB, %.0f KiB each\n", *conns, rss0, rss1, float64(rss1-rss0)/float64(*conns))
+		for _, c := range held {
+			c.Close()
+		}
+		return
+	}
 	var done, failed atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -113,6 +139,18 @@ func main() {
 		fmt.Printf(", proxy CPU %.2f µs/request (%.2f cores)", float64(cpu1-cpu0)/float64(n)/1e3, float64(cpu1-cpu0)/float64(el.Nanoseconds()))
 	}
 	fmt.Println()
+}
+
+// rss is the process's resident set in KiB.
+func rss(pid int) int64 {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // cpuTime is the process's utime + stime in ns (0 without a pid).
