@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	*check = *check || *dump
 	cfg, err := loadConfig(*path)
 	if err == nil && *check {
-		err = engine.Check(cfg) // what the file's own checks cannot see: [tls], the access log file
+		err = engine.Check(cfg) // what the file's own checks cannot see: [tls] certificates, the access log file
 	}
 	if *check {
 		if err != nil {
@@ -71,6 +71,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", *path, warn) // SPEC 3.3: a warning, not a failed check
 		}
 		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
+		}
+		for _, w := range engine.TLSWarnings(cfg) { // certificates expired or expiring within 30 days: served still
 			fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
 		}
 		if *dump {

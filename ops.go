@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,34 +9,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/BurntSushi/toml"
-
 	"switchflow/config"
-	"switchflow/engine"
 )
 
-// loadConfig loads the file at path. A file that does not load and has a [tls] section is told both at
-// once: its problems, and that this build cannot serve TLS (which it would learn only after fixing them).
+// loadConfig loads the file at path.
 func loadConfig(path string) (*config.Config, error) {
-	cfg, err := config.Load(path)
-	if err != nil && declaresTLS(path) {
-		err = errors.Join(err, fmt.Errorf("tls: %w", engine.ErrTLSUnsupported))
-	}
-	return cfg, err
-}
-
-// declaresTLS reports whether the file at path has a [tls] table (whatever its keys hold).
-func declaresTLS(path string) bool {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
-	var raw map[string]any
-	if _, err := toml.Decode(string(data), &raw); err != nil {
-		return false
-	}
-	_, ok := raw["tls"]
-	return ok
+	return config.Load(path)
 }
 
 // writePidFile writes the process id to path ("" = none), with a newline, as nginx does.

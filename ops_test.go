@@ -71,22 +71,6 @@ func TestCheckShowsMemoryAndDumpsEffectiveFile(t *testing.T) {
 	}
 }
 
-// TestTLSSaidWithKeyErrors: a [tls] section with mistyped keys is told its key errors and that TLS is not
-// in this build, at once.
-func TestTLSSaidWithKeyErrors(t *testing.T) {
-	f := filepath.Join(t.TempDir(), "tls.toml")
-	os.WriteFile(f, []byte("[tls]\ncertifcates = [ { cert = \"a.crt\", key = \"a.key\" } ]\n"), 0o644)
-	var out, errb bytes.Buffer
-	if code := run([]string{"-t", "-config", f}, &out, &errb); code != 1 {
-		t.Fatalf("-t: exit %d", code)
-	}
-	for _, want := range []string{"tls.certifcates: unknown key", "TLS termination is not available"} {
-		if !strings.Contains(errb.String(), want) {
-			t.Errorf("-t does not say %q:\n%s", want, errb.String())
-		}
-	}
-}
-
 // TestOperatorSignalsJSON drives the binary with log.format = "json": every line on stderr is JSON (gnet's
 // own included); pid_file is written once it listens and removed at exit; SIGUSR1 after a rename of the
 // access log writes the next request's line to a new file and does nothing else; a refused reload lists

@@ -85,6 +85,7 @@ func AppendMetrics(b []byte, s *Snapshot) []byte {
 	w.scalar("switchflow_config_last_reload_success_timestamp_seconds", "gauge", "When the configuration in force was loaded, in Unix seconds: the start, or the last reload applied.", formatFloat(lastOK))
 	w.scalar("switchflow_config_last_reload_successful", "gauge", "0 when the last reload asked for was refused, else 1.", boolText(!s.Reloads.LastFailed))
 	w.scalar("switchflow_draining", "gauge", "1 after SIGTERM while requests in flight finish.", boolText(s.Draining))
+	w.tls(&s.TLS) // tls.go
 	return w.b
 }
 

@@ -88,6 +88,8 @@ type Snapshot struct {
 
 	AccessLog AccessLog `json:"access_log"`
 	Reloads   Reloads   `json:"reloads"`
+
+	TLS TLS `json:"tls"` // tls.go
 }
 
 // Reloads are the reloads asked for (SIGHUP) since the start.

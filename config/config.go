@@ -41,7 +41,7 @@ type Server struct {
 
 // TLS is the optional [tls] section: HTTPS termination.
 type TLS struct {
-	Listen       string        // host:port; default DefaultTLSListen
+	Listen       []string      // host:port, one or more (a string or an array in the file); default DefaultTLSListen
 	Certificates []Certificate // at least one; SNI picks among them
 	MinVersion   string        // "1.2" or "1.3"
 }
@@ -158,7 +158,7 @@ func DefaultServer() Server {
 }
 
 // DefaultTLS returns the [tls] defaults; Certificates has none.
-func DefaultTLS() TLS { return TLS{Listen: DefaultTLSListen, MinVersion: "1.2"} }
+func DefaultTLS() TLS { return TLS{Listen: []string{DefaultTLSListen}, MinVersion: "1.2"} }
 
 // DefaultAdmin returns the [admin] defaults.
 func DefaultAdmin() Admin { return Admin{Listen: DefaultAdminListen} }

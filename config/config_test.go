@@ -150,7 +150,7 @@ func TestLoadSpecExample(t *testing.T) {
 	if !reflect.DeepEqual(c.Server, wantServer) {
 		t.Errorf("Server = %+v\nwant %+v", c.Server, wantServer)
 	}
-	wantTLS := &TLS{Listen: "0.0.0.0:8443", Certificates: []Certificate{{Cert: "site.crt", Key: "site.key"}}, MinVersion: "1.2"}
+	wantTLS := &TLS{Listen: []string{"0.0.0.0:8443"}, Certificates: []Certificate{{Cert: "site.crt", Key: "site.key"}}, MinVersion: "1.2"}
 	if !reflect.DeepEqual(c.TLS, wantTLS) {
 		t.Errorf("TLS = %+v, want %+v", c.TLS, wantTLS)
 	}
@@ -236,7 +236,7 @@ certificates = [{ cert = "a.crt", key = "a.key" }]
 	if !reflect.DeepEqual(c.Upstreams[0].HealthCheck, &HealthCheck{"/healthz", 2 * time.Second, time.Second, 200, 2, 3}) {
 		t.Errorf("health_check defaults = %+v", c.Upstreams[0].HealthCheck)
 	}
-	if c.Admin.Listen != DefaultAdminListen || c.TLS.Listen != DefaultTLSListen || c.TLS.MinVersion != "1.2" {
+	if c.Admin.Listen != DefaultAdminListen || !reflect.DeepEqual(c.TLS.Listen, []string{DefaultTLSListen}) || c.TLS.MinVersion != "1.2" {
 		t.Errorf("admin/tls defaults = %+v %+v", c.Admin, c.TLS)
 	}
 }
@@ -818,5 +818,29 @@ upstream = "a"
 `)
 	if ws := c.Warnings(); len(ws) != 1 || !strings.Contains(ws[0], "upstream[0]: hash_key \"header:X-User\" has no effect") {
 		t.Fatalf("warnings %q, want one for upstream[0]'s hash_key", ws)
+	}
+}
+
+// TestTLSListenList: [tls] listen takes one address or several (issue 22), each claimed like
+// server.listen's.
+func TestTLSListenList(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "tls.toml")
+	body := "[server]\nlisten = \"127.0.0.1:8080\"\n[[upstream]]\nname = \"u\"\nservers = [{ addr = \"127.0.0.1:9000\" }]\n[[route]]\npath_prefix = \"/\"\nupstream = \"u\"\n" +
+		"[tls]\nlisten = [\"127.0.0.1:8443\", \"127.0.0.1:9443\"]\ncertificates = [{ cert = \"a\", key = \"b\" }]\n"
+	if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.TLS.Listen, []string{"127.0.0.1:8443", "127.0.0.1:9443"}) {
+		t.Fatalf("tls.listen = %q", c.TLS.Listen)
+	}
+	if err := os.WriteFile(f, []byte(strings.Replace(body, "127.0.0.1:9443", "127.0.0.1:8080", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(f); err == nil || !strings.Contains(err.Error(), "tls.listen[1]") {
+		t.Fatalf("a TLS address that server.listen uses: %v", err)
 	}
 }

@@ -327,7 +327,8 @@ func (d *decoder) config(root *table) *Config {
 	}
 	if t := root.sub("tls"); t != nil {
 		tls := DefaultTLS()
-		t.str("listen", &tls.Listen)
+		var tlsListenKeys []string // validate names them tls.listen or tls.listen[i]
+		t.stringList("listen", &tls.Listen, &tlsListenKeys)
 		if certs, ok := t.tables("certificates"); ok {
 			tls.Certificates = make([]Certificate, len(certs))
 			for i, ct := range certs {

@@ -29,7 +29,7 @@ func (c *Config) TOML() string {
 	w.str("pid_file", s.PidFile)
 	if t := c.TLS; t != nil {
 		w.table("tls")
-		w.str("listen", t.Listen)
+		w.strings("listen", t.Listen)
 		w.str("min_version", t.MinVersion)
 		for _, cert := range t.Certificates {
 			w.arrayTable("tls.certificates")

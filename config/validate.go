@@ -106,10 +106,19 @@ func (c *Config) validate(r resolver, listenKeys []string) []Problem {
 	nonNegative(&ps, "server.shutdown_timeout", s.ShutdownTimeout)
 
 	if t := c.TLS; t != nil {
-		if t.Listen == "" {
-			ps.addf("tls.listen", "is required")
-		} else {
-			claim("tls.listen", t.Listen)
+		if len(t.Listen) == 0 {
+			ps.addf("tls.listen", "at least one listen address is required")
+		}
+		for i, addr := range t.Listen {
+			key := "tls.listen"
+			if len(t.Listen) > 1 {
+				key = fmt.Sprintf("tls.listen[%d]", i)
+			}
+			if addr == "" {
+				ps.addf(key, "is required")
+				continue
+			}
+			claim(key, addr)
 		}
 		if len(t.Certificates) == 0 {
 			ps.addf("tls.certificates", "at least one certificate is required")

@@ -234,6 +234,7 @@ func (ls *loopState) logAccess(cc *clientConn, parsed bool, status int, body, du
 		out = appendJSONText(out, server, accessNameMax)
 		out = append(out, `","route":"`...)
 		out = appendJSONText(out, routeName, accessNameMax)
+		out = appendTLSFields(out, cc) // tls.go: tls_version, tls_cipher
 		out = append(out, "\"}\n"...)
 	} else {
 		// nginx's combined: $remote_addr - $remote_user [$time_local] "$request" $status

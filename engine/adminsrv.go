@@ -121,6 +121,7 @@ func (s *Server) Snapshot() *admin.Snapshot {
 	snap.Cache.Evictions = s.cache.Evictions.Load()
 	snap.Cache.Bytes = s.cache.Bytes()
 	snap.Cache.Entries = s.cache.Len()
+	s.tlsSnapshot(snap) // tls.go
 	return snap
 }
 

@@ -106,6 +106,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 // OnTick runs on gnet's ticker goroutine, not on a loop: it only schedules each loop's sweep there,
 // every tick for a busy loop and every quietTicks ticks for a quiet one.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	s.tlsLoopsRunning() // tlsconn.go
 	s.ticks++
 	all := s.ticks%quietTicks == 0
 	s.loops.Range(func(_, v any) bool {

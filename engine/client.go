@@ -55,6 +55,8 @@ type clientConn struct {
 	headTimer  bool // deadline is read_header_timeout (else idle_timeout)
 	held       bool // not read until its backend's queue of its body is written out (flow.go)
 	inReadHead bool // readHead is on the stack: finishClient must not re-enter it
+
+	tls *tlsClient // a TLS client: its handshake and real address (tls.go); nil for plain HTTP
 }
 
 // clientIP is cc's address as text, in the loop's scratch buffer (valid until the next call). Loop only.
@@ -95,6 +97,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 			cc.ipHash = h
 		}
 	}
+	ls.tlsOpened(cc, c) // tls.go: a TLS client's real address, X-Forwarded-Proto https
 	c.SetContext(cc)
 	listPush(&ls.clients, cc)
 	ls.clientsOpen.Add(1)

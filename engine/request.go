@@ -253,7 +253,7 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 	if cc.headAsGet {
 		req.Method = methodGET // SPEC 3.6 keeps HEAD responses: fetch the GET that fills the cache
 	}
-	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, ls.clientIP(cc), protoHTTP, be.srv.HostHeader, cc.upgrade)
+	head := codec.AppendProxyRequest(ls.headBuf[:0], req, target, ls.clientIP(cc), cc.proto(), be.srv.HostHeader, cc.upgrade)
 	ls.headBuf = head[:0] // keep a grown buffer
 	cc.state = csForwarding
 	be.startExchange()

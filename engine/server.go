@@ -64,11 +64,9 @@ type Server struct {
 	largeHeaderBuffer int
 	ioBuffer          int  // half of it queued for a connection holds its pair back (flow.go)
 	splice            bool // large response bodies go backend to client by splice(2); SWITCHFLOW_SPLICE=0 turns it off
-}
 
-// ErrTLSUnsupported is returned by New for a configuration with [tls]: gnet has no TLS, and silently
-// serving plain HTTP where HTTPS was asked for is worse than refusing to start.
-var ErrTLSUnsupported = errors.New("[tls] is configured but TLS termination is not available in this build (gnet has no TLS): terminate TLS in front of SwitchFlow and remove [tls]")
+	tls *tlsTerm // HTTPS termination (tls.go, tlsconn.go); nil without [tls]
+}
 
 // Check reports what New would refuse in a configuration that passed its own checks (config.Load), for
 // "switchflow -t": [tls], and an access log file that cannot be opened for appending. The file is opened
@@ -88,13 +86,11 @@ func Check(cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
-// unservable lists what in a checked configuration this build cannot start with: [tls], and header
-// slabs the machine cannot hold. New refuses such a file; Check reports it.
+// unservable lists what in a checked configuration this build cannot start with: [tls] certificates
+// that do not load, and header slabs the machine cannot hold. New refuses such a file; Check reports it.
 func unservable(cfg *config.Config) []error {
 	var errs []error
-	if cfg.TLS != nil {
-		errs = append(errs, fmt.Errorf("tls: %w", ErrTLSUnsupported))
-	}
+	errs = append(errs, checkTLS(cfg)...) // tls.go
 	if err := checkSlabMemory(cfg); err != nil {
 		errs = append(errs, err)
 	}
@@ -137,6 +133,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if s.alog, err = newAccessLog(cfg.Log, loops, log); err != nil {
 		return nil, err
 	}
+	if s.tls, err = newTLSTerm(s, cfg); err != nil { // tlsconn.go
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -146,7 +145,11 @@ func (s *Server) Loops() int { return s.nloops }
 // Serve runs the event loops until Shutdown or Stop; it blocks.
 func (s *Server) Serve() error {
 	defer close(s.stopped)
+	if err := s.startTLS(); err != nil { // tlsconn.go
+		return err
+	}
 	if err := s.startAdmin(); err != nil {
+		s.stopTLS() // tlsconn.go
 		return err
 	}
 	s.startHealth()
@@ -171,6 +174,7 @@ func (s *Server) Serve() error {
 		gnet.WithLogger(gnetLogger{s.log}),
 	)
 	s.stopHealth()
+	s.stopTLS() // tlsconn.go
 	s.dialer.Close()
 	s.stopAdmin()
 	if err != nil && !s.isBooted() {
@@ -245,15 +249,17 @@ func (s *Server) Ready() <-chan struct{} { return s.booted }
 
 // Reload swaps in a new configuration for new requests: routes, upstreams, per-request settings and the
 // cache's bound (a smaller [cache] max_size evicts down to it at once). What RestartOnly names keeps the
-// values the server started with; a file with [tls] is refused, as New refuses it.
+// values the server started with; a file whose [tls] certificates do not load is refused, the running
+// ones staying.
 // The new table's servers are new objects; those that stay (same upstream name, same address as
 // configured) take over the old ones' health state (a server that was down stays down), new ones start
 // up. The old table's health checks stop before the state is carried over, and the new one's start
 // after. Each call counts as a reload applied or refused (/metrics). Safe from any goroutine.
 func (s *Server) Reload(cfg *config.Config) error {
-	if cfg.TLS != nil {
+	certs, err := s.tlsReloadCerts(cfg) // tls.go
+	if err != nil {
 		s.RefuseReload()
-		return ErrTLSUnsupported // as at start: never accept a file that asks for HTTPS and serve none
+		return err
 	}
 	t, err := newTable(cfg, s.log)
 	if err != nil {
@@ -267,6 +273,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	}
 	t.adoptHealth(s.tbl.Load(), s.monoNow())
 	s.tbl.Store(t)
+	s.tlsSwapCerts(certs) // tls.go
 	s.cache.Resize(cfg.Cache.MaxSize)
 	if s.serving {
 		s.checker = upstream.StartChecker(t.groups, s.monoNow, s.log)
@@ -299,6 +306,7 @@ func (s *Server) RestartOnly(cfg *config.Config) []string {
 	add("admin.listen", adminListen(was) != adminListen(now))
 	add("log.access", was.Log.Access != now.Log.Access)
 	add("log.access_format", was.Log.AccessFormat != now.Log.AccessFormat)
+	keys = append(keys, tlsRestartOnly(was, now)...) // tls.go
 	return keys
 }
 
@@ -316,6 +324,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.engine.StopAccepting(); err != nil {
 		s.log.Warn("cannot stop accepting; new connections are closed instead", "error", err)
 	}
+	s.tlsStopAccepting() // tlsconn.go
 	s.eachLoop(func(ls *loopState) { ls.drain() })
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()

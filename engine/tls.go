@@ -1,0 +1,289 @@
+package engine
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"switchflow/admin"
+	"switchflow/config"
+)
+
+// HTTPS termination (issue 22): the certificates, the shared tls.Config, -t's checks, reload, and the
+// handshake counters. How a TLS connection reaches the engine is in tlsconn.go.
+//
+// One tls.Config serves every TLS connection for the server's life, so a session ticket that one
+// connection issued resumes on any other, whatever loop its plaintext lands on. Its ticket keys are
+// crypto/tls's own: generated at start, a new one every 24 hours, each accepted for 7 days
+// (crypto/tls ticketKeyRotation, ticketKeyLifetime). The certificates are not in the Config: GetCertificate
+// reads them from an atomic pointer that a reload swaps whole, so a handshake in flight never sees half of
+// a new set.
+
+// expiryWarning is how close to its end a certificate is warned about (-t, start, reload).
+const expiryWarning = 30 * 24 * time.Hour
+
+// certSet is one loaded [tls] certificates list: SNI picks by exact name, then by wildcard, else the first.
+type certSet struct {
+	certs []*tls.Certificate
+	exact map[string]*tls.Certificate // lower-case DNS name → the first certificate that names it
+	wild  map[string]*tls.Certificate // "example.com" for a certificate naming "*.example.com"
+	warn  []string                    // certificates expired or expiring within expiryWarning
+}
+
+// loadCertSet reads every certificate and key file of list. A missing or unreadable file, a file with
+// no PEM certificate or key, and a key that does not match its certificate are errors, each naming its
+// entry; a certificate expired or about to expire is a warning only: it is still served (one expired name
+// must not take the others down).
+func loadCertSet(list []config.Certificate, now time.Time) (*certSet, error) {
+	cs := &certSet{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}}
+	var errs []error
+	if len(list) == 0 {
+		return nil, errors.New("tls.certificates: at least one certificate is required")
+	}
+	for i, c := range list {
+		key := fmt.Sprintf("tls.certificates[%d]", i)
+		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s (cert %q, key %q): %w", key, c.Cert, c.Key, err))
+			continue
+		}
+		leaf := pair.Leaf
+		if leaf == nil {
+			if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+				errs = append(errs, fmt.Errorf("%s (cert %q): %w", key, c.Cert, err))
+				continue
+			}
+			pair.Leaf = leaf
+		}
+		names := leaf.DNSNames
+		if len(names) == 0 && leaf.Subject.CommonName != "" {
+			names = []string{leaf.Subject.CommonName}
+		}
+		switch left := leaf.NotAfter.Sub(now); {
+		case left <= 0:
+			cs.warn = append(cs.warn, fmt.Sprintf("%s (cert %q, %s): the certificate expired on %s; it is still served",
+				key, c.Cert, strings.Join(names, ","), leaf.NotAfter.UTC().Format(time.RFC3339)))
+		case left < expiryWarning:
+			cs.warn = append(cs.warn, fmt.Sprintf("%s (cert %q, %s): the certificate expires on %s, in %d days",
+				key, c.Cert, strings.Join(names, ","), leaf.NotAfter.UTC().Format(time.RFC3339), int(left/(24*time.Hour))))
+		}
+		p := &pair
+		cs.certs = append(cs.certs, p)
+		for _, n := range names {
+			n = strings.ToLower(strings.TrimSuffix(n, "."))
+			m := cs.exact
+			if rest, ok := strings.CutPrefix(n, "*."); ok {
+				m, n = cs.wild, rest
+			}
+			if _, taken := m[n]; !taken {
+				m[n] = p
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cs, nil
+}
+
+// pick chooses the certificate for an SNI name: exact, then the wildcard one label up, else the first.
+func (cs *certSet) pick(serverName string) *tls.Certificate {
+	n := strings.ToLower(strings.TrimSuffix(serverName, "."))
+	if n != "" {
+		if c, ok := cs.exact[n]; ok {
+			return c
+		}
+		if i := strings.IndexByte(n, '.'); i > 0 {
+			if c, ok := cs.wild[n[i+1:]]; ok {
+				return c
+			}
+		}
+	}
+	return cs.certs[0]
+}
+
+// tlsVersion maps min_version to crypto/tls's constant.
+func tlsVersion(v string) uint16 {
+	if v == "1.3" {
+		return tls.VersionTLS13
+	}
+	return tls.VersionTLS12
+}
+
+// Handshake results and versions, the labels of switchflow_tls_handshakes_total.
+const (
+	hsOK = iota
+	hsFailed
+	hsTimeout
+	hsResults
+)
+
+var (
+	hsResultNames  = [hsResults]string{"ok", "failed", "timeout"}
+	hsVersionNames = [3]string{"1.2", "1.3", "unknown"} // unknown: it failed before a version was chosen
+)
+
+func hsVersionIndex(v uint16) int {
+	switch v {
+	case tls.VersionTLS12:
+		return 0
+	case tls.VersionTLS13:
+		return 1
+	}
+	return 2
+}
+
+// checkTLS is what -t and New check of [tls] beyond the file's own checks: that every certificate and
+// key loads and matches. nil when there is no [tls].
+func checkTLS(cfg *config.Config) []error {
+	if cfg.TLS == nil {
+		return nil
+	}
+	if _, err := loadCertSet(cfg.TLS.Certificates, time.Now()); err != nil {
+		return []error{err}
+	}
+	return nil
+}
+
+// TLSWarnings names the certificates of cfg's [tls] that have expired or expire within 30 days, for -t
+// (which still exits 0: they are served). nil when there is no [tls] or its files do not load (Check
+// reports those).
+func TLSWarnings(cfg *config.Config) []string {
+	if cfg.TLS == nil {
+		return nil
+	}
+	cs, err := loadCertSet(cfg.TLS.Certificates, time.Now())
+	if err != nil {
+		return nil
+	}
+	return cs.warn
+}
+
+// tlsReloadCerts loads the certificates of a configuration offered to Reload, before anything of it
+// applies: a file whose certificates do not load is refused whole, the running set staying. nil, nil
+// when cfg has no [tls].
+func (s *Server) tlsReloadCerts(cfg *config.Config) (*certSet, error) {
+	if cfg.TLS == nil {
+		return nil, nil
+	}
+	cs, err := loadCertSet(cfg.TLS.Certificates, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cs.warn {
+		s.log.Warn("tls certificate", "problem", w)
+	}
+	return cs, nil
+}
+
+// tlsSwapCerts makes cs the certificates of new handshakes, once the reload that loaded them applied.
+// Handshakes already past GetCertificate keep the certificate they chose. Without TLS listeners
+// (started without [tls]) nothing changes: adding [tls] takes a restart (RestartOnly).
+func (s *Server) tlsSwapCerts(cs *certSet) {
+	if s.tls != nil && cs != nil {
+		s.tls.certs.Store(cs)
+	}
+}
+
+// tlsRestartOnly names the [tls] settings a reload cannot apply: the listeners and min_version.
+func tlsRestartOnly(was, now *config.Config) []string {
+	switch {
+	case was.TLS == nil && now.TLS == nil:
+		return nil
+	case was.TLS == nil || now.TLS == nil:
+		return []string{"tls"}
+	}
+	var keys []string
+	if !slices.Equal(was.TLS.Listen, now.TLS.Listen) {
+		keys = append(keys, "tls.listen")
+	}
+	if was.TLS.MinVersion != now.TLS.MinVersion {
+		keys = append(keys, "tls.min_version")
+	}
+	return keys
+}
+
+// tlsSnapshot adds the handshake counters to an admin snapshot.
+func (s *Server) tlsSnapshot(snap *admin.Snapshot) {
+	if s.tls == nil {
+		return
+	}
+	snap.TLS.Enabled = true
+	for r := 0; r < hsResults; r++ {
+		for v := range hsVersionNames {
+			n := s.tls.hs[r][v].Load()
+			if v == 2 && n == 0 {
+				continue // "unknown" only once something failed before a version was chosen
+			}
+			if r == hsOK && v == 2 {
+				continue
+			}
+			snap.TLS.Handshakes = append(snap.TLS.Handshakes, admin.TLSHandshakes{
+				Result: hsResultNames[r], Version: hsVersionNames[v], Count: n,
+			})
+		}
+	}
+}
+
+// tlsCount counts one handshake's end.
+func (t *tlsTerm) count(result int, version uint16) {
+	t.hs[result][hsVersionIndex(version)].Add(1)
+}
+
+// tlsClient is what a TLS client's plaintext connection carries into the engine: gnet's context for the
+// socketpair end it Enrolls (OnOpen), then clientConn.tls. The client's real address stands in for the
+// socketpair's, for X-Forwarded-For, ip_hash and the access log.
+type tlsClient struct {
+	ip      netip.Addr // unmapped; invalid when the peer was not TCP
+	version uint16
+	cipher  uint16
+}
+
+var protoHTTPS = []byte("https")
+
+// proto is X-Forwarded-Proto's value for cc's requests.
+func (cc *clientConn) proto() []byte {
+	if cc.tls != nil {
+		return protoHTTPS
+	}
+	return protoHTTP
+}
+
+// tlsOpened marks cc as a TLS client when c came through the TLS listener (its context is the
+// *tlsClient tlsconn.go enrolled it with), and takes the client's address from it. Called by
+// clientOpened before cc becomes c's context. Loop only.
+func (ls *loopState) tlsOpened(cc *clientConn, c interface{ Context() any }) {
+	tc, ok := c.Context().(*tlsClient)
+	if !ok {
+		return
+	}
+	cc.tls = tc
+	ip := tc.ip
+	if !ip.IsValid() {
+		return
+	}
+	cc.ip = ip
+	h := uint32(2166136261)
+	for _, b := range ip.As16() {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	cc.ipHash = h
+}
+
+// appendTLSFields adds the JSON access log's tls_version and tls_cipher for a TLS client, written inside
+// the line's last string value: it closes that string and leaves the last field's open, for the line's
+// closing quote. Nothing for a plain client.
+func appendTLSFields(out []byte, cc *clientConn) []byte {
+	if cc.tls == nil {
+		return out
+	}
+	out = append(out, `","tls_version":"`...)
+	out = append(out, hsVersionNames[hsVersionIndex(cc.tls.version)]...)
+	out = append(out, `","tls_cipher":"`...)
+	return append(out, tls.CipherSuiteName(cc.tls.cipher)...)
+}
