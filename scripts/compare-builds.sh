@@ -6,7 +6,6 @@
 #
 #   scripts/compare-builds.sh OLD_BINARY [NEW_BINARY]      # NEW defaults to ./switchflow (make build)
 #   ROUNDS=8 SECONDS_PER_RUN=3 SCENARIOS="hello json4k big1m post64k" scripts/compare-builds.sh /tmp/sf-old
-#   VALGRIND=/opt/vg/usr/bin/valgrind VALGRIND_LIB=/opt/vg/usr/libexec/valgrind CALLGRIND_CONTROL=/opt/vg/usr/bin/callgrind_control ...
 #   COUNTS=0 ...   # skip callgrind and strace; PAIR=0 ...   # only them
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,8 +100,7 @@ for s in $scenarios; do
 done
 [ "${COUNTS:-1}" = 1 ] || exit 0
 
-# valgrind before 3.20 lacks RDTSCP, which Go's runtime executes (SIGILL): VALGRIND=/path/to/valgrind
-# (with VALGRIND_LIB for an unpacked package) and CALLGRIND_CONTROL point at a newer one.
+# VALGRIND and CALLGRIND_CONTROL may point at another valgrind (with VALGRIND_LIB for an unpacked one).
 valgrind=${VALGRIND:-valgrind} cgctl=${CALLGRIND_CONTROL:-callgrind_control}
 # Counts: each build alone under callgrind (instructions) and under strace (system calls), a fixed
 # wrk load after a warm-up; per request = the count over the measured part / wrk's requests.
@@ -120,7 +118,7 @@ for label in old new; do
 		"$cgctl" -z "$vpid" >/dev/null
 		n=$(taskset -c 1 wrk -t1 -c"$conns" -d5s "${luaarg[@]}" "http://127.0.0.1:$p$path" | awk '/requests in/ {print $1}')
 		"$cgctl" -d "$vpid" >/dev/null
-		ir=$(cat "$dir"/cg.out* 2>/dev/null | awk '/^summary:|^totals:/ {s += $2} END {print s}')
+		ir=$(cat "$dir"/cg.out* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s}')
 		kill -INT "$vpid"; wait "$vpid" 2>/dev/null || true; rm -f "$dir"/cg.out*
 		p=$(port); sfconf "$p" >"$dir/st.toml"
 		taskset -c 0 "$bin" -config "$dir/st.toml" 2>/dev/null & spid=$!
