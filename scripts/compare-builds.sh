@@ -119,7 +119,7 @@ for label in old new; do
 		n=$(taskset -c 1 wrk -t1 -c"$conns" -d5s "${luaarg[@]}" "http://127.0.0.1:$p$path" | awk '/requests in/ {print $1}')
 		"$cgctl" -d "$vpid" >/dev/null
 		ir=$(cat "$dir"/cg.out* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s}')
-		kill -INT "$vpid"; wait "$vpid" 2>/dev/null || true; rm -f "$dir"/cg.out*
+		kill -INT "$vpid" 2>/dev/null || true; wait "$vpid" 2>/dev/null || true; rm -f "$dir"/cg.out*
 		p=$(port); sfconf "$p" >"$dir/st.toml"
 		taskset -c 0 "$bin" -config "$dir/st.toml" 2>/dev/null & spid=$!
 		wait_port "$p"
