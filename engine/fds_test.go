@@ -26,24 +26,7 @@ func serveForTest(t *testing.T) (*Server, string, <-chan error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("proxy did not start")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	srv, done := serveEngine(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return srv, addr, done
 }
 

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -71,25 +70,7 @@ func startLoggedProxy(t *testing.T, level slog.Level, toml string) (string, *Ser
 		t.Fatalf("config: %v\n%s", err, full)
 	}
 	sink := &logSink{}
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("proxy did not start")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	})
+	srv, _ := serveEngine(t, cfg, slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level})))
 	return addr, srv, sink, full
 }
 

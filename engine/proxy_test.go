@@ -134,30 +134,42 @@ func startProxy(t *testing.T, loops int, toml string) (string, *Server) {
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, full)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, _ := serveEngine(t, cfg, testLog())
+	return addr, srv
+}
+
+// testLog is the log of an engine under test: discarded, or on stderr with -v.
+func testLog() *slog.Logger {
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// serveEngine runs an engine for cfg until the test ends, once it accepts connections. done yields what
+// Serve returned (and is closed after), for tests of how the engine ends.
+func serveEngine(t *testing.T, cfg *config.Config, log *slog.Logger) (srv *Server, done <-chan error) {
+	t.Helper()
 	srv, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
+	ch := make(chan error, 1)
+	go func() { ch <- srv.Serve(); close(ch) }()
 	select {
 	case <-srv.Ready():
-	case err := <-done:
+	case err := <-ch:
 		t.Fatalf("serve: %v", err)
 	case <-time.After(5 * time.Second):
 		t.Fatal("proxy did not start")
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-		<-done
+		<-ch
 	})
-	return addr, srv
+	return srv, ch
 }
 
 // simpleConfig routes everything to one upstream of the given origins.

@@ -15,7 +15,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -197,29 +196,7 @@ func startTLSProxy(t *testing.T, loops int, serverExtra, tlsExtra, upstream stri
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, ts.cfgText)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	srv, err := New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("proxy did not start")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	})
+	srv, _ := serveEngine(t, cfg, testLog())
 	ts.srv = srv
 	ts.tlsAddr = srv.TLSAddrs()[0]
 	return ts
