@@ -234,6 +234,10 @@ func (ls *loopState) logAccess(cc *clientConn, parsed bool, status int, body, du
 		out = appendJSONText(out, server, accessNameMax)
 		out = append(out, `","route":"`...)
 		out = appendJSONText(out, routeName, accessNameMax)
+		if parsed && cc.exchange != nil && cc.cause != 0 {
+			out = append(out, `","termination":"`...)
+			out = append(out, failures[cc.cause].cause...)
+		}
 		out = appendTLSFields(out, cc) // tls.go: tls_version, tls_cipher
 		out = append(out, "\"}\n"...)
 	} else {

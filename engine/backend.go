@@ -185,14 +185,11 @@ func (ls *loopState) backendClosed(be *backendConn, err error) {
 		// Closed or reset before a complete response head (SPEC 3.4): idempotent requests go to the next
 		// server, others get 502. A pooled connection that the backend had closed while idle is not the
 		// server's fault and does not use up a retry.
+		f := failClosed
 		if be.reused && !be.gotBytes && cc.freeRetries < maxFreeRetries {
-			cc.freeRetries++
-			cc.attempts--
-			cc.tried &^= 1 << uint(be.srv.Index)
-		} else {
-			be.srv.Fail(ls.clock())
+			f = failPooledClosed
 		}
-		ls.retry(cc, 502, true)
+		ls.backendFailed(cc, be.srv, f, true)
 		return
 	}
 	if be.body == codec.BodyUntilClose {

@@ -190,7 +190,7 @@ func (ls *loopState) waitHead(cc *clientConn) {
 	cc.respStarted, cc.closeAfterRes, cc.reqDone, cc.bodyFromConn = false, false, false, false
 	cc.headAsGet = false
 	cc.reqSeen = 0
-	cc.freeRetries = 0
+	cc.freeRetries, cc.cause = 0, 0
 	cc.start, cc.srv, cc.status, cc.respHead, cc.bodyLen, cc.bodySent = 0, nil, 0, 0, 0, 0
 }
 
@@ -264,9 +264,13 @@ func (ls *loopState) clientTimedOut(cc *clientConn) {
 	cc.deadline = 0
 	switch {
 	case cc.held && cc.state == csForwarding && cc.be != nil:
-		// The backend read nothing of the body for idle_timeout (nginx: proxy_send_timeout, 504).
-		cc.be.srv.Fail(ls.clock())
-		ls.abortRequest(cc, 504)
+		// The backend read nothing of the body for idle_timeout (nginx: proxy_send_timeout, 504): the
+		// backend holds a partial request, so it is closed whatever the table says of a retry.
+		srv := cc.be.srv
+		be := cc.be
+		cc.be = nil
+		ls.abandonBackend(be)
+		ls.backendFailed(cc, srv, failUploadStalled, true)
 	case cc.state == csHead && cc.headTimer:
 		ls.reject(cc, 408)
 	case cc.state == csForwarding && !cc.reqDone && cc.be != nil:

@@ -78,21 +78,19 @@ func (ls *loopState) dialFailed(ctx any, err error) {
 	be.state = bsClosing
 	cc := be.client
 	be.client = nil
-	short := ls.s.dialShortage(err) // SPEC 3.3: out of descriptors is the proxy's failure, not the server's
-	if !short {
-		be.srv.Fail(ls.clock())
+	f := failConnect
+	if ls.s.dialShortage(err) {
+		f = failNoDescriptor // SPEC 3.3: out of descriptors is the proxy's failure, not the server's
+	} else {
 		ls.s.log.Warn("upstream connect failed", "upstream", be.srv.Upstream, "server", be.srv.Name, "error", err)
 	}
 	if cc == nil || cc.be != be || cc.state != csConnecting {
-		return
-	}
-	cc.be = nil
-	if short {
-		ls.failRequest(cc, 503)
-		return
+		cc = nil // its client gave up on this dial
+	} else {
+		cc.be = nil
 	}
 	// Nothing was sent: any method may go to the next server (SPEC 3.4, refused or connect_timeout).
-	ls.retry(cc, 502, false)
+	ls.backendFailed(cc, be.srv, f, false)
 }
 
 // retry sends cc's request to the next server if retries allow and the request can be replayed, else
@@ -217,7 +215,7 @@ func (ls *loopState) queuedTimeouts() {
 		}
 		ls.dropQueued(d)
 		cc.be = nil
-		ls.retry(cc, 502, false)
+		ls.backendFailed(cc, d.srv, failDialQueued, false)
 	}
 }
 

@@ -81,28 +81,27 @@ func (ls *loopState) backendBroken(be *backendConn, why string) {
 	ls.s.log.Warn("upstream response refused", "upstream", be.srv.Upstream, "server", be.srv.Name, "reason", why)
 	ls.noteProgress(cc, be)
 	ls.closeBackend(be)
-	if cc == nil {
-		return
+	if cc != nil {
+		cc.be = nil
 	}
-	cc.be = nil
-	ls.failRequest(cc, 502)
+	ls.backendFailed(cc, be.srv, failRefused, true)
 }
 
 // backendTimedOut: no response head within response_timeout (SPEC 3.4: 504).
 func (ls *loopState) backendTimedOut(be *backendConn) {
 	cc := be.client
-	be.srv.Fail(ls.clock())
+	f := failTimeout
 	if be.headDone {
+		f = failBodyTimeout
 		ls.s.log.Warn("upstream timed out in the middle of a response body", "upstream", be.srv.Upstream, "server", be.srv.Name)
 	} else {
 		ls.s.log.Warn("upstream response timeout", "upstream", be.srv.Upstream, "server", be.srv.Name)
 	}
 	ls.closeBackend(be)
-	if cc == nil {
-		return
+	if cc != nil {
+		cc.be = nil
 	}
-	cc.be = nil
-	ls.failRequest(cc, 504)
+	ls.backendFailed(cc, be.srv, f, true)
 }
 
 // responseHeadProblem names what is wrong with a response head the codec refused, for the log.

@@ -33,6 +33,7 @@ type exchange struct {
 	respStarted   bool // response head sent to the client
 	closeAfterRes bool
 	freeRetries   int
+	cause         failure // how the last backend failed this request (failure.go); 0: none
 
 	// The micro-cache (cache.go), on routes with cache_ttl.
 	cacheTag    string         // X-Cache value for a forwarded response; "" off the cache

@@ -63,6 +63,12 @@ func (ls *loopState) refusalReason(cc *clientConn, status int, parseErr error) s
 		return "Expect other than 100-continue"
 	case 500:
 		return "internal error"
+	case 502, 503, 504:
+		if cc.cause != 0 {
+			return failures[cc.cause].cause // failure.go
+		}
+	}
+	switch status {
 	case 502:
 		return "no server could answer (connect or response failed)"
 	case 503:
