@@ -128,6 +128,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		ioBuffer:          cfg.Server.IOBuffer,
 		splice:            os.Getenv("SWITCHFLOW_SPLICE") != "0",
 	}
+	s.dialer.RecvBuffer = socketBufferFor(s.ioBuffer)
 	s.tbl.Store(t)
 	s.reloads.lastOK.Store(time.Now().UnixNano()) // the file started with is the last one that loaded
 	if s.alog, err = newAccessLog(cfg.Log, loops, log); err != nil {
@@ -171,6 +172,7 @@ func (s *Server) Serve() error {
 		gnet.WithLockOSThread(true),
 		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithReadBufferCap(readBufferFor(s.ioBuffer)),
+		gnet.WithSocketSendBuffer(socketBufferFor(s.ioBuffer)),
 		gnet.WithLogger(gnetLogger{s.log}),
 	)
 	s.stopHealth()
@@ -233,6 +235,15 @@ func (s *Server) stopHealth() {
 
 // monoNow is the clock of upstream.Server.Up: monotonic nanoseconds since s.base, as the loops' now.
 func (s *Server) monoNow() int64 { return int64(time.Since(s.base)) }
+
+// socketBufferFor is the kernel buffer SwitchFlow fixes on the sockets that fill while a peer reads
+// slowly: a client socket's send buffer and a backend socket's receive buffer (the kernel doubles it).
+// Left to autotuning they grow to megabytes after one fast transfer, and a slow client later served on
+// that pooled connection held about 11 MB of kernel memory (ss -tm: 7.0 MB in the backend socket's
+// receive queue, 4.2 MB in the client's send queue); fixed at 4 × io_buffer they hold about 1 MiB at
+// most. The cost is throughput where the bandwidth-delay product is larger than that: 256 KiB (512 KiB
+// as the kernel counts it) fills 4 Gbit/s at 1 ms of round trip.
+func socketBufferFor(ioBuffer int) int { return 4 * ioBuffer }
 
 // readBufferFor sizes each loop's read buffer (one per loop, not per connection) from io_buffer. The
 // read that crosses the holding line (half of io_buffer, flow.go) is what a slow side may have queued beyond it, so

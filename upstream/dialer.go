@@ -41,6 +41,11 @@ type dialJob struct {
 // connect_timeout, then EventLoop.Enroll hands the socket to the client's loop, which calls OnOpen there
 // with ctx as the connection's context. A failure comes back to the same loop through EventLoop.Execute.
 type Dialer struct {
+	// RecvBuffer, when > 0, fixes each backend socket's receive buffer (SO_RCVBUF, set before connecting
+	// so the window scale fits it), which turns the kernel's autotuning off: what a backend can have
+	// queued in the kernel for a client that reads slowly stays bounded. Set before the first Dial.
+	RecvBuffer int
+
 	jobs   chan dialJob
 	quit   chan struct{} // closed by Close: the loops are gone, nothing in flight will be answered
 	wg     sync.WaitGroup
@@ -124,7 +129,16 @@ func (d *Dialer) dial(j dialJob) {
 		fail(errConnectTimeout) // waited in the queue for the whole connect_timeout
 		return
 	}
-	conn, err := net.DialTimeout("tcp", j.addr.String(), timeout)
+	nd := net.Dialer{Timeout: timeout}
+	if d.RecvBuffer > 0 {
+		size := d.RecvBuffer
+		nd.Control = func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) {
+				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
+			})
+		}
+	}
+	conn, err := nd.Dial("tcp", j.addr.String())
 	if err != nil {
 		fail(err)
 		return

@@ -1,0 +1,52 @@
+package engine
+
+import (
+	"io"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSocketBuffersFixed: the sockets that fill while a peer reads slowly have fixed kernel buffers
+// (socketBufferFor): a client socket's send buffer and a backend socket's receive buffer. Autotuned,
+// they grew to megabytes after one fast transfer, and a slow reader later held about 11 MB of kernel
+// memory on one exchange (ss -tm); fixed at 4 × io_buffer (the kernel doubles what is set) they hold
+// about 1 MiB.
+func TestSocketBuffersFixed(t *testing.T) {
+	o := startOrigin(t, "a")
+	addr, srv := startProxy(t, 1, simpleConfig("io_buffer = \"32KiB\"\n", o))
+	c, br := dial(t, addr)
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /slow?ms=400 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	want := 2 * socketBufferFor(32<<10)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var snd, rcv int
+		var seen bool
+		onLoops(t, srv, func(ls *loopState) {
+			for cc := ls.clients.head; cc != nil; cc = cc.next {
+				if cc.exchange == nil || cc.be == nil || cc.be.gc == nil {
+					continue
+				}
+				seen = true
+				snd, _ = syscall.GetsockoptInt(cc.gc.Fd(), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
+				rcv, _ = syscall.GetsockoptInt(cc.be.gc.Fd(), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+			}
+		})
+		if seen {
+			if snd != want || rcv != want {
+				t.Fatalf("client SO_SNDBUF %d, backend SO_RCVBUF %d; want %d each", snd, rcv, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no exchange in flight to look at")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if resp, _ := readResponse(t, br, false); resp.StatusCode != 200 {
+		t.Fatalf("the slow request: %d", resp.StatusCode)
+	}
+}
