@@ -7,11 +7,10 @@ import (
 	"time"
 )
 
-// TestSocketBuffersFixed: the sockets that fill while a peer reads slowly have fixed kernel buffers
-// (socketBufferFor): a client socket's send buffer and a backend socket's receive buffer. Autotuned,
-// they grew to megabytes after one fast transfer, and a slow reader later held about 11 MB of kernel
-// memory on one exchange (ss -tm); fixed at 4 × io_buffer (the kernel doubles what is set) they hold
-// about 1 MiB.
+// TestSocketBuffersFixed: a backend socket's receive buffer, which fills while its client reads slowly,
+// is fixed (socketBufferFor). Autotuned, it grew to megabytes after one fast transfer, and a slow reader
+// later held 5.8 MB in it (ss -tm); fixed at 4 × io_buffer (the kernel doubles what is set) it holds
+// 512 KiB.
 func TestSocketBuffersFixed(t *testing.T) {
 	o := startOrigin(t, "a")
 	addr, srv := startProxy(t, 1, simpleConfig("io_buffer = \"32KiB\"\n", o))
@@ -23,7 +22,7 @@ func TestSocketBuffersFixed(t *testing.T) {
 	want := 2 * socketBufferFor(32<<10)
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		var snd, rcv int
+		var rcv int
 		var seen bool
 		onLoops(t, srv, func(ls *loopState) {
 			for cc := ls.clients.head; cc != nil; cc = cc.next {
@@ -31,13 +30,12 @@ func TestSocketBuffersFixed(t *testing.T) {
 					continue
 				}
 				seen = true
-				snd, _ = syscall.GetsockoptInt(cc.gc.Fd(), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
 				rcv, _ = syscall.GetsockoptInt(cc.be.gc.Fd(), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
 			}
 		})
 		if seen {
-			if snd != want || rcv != want {
-				t.Fatalf("client SO_SNDBUF %d, backend SO_RCVBUF %d; want %d each", snd, rcv, want)
+			if rcv != want {
+				t.Fatalf("backend SO_RCVBUF %d, want %d", rcv, want)
 			}
 			break
 		}
