@@ -17,69 +17,19 @@ rounds=${ROUNDS:-6} secs=${SECONDS_PER_RUN:-3}
 scenarios=${SCENARIOS:-hello json4k big1m post64k}
 [ "$new" = ./switchflow ] && make -s build >/dev/null
 make -s tools >/dev/null
-dir=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; tail -n 40 "$dir"/cg.log "$dir"/*.log >&2 2>/dev/null; exit 1; }
+. scripts/lib/peers.sh
 
 op=$(port)
 taskset -c 1 bin/origin -addr 127.0.0.1:"$op" >/dev/null 2>&1 & pids+=($!)
 wait_port "$op"
-
-sfconf() { # port
-	cat <<CONF
-[server]
-listen = "127.0.0.1:$1"
-loops = 1
-max_connections = 20000
-[[upstream]]
-name = "origin"
-servers = [ { addr = "127.0.0.1:$op" } ]
-keepalive = 256
-[[route]]
-upstream = "origin"
-CONF
-}
 targets=()
 for label in old new; do
 	bin=$old; [ $label = new ] && bin=$new
-	p=$(port)
-	sfconf "$p" >"$dir/$label.toml"
-	taskset -c 0 "$bin" -config "$dir/$label.toml" 2>"$dir/$label.log" & pid=$!; pids+=($pid)
-	wait_port "$p"
-	targets+=("$label:$pid:$p")
+	start_sf "$label" "$bin" "127.0.0.1:$op"
+	targets+=("$label:$last_pid:$last_port")
 done
-np=$(port)
-mkdir -p "$dir/nginx"
-cat >"$dir/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $dir/nginx/nginx.pid;
-error_log $dir/nginx/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 20000; use epoll; multi_accept on; }
-http {
-    access_log off;
-    client_body_temp_path $dir/nginx/client_body;
-    proxy_temp_path $dir/nginx/proxy;
-    keepalive_requests 10000000;
-    client_max_body_size 64m;
-    client_body_buffer_size 128k;
-    proxy_buffering on; proxy_buffer_size 16k; proxy_buffers 4 16k; proxy_busy_buffers_size 32k;
-    proxy_max_temp_file_size 0; proxy_request_buffering on;
-    upstream origin { server 127.0.0.1:$op; keepalive 256; keepalive_requests 10000000; }
-    server {
-        listen 127.0.0.1:$np backlog=4096;
-        location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$http_host; }
-    }
-}
-CONF
-taskset -c 0 "$(command -v nginx || echo /usr/sbin/nginx)" -c "$dir/nginx/nginx.conf" -p "$dir/nginx" 2>/dev/null & pid=$!; pids+=($pid)
-wait_port "$np"
-targets+=("nginx:$pid:$np")
+start_nginx "127.0.0.1:$op"
+targets+=("nginx:$last_pid:$last_port")
 
 printf 'wrk.method = "POST"\nwrk.body = string.rep("a", 65536)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' >"$dir/post64k.lua"
 scenario() { # name -> "path connections lua"
@@ -109,7 +59,7 @@ for label in old new; do
 	for s in $scenarios; do
 		read -r path conns lua < <(scenario "$s")
 		luaarg=(); [ "$lua" != - ] && luaarg=(-s "$lua")
-		p=$(port); sfconf "$p" >"$dir/cg.toml"
+		p=$(port); sf_config "$p" "127.0.0.1:$op" >"$dir/cg.toml"
 		# Off for both builds: Go's preemption signals crash callgrind (vgCallgrind_post_signal), and valgrind
 		# cannot execute the RDTSCP the runtime uses when it finds it.
 		GODEBUG=cpu.rdtscp=off,asyncpreemptoff=1 taskset -c 0 "$valgrind" --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" -config "$dir/cg.toml" 2>"$dir/cg.log" & vpid=$!
@@ -120,7 +70,7 @@ for label in old new; do
 		"$cgctl" -d "$vpid" >/dev/null || true
 		ir=$(cat "$dir"/cg.out* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s}')
 		kill -INT "$vpid" 2>/dev/null || true; wait "$vpid" 2>/dev/null || true; rm -f "$dir"/cg.out*
-		p=$(port); sfconf "$p" >"$dir/st.toml"
+		p=$(port); sf_config "$p" "127.0.0.1:$op" >"$dir/st.toml"
 		taskset -c 0 "$bin" -config "$dir/st.toml" 2>/dev/null & spid=$!
 		wait_port "$p"
 		taskset -c 1 wrk -t1 -c"$conns" -d1s "${luaarg[@]}" "http://127.0.0.1:$p$path" >/dev/null

@@ -10,17 +10,12 @@ cd "$(dirname "$0")/.."
 bin=${1:-./switchflow}
 [ "$bin" = ./switchflow ] && make -s build >/dev/null
 make -s tools >/dev/null
-dir=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; exit 1; }
-op=$(port) pp=$(port)
+. scripts/lib/peers.sh
+op=$(port)
 taskset -c 1 bin/origin -addr 127.0.0.1:"$op" >/dev/null 2>&1 & pids+=($!)
-printf '[server]\nlisten = "127.0.0.1:%s"\nloops = 1\n[[upstream]]\nname = "o"\nservers = [ { addr = "127.0.0.1:%s" } ]\nkeepalive = 4\n[[route]]\nupstream = "o"\n' "$pp" "$op" >"$dir/p.toml"
-taskset -c 0 "$bin" -config "$dir/p.toml" 2>/dev/null & pids+=($!)
-wait_port "$op"; wait_port "$pp"
+wait_port "$op"
+start_sf proxy "$bin" "127.0.0.1:$op"
+pp=$last_port
 for _ in 1 2 3; do curl -s -o /dev/null -w 'fast 500 MiB download: %{speed_download} B/s\n' "http://127.0.0.1:$pp/huge?mb=500"; done
 python3 -c '
 import socket, sys, time
