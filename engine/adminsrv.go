@@ -90,7 +90,7 @@ func (s *Server) Snapshot() *admin.Snapshot {
 	}
 	snap.Routes = append(snap.Routes, admin.Route{Name: "none", Requests: routes[0]})
 
-	now := int64(time.Since(s.base))
+	now := s.monoNow()
 	for gi, g := range t.groups {
 		u := admin.Upstream{Name: g.Name}
 		for si, srv := range g.Servers {

@@ -69,7 +69,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	case *backendConn:
 		a := x.ls.backendTraffic(x)
 		if x.state == bsActive && x.headDone && !x.splicing && !x.held && x.client != nil {
-			x.ls.awaitBody(x) // the body goes on: time the backend's silence until its next bytes
+			x.ls.armBackend(x) // the body goes on: time the backend's silence until its next bytes
 		}
 		x.ls.settle()
 		return a

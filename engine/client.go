@@ -55,6 +55,7 @@ type clientConn struct {
 	headTimer  bool // deadline is read_header_timeout (else idle_timeout)
 	held       bool // not read until its backend's queue of its body is written out (flow.go)
 	inReadHead bool // readHead is on the stack: finishClient must not re-enter it
+	mute       bool // a write to it failed: gnet closes it once the callback returns (toClient)
 
 	tls *tlsClient // a TLS client: its handshake and real address (tls.go); nil for plain HTTP
 }
@@ -111,7 +112,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	// byte of it has come yet (SPEC 2: a client must send a whole request head within it); idle_timeout
 	// is for kept-alive connections between requests.
 	cc.headTimer = true
-	cc.deadline = ls.clock() + int64(ls.current().tbl.readHeaderTimeout)
+	ls.armClient(cc)
 	return nil, gnet.None
 }
 
@@ -121,8 +122,6 @@ func (ls *loopState) clientGone(cc *clientConn) {
 		return
 	}
 	cc.state = csClosed
-	// A closed client keeps its exchange (the garbage collector takes both): a callback still on the
-	// stack may read it after a failed write closed the connection.
 	ls.dropRequest(cc)
 	listRemove(&ls.clients, cc)
 	ls.clientsOpen.Add(-1)
@@ -158,7 +157,7 @@ func (ls *loopState) closeClient(cc *clientConn) {
 	}
 	ls.dropRequest(cc)
 	cc.state = csClosing
-	cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
+	ls.armClient(cc)
 	if cc.gc.OutboundBuffered() == 0 {
 		_ = cc.gc.Close()
 	}
@@ -176,7 +175,7 @@ func (ls *loopState) waitHead(cc *clientConn) {
 	cc.idleSince = ls.clock()
 	cc.headLen = 0
 	cc.headTimer = false
-	cc.deadline = ls.clock() + int64(ls.current().tbl.idleTimeout)
+	ls.armClient(cc)
 	if cc.exchange == nil {
 		return // a new connection
 	}
@@ -212,8 +211,7 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 		if cc.reqDone {
 			ls.capPipelined(cc)
 		} else if be := cc.be; be != nil && be.gc != nil {
-			ls.forwardBody(cc, nil)
-			if !cc.reqDone && cc.state == csForwarding && !lost(cc, be) {
+			if ls.forwardBody(cc, nil) && !cc.reqDone && cc.state == csForwarding {
 				ls.holdClientForBackend(cc, be)
 			}
 		}
@@ -243,8 +241,8 @@ func (ls *loopState) dropClient(cc *clientConn) {
 
 // finishClient ends the current exchange on a kept-alive client and starts on the next pipelined request.
 func (ls *loopState) finishClient(cc *clientConn) {
-	if cc.state == csClosed {
-		return // the response's last Write failed and closed it
+	if cc.state == csClosed || cc.mute {
+		return // a write to it failed: its close is queued, and no next request starts meanwhile
 	}
 	// Move what followed the request (the next pipelined request) to the front of the slab.
 	rest := copy(cc.buf(), cc.buf()[cc.pos:cc.filled])

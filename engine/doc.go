@@ -54,17 +54,24 @@
 //     a close once the response began); a client that reads nothing of its response: idle_timeout from
 //     the last time its queue shrank (watchSlowClient, for a held or spliced backend);
 //   - a dial: connect_timeout (next server, then 502); a response head: response_timeout from the request
-//     sent (504); a response body that stops coming: response_timeout between reads (awaitBody,
-//     spliceWatch; the client's connection closes, the body cut short);
+//     sent (504); a response body that stops coming: response_timeout between reads (armBackend after
+//     each read, spliceWatch; the client's connection closes, the body cut short);
 //   - a backend that reads nothing of an upload: idle_timeout from the last time its queue shrank
-//     (watchSlowBackend, 504); a tunnel: both sides
-//     silent for idle_timeout.
+//     (watchSlowBackend, 504); a tunnel: both sides silent for idle_timeout.
 //
-// # Writes can close
+// Which of these runs on a connection is derived from its state in one place (deadline.go:
+// clientTimeout, backendTimeout); state changes and progress call armClient or armBackend, and nothing
+// else sets a deadline but the end of an exchange and a deadline that fired, which disarm it.
 //
-// gnet closes a connection whose write fails inside Write itself, so OnClose and all it triggers may run
-// in the middle of a callback of this package. Every Write on the request and response paths is followed
-// by lost(cc, be) before the loop touches either connection again.
+// # A failed write
+//
+// Stock gnet closes a connection whose write fails inside Write itself, so OnClose and all it triggers
+// would run in the middle of a callback of this package. Our gnet (patch 14) only marks the connection
+// and queues its close, which runs once the callback has returned: a connection never closes under the
+// code using it, so no write needs a check after it for safety. The client is left mute (toClient):
+// finishClient starts no next request on it. Writes to a backend are checked only where it changes the
+// outcome: a request head or body that did not go out consumes nothing, so the backend's close may still
+// retry the request (forwardBody).
 //
 // # Running out of descriptors
 //

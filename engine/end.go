@@ -13,7 +13,7 @@ import (
 func (ls *loopState) reject(cc *clientConn, status int) {
 	b := ls.rs.get(status, false, cc.headRequest())
 	ls.recordPrebuilt(cc, status, b, false)
-	_, _ = cc.gc.Write(b)
+	cc.write(b)
 	ls.closeClient(cc)
 }
 
@@ -28,7 +28,7 @@ func (ls *loopState) failRequest(cc *clientConn, status int) {
 	keep := !cc.bodyFromConn && cc.reqBody == codec.BodyNone && cc.keepAlive && !ls.s.draining.Load()
 	b := ls.rs.get(status, keep, cc.headRequest())
 	ls.recordPrebuilt(cc, status, b, keep)
-	_, _ = cc.gc.Write(b)
+	cc.write(b)
 	if keep {
 		ls.finishClient(cc)
 		return
@@ -46,7 +46,7 @@ func (ls *loopState) abortRequest(cc *clientConn, status int) {
 	if !cc.respStarted {
 		b := ls.rs.get(status, false, cc.headRequest())
 		ls.recordPrebuilt(cc, status, b, false)
-		_, _ = cc.gc.Write(b)
+		cc.write(b)
 	}
 	ls.closeClient(cc)
 }

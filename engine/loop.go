@@ -119,9 +119,8 @@ func (ls *loopState) current() *loopTable {
 // ticks while the loop is quiet (OnTick).
 func (ls *loopState) sweep() {
 	ls.sweeps.Add(1)
-	wall := time.Now()
-	ls.clockNow, ls.clockOK = max(int64(wall.Sub(ls.s.base)), 1), true
-	ls.rs.refreshDate(wall)
+	ls.clockNow, ls.clockOK = max(ls.s.monoNow(), 1), true
+	ls.rs.refreshDate(time.Now())
 	ls.current()
 	now := ls.clockNow
 	if now-ls.lastCacheSweep >= int64(time.Second) {
@@ -194,6 +193,12 @@ type linked[T any] interface {
 	node() *listNode[T]
 }
 
+// Both connection types go on lists (and node is used through this interface only).
+var (
+	_ linked[clientConn]  = (*clientConn)(nil)
+	_ linked[backendConn] = (*backendConn)(nil)
+)
+
 func listPush[T any, P interface {
 	*T
 	linked[T]
@@ -241,19 +246,19 @@ const coalesceMax = 4 << 10
 // headers). When what follows the first comes to at most coalesceMax bytes, all are copied into the
 // loop's head buffer and go out with one write; otherwise as one writev. bufs[0] may be the head buffer's
 // own content (the head just built there). bufs, a slice of ls.iov, is cleared after, so that it keeps
-// nothing alive. Loop only.
-func (ls *loopState) send(c gnet.Conn, bufs [][]byte) {
+// nothing alive. It returns the write's error (see toClient for what one means). Loop only.
+func (ls *loopState) send(c gnet.Conn, bufs [][]byte) (err error) {
 	switch len(bufs) {
 	case 0:
 	case 1:
-		_, _ = c.Write(bufs[0])
+		_, err = c.Write(bufs[0])
 	default:
 		rest := 0
 		for _, b := range bufs[1:] {
 			rest += len(b)
 		}
 		if rest > coalesceMax {
-			_, _ = c.Writev(bufs)
+			_, err = c.Writev(bufs)
 			break
 		}
 		joined := ls.headBuf[:0]
@@ -261,9 +266,27 @@ func (ls *loopState) send(c gnet.Conn, bufs [][]byte) {
 			joined = append(joined, b...)
 		}
 		ls.headBuf = joined[:0]
-		_, _ = c.Write(joined)
+		_, err = c.Write(joined)
 	}
 	clear(bufs)
+	return err
+}
+
+// toClient sends bufs to cc as send does, and cc.write sends one buffer. A write that fails leaves cc
+// mute: our gnet queues the connection's close for after the running callback (patch 14), so cc and its
+// exchange stay valid until then, and nothing new starts on it meanwhile (finishClient). No caller has to
+// check anything after a write: a mute client only gets writes that go nowhere until OnClose releases it.
+// Loop only.
+func (ls *loopState) toClient(cc *clientConn, bufs [][]byte) {
+	if ls.send(cc.gc, bufs) != nil {
+		cc.mute = true
+	}
+}
+
+func (cc *clientConn) write(b []byte) {
+	if _, err := cc.gc.Write(b); err != nil {
+		cc.mute = true
+	}
 }
 
 // discard drops n bytes from c's inbound buffer. gnet's Discard treats n <= 0 as "everything", so a
@@ -278,7 +301,7 @@ func discard(c gnet.Conn, n int) {
 // each callback returns, so requests answered in one callback share one clock read. Loop only.
 func (ls *loopState) clock() int64 {
 	if !ls.clockOK {
-		ls.clockNow = max(int64(time.Since(ls.s.base)), 1)
+		ls.clockNow = max(ls.s.monoNow(), 1)
 		ls.clockOK = true
 	}
 	return ls.clockNow

@@ -628,7 +628,7 @@ func buildProxy(t *testing.T) string {
 	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		gobin = "/usr/local/go/bin/go" // where the README's toolchain goes; make puts it on PATH
 	}
 	bin := filepath.Join(t.TempDir(), "switchflow")
 	cmd := exec.Command(gobin, "build", "-o", bin, "switchflow")
