@@ -174,12 +174,11 @@ func (ls *loopState) pumpHit(cc *clientConn) {
 
 // hitDone ends a response served from the cache.
 func (ls *loopState) hitDone(cc *clientConn) {
-	ls.record(cc, int(cc.status), cc.bodySent, int64(cc.respHead)+cc.bodySent)
+	next := nextRequest
 	if cc.closeAfterRes {
-		ls.closeClient(cc)
-	} else {
-		ls.finishClient(cc)
+		next = closeFlushed
 	}
+	ls.endExchange(cc, true, next)
 }
 
 // startCapture runs when the leader's response head arrives: a response that may be kept is collected as

@@ -122,7 +122,7 @@ func (ls *loopState) clientGone(cc *clientConn) {
 		return
 	}
 	cc.state = csClosed
-	ls.dropRequest(cc)
+	ls.endExchange(cc, false, alreadyGone)
 	listRemove(&ls.clients, cc)
 	ls.clientsOpen.Add(-1)
 	if ls.reqOwner == cc {
@@ -134,35 +134,9 @@ func (ls *loopState) clientGone(cc *clientConn) {
 	cc.slab = nil
 }
 
-// dropRequest lets go of what cc's request holds, if it has one: its backend connection, its place in the
-// cache's bookkeeping, a cache entry being written. Loop only.
-func (ls *loopState) dropRequest(cc *clientConn) {
-	if cc.exchange == nil {
-		return
-	}
-	cc.hit = nil
-	if be := cc.be; be != nil {
-		ls.noteProgress(cc, be)
-		cc.be = nil
-		ls.abandonBackend(be)
-	}
-	ls.recordUnfinished(cc)
-	ls.cacheForget(cc)
-}
-
-// closeClient closes cc once what is queued for it has been written. Loop only.
-func (ls *loopState) closeClient(cc *clientConn) {
-	if cc.state == csClosed || cc.state == csClosing {
-		return
-	}
-	ls.dropRequest(cc)
-	cc.state = csClosing
-	ls.armClient(cc)
-	if cc.gc.OutboundBuffered() == 0 {
-		_ = cc.gc.Close()
-	}
-	// Otherwise the sweep closes it once gnet has flushed the buffer, or at the deadline.
-}
+// closeClient ends cc's exchange, if it has one, and closes cc once what is queued for it has been
+// written. Loop only.
+func (ls *loopState) closeClient(cc *clientConn) { ls.endExchange(cc, false, closeFlushed) }
 
 // waitHead puts cc back to reading a request head, with the idle timeout running (clientOpened turns it
 // into read_header_timeout for a new connection). Loop only.
@@ -233,11 +207,7 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 
 // dropClient closes cc and its backend at once, dropping what is queued for cc: for a client that is
 // flooding, whose queued bytes could not be delivered in order anyway (closeClient lets them drain).
-func (ls *loopState) dropClient(cc *clientConn) {
-	ls.dropRequest(cc)
-	cc.state = csClosing
-	_ = cc.gc.Close()
-}
+func (ls *loopState) dropClient(cc *clientConn) { ls.endExchange(cc, false, closeNow) }
 
 // finishClient ends the current exchange on a kept-alive client and starts on the next pipelined request.
 func (ls *loopState) finishClient(cc *clientConn) {

@@ -82,9 +82,11 @@
 //
 // # Metrics and the access log
 //
-// Every response to a client ends in loopState.record (stats.go), once, wherever it was made: a
-// forwarded response (finishExchange), a cache hit (hitDone), a prebuilt answer (reject, failRequest,
-// abortRequest), or a request cut short, a tunnel's end included (dropRequest). It counts into
+// Every exchange ends in endExchange (end.go), whatever ended it: a forwarded response (finishExchange),
+// a cache hit (hitDone), a prebuilt answer (reject, failRequest, abortRequest), a request cut short by
+// either side, a tunnel's end included (closeClient, dropClient, clientGone). Its response is recorded
+// there once by loopState.record (stats.go); a prebuilt answer records itself as it is written
+// (recordPrebuilt), before endExchange, since it knows its own sizes. record counts into
 // the loop's own atomic counters (only that loop writes them; Server.Snapshot sums them for the admin
 // listener) and formats the access log line into the loop's buffer, which one writer goroutine drains
 // (accesslog.go). The loop reads the clock at most once per callback (loopState.clock). Nothing of this
