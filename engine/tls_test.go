@@ -450,7 +450,7 @@ func TestTLSManyClients(t *testing.T) {
 			}()
 			if err != nil {
 				failed.Add(1)
-				firstErr.CompareAndSwap(nil, err)
+				firstErr.CompareAndSwap(nil, err.Error()) // one type: errors differ in theirs
 			}
 		}()
 	}
@@ -511,7 +511,7 @@ func TestTLSReloadUnderLoad(t *testing.T) {
 				}()
 				if err != nil {
 					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					firstErr.CompareAndSwap(nil, err.Error()) // one type: errors differ in theirs
 				}
 			}
 		}(i)
