@@ -37,7 +37,7 @@
 // Server.OnSpliced ends the exchange once the last byte has left the backend, and the pipe's rest
 // counts as the client's queue. capPipelined (2 × io_buffer + header_buffer) and capTunnel
 // (8 × io_buffer one way) remain as last bounds behind the pauses. The tests decide: a 32 MiB stream
-// to a slow side grows the heap by well under 2 MiB in each direction (backpressure_test.go,
+// to a slow side grows the heap by well under 2 MiB in each direction (flow_test.go,
 // tunnel_test.go, streaming_test.go).
 //
 // # Timeouts
