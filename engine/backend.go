@@ -64,7 +64,7 @@ func (ls *loopState) attach(cc *clientConn, be *backendConn) {
 func (be *backendConn) startExchange() {
 	be.gotBytes, be.headDone, be.dechunk, be.keepAlive, be.held = false, false, false, false, false
 	be.interim = 0
-	be.ls.armBackend(be)
+	be.deadline = 0 // not on ls.backends: the end of its last exchange took it off (poolOrClose)
 	if !be.counted {
 		be.counted = true
 		be.srv.Begin()

@@ -249,6 +249,7 @@ func (ls *loopState) flightDone(key string, e *cache.Entry) {
 
 // cacheMissGo sends a client that waited in vain to the backend.
 func (ls *loopState) cacheMissGo(cc *clientConn) {
+	cc.deadline = 0 // the wait is over; the request's next state arms its own clock
 	cc.cacheTag = xCacheMiss
 	ls.shard.Misses.Add(1)
 	ls.connect(cc)

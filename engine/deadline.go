@@ -1,7 +1,8 @@
 // Deadlines: which clock runs on a connection is derived from its state here, and only here (HAProxy's
 // h1_refresh_timeout). A state change, or progress that restarts a wait, calls armClient or armBackend;
-// the sweep (loop.go) fires what has passed. Nothing else sets a deadline, but the end of an exchange and
-// a deadline that fired, which disarm one.
+// the sweep (loop.go) fires what has passed. Nothing else sets a deadline. Disarming is done in place
+// where a wait ends for good, which needs no derivation: a head parsed whole, a cache wait over, the start
+// and the end of an exchange, a deadline that fired.
 
 package engine
 
@@ -9,7 +10,8 @@ import "time"
 
 // clientTimeout is how long cc may now wait for its peer (counted from the call): 0 when no clock of its
 // own runs on it (a dial, a response awaited from the backend, whose clocks are the dialer's and the
-// backend's). Loop only.
+// backend's). Between requests the loop's table decides (ls.lt: every request and every sweep bring it up
+// to date after a reload); during one, the table the request was routed by. Loop only.
 func (ls *loopState) clientTimeout(cc *clientConn) time.Duration {
 	switch cc.state {
 	case csHead:
@@ -17,11 +19,11 @@ func (ls *loopState) clientTimeout(cc *clientConn) time.Duration {
 		case cc.headLen > 0:
 			return 0 // a complete head, being handed on
 		case cc.headTimer:
-			return ls.current().tbl.readHeaderTimeout // a first head, or a later one whose first byte came
+			return ls.lt.tbl.readHeaderTimeout // a first head, or a later one whose first byte came
 		}
-		return ls.current().tbl.idleTimeout // keep-alive, between requests
+		return ls.lt.tbl.idleTimeout // keep-alive, between requests
 	case csClosing:
-		return ls.current().tbl.idleTimeout // the last bytes must drain
+		return ls.lt.tbl.idleTimeout // the last bytes must drain
 	case csCacheWait:
 		return cacheLockTimeout
 	case csCacheSend, csTunnel:

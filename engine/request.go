@@ -62,7 +62,7 @@ func (ls *loopState) readHead(cc *clientConn) {
 			return
 		}
 		cc.headLen, cc.pos = n, n
-		ls.armClient(cc) // the head's clock stops
+		cc.deadline = 0 // the head is whole: its clock stops, and what the request does next arms its own
 		if cc.exchange == nil {
 			ls.attachExchange(cc)
 		}
@@ -262,7 +262,6 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 			return // the backend's close follows this callback (patch 14): it retries or fails the request
 		}
 		cc.reqDone = true
-		ls.armClient(cc)
 		ls.requestSent(be)
 		return
 	}
@@ -276,6 +275,14 @@ var protoHTTP = []byte("http")
 // and the origin-form path the backend gets: "http://a.example?q" becomes "/?q", in the loop's pathBuf
 // (valid until its next use). ok is false for an absolute form without a valid authority (400).
 func (ls *loopState) originForm(target []byte) (authority, path []byte, ok bool) {
+	if len(target) > 0 && target[0] == '/' {
+		return nil, target, true // the origin form, nearly every request: inlined, no call
+	}
+	return ls.otherForm(target)
+}
+
+// otherForm is originForm for a target that does not start with "/".
+func (ls *loopState) otherForm(target []byte) (authority, path []byte, ok bool) {
 	authority, path, ok = codec.OriginForm(target)
 	if ok && authority != nil && (len(path) == 0 || path[0] != '/') {
 		ls.pathBuf = append(append(ls.pathBuf[:0], '/'), path...)

@@ -93,8 +93,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 				discard(be.gc, n)
 				continue
 			}
-			be.headDone = true
-			ls.armBackend(be) // response_timeout between reads of the body from now
+			be.headDone = true // response_timeout runs on from the request: OnTraffic re-arms it for a body that goes on
 			be.body = resp.Body(cc.isHead && !cc.headAsGet)
 			be.remaining = resp.ContentLength
 			be.chunked.Reset()

@@ -36,9 +36,9 @@ type Server struct {
 	dialer     *upstream.Dialer
 	cache      *cache.Store // the micro-cache, shared by the loops; bounded by [cache] max_size
 	base       time.Time    // origin of the monotonic nanoseconds every loop uses
-	// elapsed is the time since base: every deadline, the sweep and the servers' health read it. Tests
-	// replace it (before Serve) with a clock they move, so that a timeout fires at the instant it must and
-	// not a nanosecond before, without waiting for it.
+	// elapsed, when set (before Serve), replaces the time since base that every deadline, the sweep and
+	// the servers' health read: tests move such a clock, so that a timeout fires at the instant it must
+	// and not a nanosecond before, without waiting for it. nil: the real clock, with no indirect call.
 	elapsed func() time.Duration
 
 	tbl      atomic.Pointer[table]
@@ -132,7 +132,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		ioBuffer:          cfg.Server.IOBuffer,
 		splice:            os.Getenv("SWITCHFLOW_SPLICE") != "0",
 	}
-	s.elapsed = func() time.Duration { return time.Since(s.base) }
 	s.dialer.RecvBuffer = socketBufferFor(s.ioBuffer)
 	s.tbl.Store(t)
 	s.reloads.lastOK.Store(time.Now().UnixNano()) // the file started with is the last one that loaded
@@ -238,7 +237,12 @@ func (s *Server) stopHealth() {
 }
 
 // monoNow is the clock of upstream.Server.Up: monotonic nanoseconds since s.base, as the loops' now.
-func (s *Server) monoNow() int64 { return int64(s.elapsed()) }
+func (s *Server) monoNow() int64 {
+	if s.elapsed != nil {
+		return int64(s.elapsed())
+	}
+	return int64(time.Since(s.base))
+}
 
 // socketBufferFor is the receive buffer SwitchFlow fixes on backend sockets (the kernel doubles it).
 // Left to autotuning it grew to megabytes after one fast transfer, and a slow client later served on
