@@ -383,3 +383,38 @@ func TestReloadKeepsIdleConnectionsOfServersThatStay(t *testing.T) {
 		t.Fatalf("the origin accepted %d connections: its pooled one did not outlive the reload", n)
 	}
 }
+
+// A reload whose check cannot look a followed name up keeps the name's last good addresses, as the
+// resolver does; one whose check finds other addresses applies them at once.
+func TestResolveReloadKeepsLastGoodAnswer(t *testing.T) {
+	dns := dnstest.Start(t)
+	_, port := startHostOrigins(t, "127.0.0.2", "127.0.0.3")
+	dns.Set("app.test.", "127.0.0.2", "127.0.0.3")
+	// resolve = "1h": only the reloads look the name up here.
+	toml := strings.Replace(dnsConfig(dns, port, ""), `resolve = "1s"`, `resolve = "1h"`, 1)
+	addr, srv := startProxy(t, 1, toml)
+	reload := func() {
+		t.Helper()
+		cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 1\n", addr) + toml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dns.SetMode(dnstest.ServFail)
+	reload()
+	if n := len(liveServers(srv)); n != 2 {
+		t.Fatalf("after a reload that could not look the name up: %d servers, want the last good 2", n)
+	}
+	dns.SetMode(dnstest.Answer)
+	dns.Set("app.test.", "127.0.0.3")
+	reload()
+	if got := liveServers(srv); len(got) != 1 || !strings.HasSuffix(got[0], "(127.0.0.3)") {
+		t.Fatalf("after a reload that found one address: %q", got)
+	}
+	if seen := spread(t, addr, 5); seen["127.0.0.3"] != 5 {
+		t.Fatalf("served by %v", seen)
+	}
+}
