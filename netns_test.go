@@ -247,13 +247,12 @@ upstream = "app"
 
 	// Load: four clients on each proxy, keep-alive, counting answers by origin and every failure.
 	var (
-		mu      sync.Mutex
-		byHost  = map[string]int{}
-		fails   []string
-		stop    atomic.Bool
-		wg      sync.WaitGroup
-		served  atomic.Int64
-		counted = true // byHost counts while true
+		mu     sync.Mutex
+		byHost = map[string]int{}
+		fails  []string
+		stop   atomic.Bool
+		wg     sync.WaitGroup
+		served atomic.Int64
 	)
 	for i := range 8 {
 		wg.Add(1)
@@ -275,7 +274,7 @@ upstream = "app"
 				mu.Lock()
 				if err != nil {
 					fails = append(fails, err.Error())
-				} else if counted {
+				} else {
 					byHost[resp.Header.Get("X-Origin")]++
 				}
 				mu.Unlock()
