@@ -186,7 +186,8 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // A name going from two addresses to three to one while clients keep sending: traffic follows each
 // change within the interval (resolve = "1s", plus the lookup and the loops' next sweep), no request
 // fails, a request in flight on an address that goes away finishes, and the idle pooled connections to
-// the departed addresses are closed, while those to the address that stays are kept.
+// the departed addresses are closed (those to an address that stays are kept:
+// TestReloadKeepsIdleConnectionsOfServersThatStay).
 func TestResolveFollowsAddressesUnderLoad(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
 		dns := dnstest.Start(t)
@@ -262,11 +263,6 @@ func TestResolveFollowsAddressesUnderLoad(t *testing.T) {
 		l.stop = nil
 		if n := l.errs.Load(); n != 0 {
 			t.Fatalf("%d requests failed of %d; last: %v", n, n+l.ok.Load(), l.last)
-		}
-		// The connections to the address that stayed were kept across both changes: no more were opened
-		// than the clients ever needed at once (4 load clients and the slow requests, per loop).
-		if n := a.accepted.Load(); n > int64(loops*(4+8)) {
-			t.Errorf("127.0.0.2 accepted %d connections: its pooled ones were not kept across the changes", n)
 		}
 		t.Logf("loops=%d: %d requests, none failed", loops, l.ok.Load())
 	})
