@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultPort is the port of a [resolver] server given without one.
@@ -24,35 +25,37 @@ var ErrNoAddresses = errors.New("lookup: the answer has no addresses")
 
 // Resolver looks host names up. Safe for concurrent use.
 type Resolver struct {
-	servers []string // host:port of each DNS server, tried in turn; empty: the system's resolver
-	r       *net.Resolver
-	next    atomic.Uint32 // the server the next query goes to
+	servers []string        // host:port of each DNS server; empty: the system's resolver
+	each    []*net.Resolver // by server: Go's DNS client, every query of it sent to that server
+	first   atomic.Uint32   // the server that answered last: the next lookup starts there
 }
 
 // New returns a Resolver that asks servers (each "ip:port"), or the system's resolver when servers is
 // empty. Through servers, queries are Go's own DNS client's: A and AAAA over UDP, the same query over
-// TCP when the UDP answer is truncated, each attempt to the next server in turn, so a dead server
-// costs one attempt's timeout. /etc/hosts is read first and resolv.conf's search list and ndots still
-// apply (write a name with enough dots, or fully qualified, to skip the search list).
+// TCP when the UDP answer is truncated. A lookup asks the server that answered last; one that does not
+// answer, refuses or fails (SERVFAIL) hands the lookup to the next, each server getting an equal share
+// of what is left of the lookup's time. An answer that the name does not exist is final. /etc/hosts is
+// read first and resolv.conf's search list, ndots, timeout and attempts still apply (write a name with
+// enough dots, or fully qualified, to skip the search list).
 func New(servers []string) *Resolver {
-	if len(servers) == 0 {
-		return &Resolver{r: net.DefaultResolver}
-	}
 	lr := &Resolver{servers: slices.Clone(servers)}
-	lr.r = &net.Resolver{PreferGo: true, Dial: lr.dial}
+	for _, srv := range lr.servers {
+		lr.each = append(lr.each, &net.Resolver{PreferGo: true, Dial: dialOnly(srv)})
+	}
 	return lr
+}
+
+// dialOnly sends every query to srv, in place of the name servers resolv.conf names, on the network
+// (udp or tcp) the Go resolver asks for.
+func dialOnly(srv string) func(ctx context.Context, network, _ string) (net.Conn, error) {
+	return func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, srv)
+	}
 }
 
 // Servers returns the DNS servers asked; nil for the system's resolver.
 func (lr *Resolver) Servers() []string { return slices.Clone(lr.servers) }
-
-// dial replaces the name server that resolv.conf names with the next of ours, on the network (udp or
-// tcp) the Go resolver asks for.
-func (lr *Resolver) dial(ctx context.Context, network, _ string) (net.Conn, error) {
-	i := lr.next.Add(1) - 1
-	var d net.Dialer
-	return d.DialContext(ctx, network, lr.servers[int(i%uint32(len(lr.servers)))])
-}
 
 // Addrs returns every address of host, IPv4 and IPv6, sorted (IPv4 first) and without duplicates, so
 // that two processes given the same answer in another order build the same servers. An answer with no
@@ -61,7 +64,7 @@ func (lr *Resolver) Addrs(ctx context.Context, host string) ([]netip.Addr, error
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{ip.Unmap()}, nil
 	}
-	ips, err := lr.r.LookupNetIP(ctx, "ip", host)
+	ips, err := lr.lookup(ctx, host)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +78,35 @@ func (lr *Resolver) Addrs(ctx context.Context, host string) ([]netip.Addr, error
 		return nil, fmt.Errorf("%s: %w", host, ErrNoAddresses)
 	}
 	return out, nil
+}
+
+// lookup asks the servers in turn, from the one that answered last, until one answers.
+func (lr *Resolver) lookup(ctx context.Context, host string) ([]netip.Addr, error) {
+	n := len(lr.each)
+	if n == 0 {
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	}
+	start := int(lr.first.Load())
+	var lastErr error
+	for i := range n {
+		k := (start + i) % n
+		sctx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok && i < n-1 {
+			sctx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(n-i))
+		}
+		ips, err := lr.each[k].LookupNetIP(sctx, "ip", host)
+		cancel()
+		var dnsErr *net.DNSError
+		if err == nil || errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			lr.first.Store(uint32(k)) // it answered, if only that the name does not exist
+			return ips, err
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
 }
 
 // ServerAddr checks one [resolver] server address: an IP address with an optional port (53 when

@@ -84,7 +84,9 @@ func TestAddrsFailures(t *testing.T) {
 	}
 }
 
-// A dead server (nothing listens on its port) costs an attempt; the next server answers.
+// A dead server (nothing listens on its port) or one that never answers hands the lookup to the next;
+// the next lookups start with the server that answered. A server that answers that the name does not
+// exist is believed: the next is not asked.
 func TestAddrsNextServer(t *testing.T) {
 	dns := dnstest.Start(t)
 	dns.Set("app.test.", "10.0.0.9")
@@ -94,12 +96,28 @@ func TestAddrsNextServer(t *testing.T) {
 	}
 	deadAddr := dead.LocalAddr().String()
 	_ = dead.Close()
-	r := New([]string{deadAddr, dns.Addr})
-	for range 4 { // whichever server each lookup starts with
-		got, err := addrs(t, r, "app.test.", 10*time.Second)
-		if err != nil || !slices.Equal(got, []string{"10.0.0.9"}) {
-			t.Fatalf("got %v, %v", got, err)
+	silent := dnstest.Start(t)
+	silent.SetMode(dnstest.Drop)
+	for _, first := range []string{deadAddr, silent.Addr} {
+		r := New([]string{first, dns.Addr})
+		for i := range 3 {
+			start := time.Now()
+			got, err := addrs(t, r, "app.test.", 2*time.Second)
+			if err != nil || !slices.Equal(got, []string{"10.0.0.9"}) {
+				t.Fatalf("first server %s, lookup %d: got %v, %v", first, i, got, err)
+			}
+			if el := time.Since(start); i > 0 && el > 500*time.Millisecond {
+				t.Fatalf("first server %s, lookup %d took %v: it did not start with the server that answered", first, i, el)
+			}
 		}
+	}
+	q := silent.Queries()
+	nx := dnstest.Start(t) // knows no name
+	if _, err := addrs(t, New([]string{nx.Addr, silent.Addr}), "app.test.", 2*time.Second); err == nil {
+		t.Fatal("NXDOMAIN: no error")
+	}
+	if silent.Queries() != q {
+		t.Fatal("after NXDOMAIN the next server was asked")
 	}
 }
 
