@@ -312,11 +312,14 @@ func TestResolveFailureKeepsLastGoodAnswer(t *testing.T) {
 }
 
 // With resolve set, a name that does not resolve at start is no reason not to start: the upstream has
-// no servers (503) and takes its addresses as soon as the name has some.
+// no servers (503) and takes its addresses as soon as the name has some. Each address is a server of
+// its own in /metrics, named by the name and the address.
 func TestResolveStartsWithoutAnswer(t *testing.T) {
 	dns := dnstest.Start(t)
-	_, port := startHostOrigins(t, "127.0.0.2")
-	cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 1\n", freeAddr(t)) + dnsConfig(dns, port, "")))
+	_, port := startHostOrigins(t, "127.0.0.2", "127.0.0.3")
+	adminAddr := freeAddr(t)
+	cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 1\n[admin]\nlisten = %q\n", freeAddr(t), adminAddr) +
+		dnsConfig(dns, port, "")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,10 +332,14 @@ func TestResolveStartsWithoutAnswer(t *testing.T) {
 	if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 503 {
 		t.Fatalf("no address yet: %d, want 503", resp.StatusCode)
 	}
-	dns.Set("app.test.", "127.0.0.2")
-	waitFor(t, 4*time.Second, "the name's address served", func() bool { return len(liveServers(srv)) == 1 })
-	if seen := spread(t, addr, 5); seen["127.0.0.2"] != 5 {
+	dns.Set("app.test.", "127.0.0.2", "127.0.0.3")
+	waitFor(t, 4*time.Second, "the name's addresses served", func() bool { return len(liveServers(srv)) == 2 })
+	if seen := spread(t, addr, 6); seen["127.0.0.2"] != 3 || seen["127.0.0.3"] != 3 {
 		t.Fatalf("served by %v", seen)
+	}
+	for _, ip := range []string{"127.0.0.2", "127.0.0.3"} {
+		series := fmt.Sprintf(`switchflow_upstream_requests_total{upstream="app",server="app.test:%d (%s)",code="2xx"}`, port, ip)
+		scrapeSettled(t, srv.AdminAddr(), map[string]float64{series: 3})
 	}
 }
 
