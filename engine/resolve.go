@@ -110,8 +110,8 @@ func (r *resolverLoop) run() {
 				// often now: its next lookup is one interval away.
 				next[h] = now.Add(d)
 			}
-			if _, ok := next[h]; ok && len(live.answers[h]) == 0 && !failing[h] {
-				failing[h] = true // said at start, or by the reload, in the file's warnings
+			if len(live.answers[h]) == 0 {
+				failing[h] = true // never resolved: said at start, or by the reload, in the file's warnings
 			}
 		}
 		fresh := map[string][]netip.Addr{}
@@ -120,6 +120,9 @@ func (r *resolverLoop) run() {
 				continue
 			}
 			addrs, err := r.lookup(lr, h, every[h])
+			if r.ctx.Err() != nil {
+				return // stopping: the lookup was cut short, not failed
+			}
 			next[h] = time.Now().Add(every[h])
 			if err != nil {
 				if !failing[h] {
