@@ -170,8 +170,8 @@ func (l *load) hits(host string) int {
 	return l.byHost[host]
 }
 
-// waitFor polls cond every 10 ms until it holds or within passes, and reports how long it took.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+// waitWithin polls cond every 10 ms until it holds or within passes, and reports how long it took.
+func waitWithin(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
@@ -206,14 +206,14 @@ func TestResolveFollowsAddressesUnderLoad(t *testing.T) {
 				l.end()
 			}
 		}()
-		waitFor(t, 5*time.Second, "both addresses served", func() bool { return l.hits("127.0.0.2") > 20 && l.hits("127.0.0.3") > 20 })
+		waitWithin(t, 5*time.Second, "both addresses served", func() bool { return l.hits("127.0.0.2") > 20 && l.hits("127.0.0.3") > 20 })
 		if n := c.hits.Load(); n != 0 {
 			t.Fatalf("127.0.0.4 served %d requests before its address appeared", n)
 		}
 
 		// Two to three: the new address takes traffic within the interval.
 		dns.Set("app.test.", "127.0.0.4", "127.0.0.2", "127.0.0.3")
-		took := waitFor(t, 4*time.Second, "127.0.0.4 joined", func() bool { return c.hits.Load() > 20 })
+		took := waitWithin(t, 4*time.Second, "127.0.0.4 joined", func() bool { return c.hits.Load() > 20 })
 		t.Logf("loops=%d: a new address served within %v", loops, took)
 
 		// A slow request in flight on each address that is about to go away.
@@ -235,12 +235,12 @@ func TestResolveFollowsAddressesUnderLoad(t *testing.T) {
 			}()
 			time.Sleep(50 * time.Millisecond)
 		}
-		waitFor(t, 3*time.Second, "slow requests in flight on the departing addresses",
+		waitWithin(t, 3*time.Second, "slow requests in flight on the departing addresses",
 			func() bool { return b.inFlight.Load() > 0 && c.inFlight.Load() > 0 })
 
 		// Three to one: the departed addresses take no new request once the loops have moved on.
 		dns.Set("app.test.", "127.0.0.2")
-		took = waitFor(t, 4*time.Second, "the table holds one server", func() bool { return len(liveServers(srv)) == 1 })
+		took = waitWithin(t, 4*time.Second, "the table holds one server", func() bool { return len(liveServers(srv)) == 1 })
 		t.Logf("loops=%d: departed addresses left the table within %v", loops, took)
 		slowWG.Wait()
 		close(slow)
@@ -250,12 +250,12 @@ func TestResolveFollowsAddressesUnderLoad(t *testing.T) {
 			}
 		}
 		// Drained: every connection to them closed, idle pooled ones included.
-		waitFor(t, 3*time.Second, "connections to the departed addresses closed", func() bool {
+		waitWithin(t, 3*time.Second, "connections to the departed addresses closed", func() bool {
 			return b.open.Load() == 0 && c.open.Load() == 0
 		})
 		hb, hc := b.hits.Load(), c.hits.Load()
 		before := a.hits.Load()
-		waitFor(t, 5*time.Second, "more requests served", func() bool { return a.hits.Load() > before+200 })
+		waitWithin(t, 5*time.Second, "more requests served", func() bool { return a.hits.Load() > before+200 })
 		if b.hits.Load() != hb || c.hits.Load() != hc {
 			t.Fatalf("departed addresses still served: 127.0.0.3 %d -> %d, 127.0.0.4 %d -> %d", hb, b.hits.Load(), hc, c.hits.Load())
 		}
@@ -287,7 +287,7 @@ func TestResolveFailureKeepsLastGoodAnswer(t *testing.T) {
 		fail.set()
 		q := dns.Queries()
 		// Three lookups at least fail (each of A and AAAA asked), and the line is written once.
-		waitFor(t, 10*time.Second, fail.name+": lookups made", func() bool { return dns.Queries() >= q+6 })
+		waitWithin(t, 10*time.Second, fail.name+": lookups made", func() bool { return dns.Queries() >= q+6 })
 		if n := logs.count(failed); n != 1 {
 			t.Fatalf("%s: %q logged %d times, want once for the streak", fail.name, failed, n)
 		}
@@ -301,7 +301,7 @@ func TestResolveFailureKeepsLastGoodAnswer(t *testing.T) {
 	}
 	dns.SetMode(dnstest.Answer)
 	dns.Set("app.test.", "127.0.0.3")
-	waitFor(t, 4*time.Second, "the good answer applied", func() bool { return len(liveServers(srv)) == 1 })
+	waitWithin(t, 4*time.Second, "the good answer applied", func() bool { return len(liveServers(srv)) == 1 })
 	if n := logs.count("upstream name resolves again"); n != 1 {
 		t.Fatalf("resolves again logged %d times", n)
 	}
@@ -333,7 +333,7 @@ func TestResolveStartsWithoutAnswer(t *testing.T) {
 		t.Fatalf("no address yet: %d, want 503", resp.StatusCode)
 	}
 	dns.Set("app.test.", "127.0.0.2", "127.0.0.3")
-	waitFor(t, 4*time.Second, "the name's addresses served", func() bool { return len(liveServers(srv)) == 2 })
+	waitWithin(t, 4*time.Second, "the name's addresses served", func() bool { return len(liveServers(srv)) == 2 })
 	if seen := spread(t, addr, 6); seen["127.0.0.2"] != 3 || seen["127.0.0.3"] != 3 {
 		t.Fatalf("served by %v", seen)
 	}
@@ -353,7 +353,7 @@ func TestResolveJoinRampsWithSlowStart(t *testing.T) {
 		t.Fatalf("served by %v", seen)
 	}
 	dns.Set("app.test.", "127.0.0.2", "127.0.0.3")
-	waitFor(t, 4*time.Second, "the address joined", func() bool { return len(liveServers(srv)) == 2 })
+	waitWithin(t, 4*time.Second, "the address joined", func() bool { return len(liveServers(srv)) == 2 })
 	joined := time.Now()
 	early := spread(t, addr, 200)
 	elapsed := time.Since(joined)
