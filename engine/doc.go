@@ -8,8 +8,8 @@
 // per loop, and new ones are opened onto the client's loop (upstream.Dialer, EventLoop.Enroll). So a
 // request and its response never cross goroutines, and everything in loopState, clientConn and
 // backendConn is loop only. The only state shared between loops is the routing table (an atomic pointer,
-// swapped whole on SIGHUP), the header slab pool (taken once per connection), and the servers' health
-// (atomics). gnet's ticker goroutine only schedules each loop's sweep, which enforces every timeout and
+// swapped whole on SIGHUP and when a name an upstream follows changes its addresses: resolve.go), the
+// header slab pool (taken once per connection), and the servers' health (atomics). gnet's ticker goroutine only schedules each loop's sweep, which enforces every timeout and
 // refreshes the prebuilt responses' Date once a second.
 //
 // # Buffers and lifetimes

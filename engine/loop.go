@@ -98,15 +98,24 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 	return ls
 }
 
-// current returns this loop's state for the newest table, rebuilding it after a reload. The idle pools of
-// the old table are closed: their servers may be gone from the new one. Loop only.
+// current returns this loop's state for the newest table, rebuilding it after a reload or a change of
+// a followed name's addresses (swapTable). The old table's idle connections move to the new table's
+// pools where their server stays (same upstream, same name, same address); the others are closed,
+// their servers gone. Loop only.
 func (ls *loopState) current() *loopTable {
 	if t := ls.s.tbl.Load(); t != ls.lt.tbl {
 		old := ls.lt
 		ls.lt = newLoopTable(t)
 		ls.bindTable(ls.lt)
-		for _, p := range old.pools {
+		for gi, p := range old.pools {
+			ng, _ := ls.lt.groupNamed(old.tbl.groups[gi].Name)
 			p.Each(func(_ int, be *backendConn) {
+				if ng >= 0 {
+					if srv := ls.lt.tbl.groups[ng].ServerLike(be.srv); srv != nil && ls.lt.pools[ng].Put(srv.Index, be) {
+						be.lt, be.group, be.srv = ls.lt, ng, srv
+						return
+					}
+				}
 				be.state = bsClosing
 				_ = be.gc.Close()
 			})

@@ -58,9 +58,10 @@ type Server struct {
 	alog    *accessLog                     // nil: log.access is off (accesslog.go)
 	adminLn atomic.Pointer[admin.Listener] // the [admin] listener while Serve runs
 
-	healthMu sync.Mutex        // orders starting and stopping the checkers with Reload
+	healthMu sync.Mutex        // orders the table swaps (Reload, the resolver) and the checkers' starts and stops
 	checker  *upstream.Checker // active health checks of the live table, under healthMu
 	serving  bool              // under healthMu: Serve runs, so the live table's checks run too
+	resolver *resolverLoop     // looks up the names upstreams follow while Serve runs (resolve.go); under healthMu
 
 	headerBuffer int
 	maxHeaders   int // header lines in a request or response head: the size of each loop's header indexes
@@ -107,7 +108,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if errs := unservable(cfg); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	t, err := newTable(cfg, log)
+	t, err := newTable(cfg, log, configAnswers(cfg, nil))
 	if err != nil {
 		return nil, err
 	}
@@ -218,22 +219,44 @@ func listenError(addrs []string, err error) error {
 	return fmt.Errorf("listen %s: %w", strings.Join(addrs, ", "), err)
 }
 
-// startHealth starts the active health checks of the live table, for Serve.
+// startHealth starts the active health checks of the live table and the resolver of the names its
+// upstreams follow, for Serve.
 func (s *Server) startHealth() {
 	s.healthMu.Lock()
 	defer s.healthMu.Unlock()
 	s.serving = true
 	s.checker = upstream.StartChecker(s.tbl.Load().groups, s.monoNow, s.log)
+	s.resolver = startResolver(s)
 }
 
-// stopHealth stops the checks when the loops have stopped (Shutdown or a failed start); a later Reload
-// starts none.
+// stopHealth stops the checks and the resolver when the loops have stopped (Shutdown or a failed
+// start); a later Reload starts none.
 func (s *Server) stopHealth() {
 	s.healthMu.Lock()
-	defer s.healthMu.Unlock()
+	r := s.resolver
 	s.serving = false
+	s.resolver = nil
 	s.checker.Stop()
 	s.checker = nil
+	s.healthMu.Unlock()
+	r.stopAndWait() // outside the lock: a lookup in flight may be about to swap a table
+}
+
+// swapTable makes t the live table: t's servers that the live table has too (same upstream, same
+// name) take over their health state, new ones join at now (slow_start ramps them up), and the loops
+// move to t at their next callback (loopState.current), where the idle connections to servers t no
+// longer has are closed. The one way an upstream's servers change: a reload, and the resolver when a
+// name's addresses change. The old table's health checks stop before the state is carried over, and
+// t's start after. Under healthMu.
+func (s *Server) swapTable(t *table) {
+	if s.serving {
+		s.checker.Stop() // its last results are written before the state is carried over
+	}
+	t.adoptHealth(s.tbl.Load(), s.monoNow())
+	s.tbl.Store(t)
+	if s.serving {
+		s.checker = upstream.StartChecker(t.groups, s.monoNow, s.log)
+	}
 }
 
 // monoNow is the clock of upstream.Server.Up: monotonic nanoseconds since s.base, as the loops' now.
@@ -272,31 +295,26 @@ func (s *Server) Ready() <-chan struct{} { return s.booted }
 // ones staying.
 // The new table's servers are new objects; those that stay (same upstream name, same address as
 // configured) take over the old ones' health state (a server that was down stays down), new ones start
-// up. The old table's health checks stop before the state is carried over, and the new one's start
-// after. Each call counts as a reload applied or refused (/metrics). Safe from any goroutine.
+// up (swapTable). A name an upstream follows (resolve) that the file's check could not look up keeps
+// its last good addresses. Each call counts as a reload applied or refused (/metrics). Safe from any
+// goroutine.
 func (s *Server) Reload(cfg *config.Config) error {
 	certs, err := s.tlsReloadCerts(cfg) // tls.go
 	if err != nil {
 		s.RefuseReload()
 		return err
 	}
-	t, err := newTable(cfg, s.log)
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	t, err := newTable(cfg, s.log, configAnswers(cfg, s.tbl.Load().answers))
 	if err != nil {
 		s.RefuseReload()
 		return err
 	}
-	s.healthMu.Lock()
-	defer s.healthMu.Unlock()
-	if s.serving {
-		s.checker.Stop() // its last results are written before the state is carried over
-	}
-	t.adoptHealth(s.tbl.Load(), s.monoNow())
-	s.tbl.Store(t)
+	s.swapTable(t)
 	s.tlsSwapCerts(certs) // tls.go
 	s.cache.Resize(cfg.Cache.MaxSize)
-	if s.serving {
-		s.checker = upstream.StartChecker(t.groups, s.monoNow, s.log)
-	}
+	s.resolver.kick() // names, intervals or [resolver] may have changed
 	s.reloadApplied()
 	return nil
 }
