@@ -159,7 +159,11 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 	cc.reqLength = req.ContentLength
 	cc.reqRemaining = req.ContentLength
 	cc.chunked.Reset()
-	authority, path, ok := ls.originForm(req.Target)
+	var authority []byte
+	path, ok := req.Target, true
+	if !isOriginForm(path) {
+		authority, path, ok = ls.otherForm(path)
+	}
 	if !ok {
 		ls.reject(cc, 400)
 		return
@@ -245,7 +249,10 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 		ls.failRequest(cc, 500) // cannot happen: the same bytes parsed before
 		return
 	}
-	_, target, _ := ls.originForm(req.Target) // it routed: the form is valid
+	target := req.Target
+	if !isOriginForm(target) {
+		_, target, _ = ls.otherForm(target) // it routed: the form is valid
+	}
 	if cc.route.stripPrefix {
 		ls.pathBuf = appendStripped(ls.pathBuf[:0], target, cc.route.prefix)
 		target = ls.pathBuf
@@ -271,17 +278,14 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 
 var protoHTTP = []byte("http")
 
-// originForm splits a request target into the authority of an absolute form (nil for the origin form)
-// and the origin-form path the backend gets: "http://a.example?q" becomes "/?q", in the loop's pathBuf
-// (valid until its next use). ok is false for an absolute form without a valid authority (400).
-func (ls *loopState) originForm(target []byte) (authority, path []byte, ok bool) {
-	if len(target) > 0 && target[0] == '/' {
-		return nil, target, true // the origin form, nearly every request: inlined, no call
-	}
-	return ls.otherForm(target)
-}
+// isOriginForm reports whether a request target is in the origin form ("/path?query"), as nearly every
+// one is; otherForm deals with the others. Inlined where it is asked.
+func isOriginForm(target []byte) bool { return len(target) > 0 && target[0] == '/' }
 
-// otherForm is originForm for a target that does not start with "/".
+// otherForm splits a request target not in the origin form into the authority of an absolute form (nil
+// for "*" and the like) and the origin-form path the backend gets: "http://a.example?q" becomes "/?q", in
+// the loop's pathBuf (valid until its next use). ok is false for an absolute form without a valid
+// authority (400).
 func (ls *loopState) otherForm(target []byte) (authority, path []byte, ok bool) {
 	authority, path, ok = codec.OriginForm(target)
 	if ok && authority != nil && (len(path) == 0 || path[0] != '/') {
