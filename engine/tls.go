@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -240,9 +241,19 @@ func (t *tlsTerm) count(result int, version uint16) {
 // tlsClient is what a TLS client's connection carries into the engine: gnet's context for the socket
 // tlsconn.go Registers after its handshake (OnOpen), then clientConn.tls.
 type tlsClient struct {
-	rec     *tlsrec.Conn // the record layer, the connection's gnet Transform from OnOpen on
-	version uint16
-	cipher  uint16
+	rec      *tlsrec.Conn // the record layer, the connection's gnet Transform from OnOpen on
+	term     *tlsTerm
+	released atomic.Bool // its place in term.open is given back (release)
+	version  uint16
+	cipher   uint16
+}
+
+// release gives the connection's place among the TLS connections back, once: at OnClose, or where
+// the loop never took it.
+func (tc *tlsClient) release() {
+	if tc.released.CompareAndSwap(false, true) {
+		tc.term.open.Add(-1)
+	}
 }
 
 // The record layer satisfies gnet's Transform (gnet patch 0012).

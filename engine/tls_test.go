@@ -465,6 +465,20 @@ func TestTLSManyClients(t *testing.T) {
 	if n := slabsInUseSettled(ts.srv); n != 0 {
 		t.Fatalf("%d header slabs still in use", n)
 	}
+	tlsOpenSettled(t, ts.srv)
+}
+
+// tlsOpenSettled waits until no TLS connection is counted open (tlsTerm.open): every close gave its
+// place back.
+func tlsOpenSettled(t *testing.T, srv *Server) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.tls.open.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d TLS connections still counted open", srv.tls.open.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestTLSReloadUnderLoad: certificates are replaced and reloaded (Server.Reload, as SIGHUP does) while
@@ -595,6 +609,9 @@ func TestTLSCountsTowardMaxConnections(t *testing.T) {
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != 503 {
 		t.Fatalf("third client: %v %v", resp, err)
+	}
+	if n := ts.srv.tls.open.Load(); n < 2 || n > 3 {
+		t.Fatalf("%d TLS connections counted open, want the two held (and the refused one until it closes)", n)
 	}
 }
 

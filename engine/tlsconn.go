@@ -23,7 +23,9 @@ import (
 //   - each accepted connection has a goroutine for its handshake only (tlsrec, over the socket, blocking)
 //     under a deadline of read_header_timeout: a client that sends nothing, or half a ClientHello, is
 //     closed when it ends and counted as a timeout; plain HTTP sent to the port is answered 400 and
-//     closed, and reaches nothing. At most max_connections + tlsRefusalSlots handshakes run at once;
+//     closed, and reaches nothing. At most max_connections + tlsRefusalSlots TLS connections are open
+//     or in their handshake at once (tlsTerm.open, released at the loop's OnClose): past it a new one is
+//     closed before its handshake, so handshakes in flight are bounded by max_connections too;
 //   - after the handshake the goroutine hands the socket itself to an event loop (gnet's
 //     Engine.Register: the least-connections loop, as for an accepted client) with a *tlsClient as its
 //     context, and ends. In OnOpen the loop puts the connection's record layer (tlsrec.Conn) on it as
@@ -46,7 +48,8 @@ type tlsTerm struct {
 	addrs []string
 
 	lns   []net.Listener
-	slots chan struct{} // one per TLS connection in its handshake: max_connections + tlsRefusalSlots
+	open  atomic.Int64 // TLS connections open or in their handshake, at most limit
+	limit int64        // max_connections + tlsRefusalSlots
 	wg    sync.WaitGroup
 	quit  chan struct{} // closed by stop
 
@@ -81,7 +84,7 @@ func newTLSTerm(s *Server, cfg *config.Config) (*tlsTerm, error) {
 	t := &tlsTerm{
 		s:       s,
 		addrs:   cfg.TLS.Listen,
-		slots:   make(chan struct{}, cfg.Server.MaxConnections+tlsRefusalSlots),
+		limit:   int64(cfg.Server.MaxConnections + tlsRefusalSlots),
 		quit:    make(chan struct{}),
 		running: make(chan struct{}),
 		conns:   map[net.Conn]struct{}{},
@@ -208,15 +211,14 @@ func (t *tlsTerm) accept(ln net.Listener) {
 			continue
 		}
 		delay = 0
-		select {
-		case t.slots <- struct{}{}:
-		default:
+		if t.open.Add(1) > t.limit {
+			t.open.Add(-1)
 			_ = c.Close() // max_connections + tlsRefusalSlots TLS connections already
 			continue
 		}
 		if !t.track(c) {
 			_ = c.Close()
-			<-t.slots
+			t.open.Add(-1)
 			return
 		}
 		t.wg.Add(1)
@@ -247,12 +249,12 @@ const plainHTTP400 = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; char
 // serve runs one TLS connection's handshake and hands its socket to a loop.
 func (t *tlsTerm) serve(raw net.Conn) {
 	defer t.wg.Done()
-	defer func() { <-t.slots }()
 	handed := false
 	defer func() {
 		t.untrack(raw)
 		if !handed {
 			_ = raw.Close()
+			t.open.Add(-1)
 		}
 	}()
 
@@ -277,7 +279,7 @@ func (t *tlsTerm) serve(raw net.Conn) {
 	st := rc.TLS().ConnectionState()
 	t.count(hsOK, st.Version)
 
-	info := &tlsClient{version: st.Version, cipher: st.CipherSuite, rec: rc}
+	info := &tlsClient{version: st.Version, cipher: st.CipherSuite, rec: rc, term: t}
 	// Register picks a loop as gnet's balancing picks one for an accepted client, dups the descriptor
 	// onto it and closes raw; OnOpen then runs on that loop with info as the connection's context.
 	ctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), info), raw)
@@ -286,11 +288,14 @@ func (t *tlsTerm) serve(raw net.Conn) {
 		t.s.log.Debug("tls client not handed to a loop", "error", err)
 		return
 	}
-	handed = true // gnet closes raw, whatever the result
+	handed = true // gnet closes raw, whatever the result; the loop releases the connection's count at OnClose
 	select {
 	case r, ok := <-res:
-		if ok && r.Err != nil {
-			t.s.log.Debug("tls client not handed to a loop", "error", r.Err)
+		if !ok || r.Err != nil {
+			info.release() // no OnOpen, so no OnClose
+			if ok {
+				t.s.log.Debug("tls client not handed to a loop", "error", r.Err)
+			}
 		}
 	case <-t.quit:
 	}
