@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"time"
 )
@@ -158,10 +159,12 @@ func (c *Conn) Outbound(bufs [][]byte) (raw []byte, err error) {
 }
 
 // Closing returns our close_notify (gnet.Transform), to be written behind what is queued as the
-// connection closes. Loop only.
-func (c *Conn) Closing() (raw []byte) {
+// connection closes with err: when we end it (nil) or answer the peer's close_notify (Inbound's io.EOF).
+// Nothing after a socket error or a TCP end with no close_notify (the peer has gone: the write would
+// only meet a reset) or a broken record (its alert went already). Loop only.
+func (c *Conn) Closing(err error) (raw []byte) {
 	b := c.tr.b
-	if b == nil {
+	if b == nil || (err != nil && err != io.EOF) {
 		return nil
 	}
 	b.out = b.out[:0]
