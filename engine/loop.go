@@ -9,6 +9,7 @@ import (
 
 	"switchflow/cache"
 	"switchflow/codec"
+	"switchflow/tlsrec"
 )
 
 // slabReleaseAfter is how long a keep-alive connection waits idle before its header slab's pages are given
@@ -28,6 +29,7 @@ type loopState struct {
 	// unless req holds it from this very callback (reqOwner: see parseHead).
 	req      codec.Request
 	reqOwner *clientConn
+	tlsBufs  tlsrec.Buffers // the TLS clients' record layers' scratch (tlsrec): what they return lives until the next call
 	resp     codec.Response
 	headBuf  []byte        // outgoing request or response head
 	pathBuf  []byte        // rewritten target (strip_prefix)
