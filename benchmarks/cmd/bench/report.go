@@ -173,6 +173,12 @@ func (r *runner) meta(scens []scenario) meta {
 	version("nginx", "-v")
 	version("haproxy", "-v")
 	version("wrk", "-v")
+	if hasHTTPS(scens) {
+		// The TLS library of nginx, HAProxy and wrk, as this machine runs it.
+		if out, err := exec.Command("openssl", "version").Output(); err == nil {
+			m.Versions["openssl"] = firstLine(strings.TrimSpace(string(out)))
+		}
+	}
 	return m
 }
 
