@@ -41,8 +41,12 @@ type certFiles struct {
 	Cert, Key, Combined, CA string
 }
 
+// certLife is how long the certificates are valid: made at every run, but over 30 days, so that
+// SwitchFlow does not warn that they expire soon.
+const certLife = 90 * 24 * time.Hour
+
 // makeCerts writes, for each kind, a CA and a leaf for tlsServerName and 127.0.0.1 signed by it:
-// ECDSA P-256 (both) or RSA 2048 (both). They are made at every run, valid for two days.
+// ECDSA P-256 (both) or RSA 2048 (both). They are made at every run.
 func makeCerts(dir string) (map[string]certFiles, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -68,7 +72,7 @@ func makeCerts(dir string) (map[string]certFiles, error) {
 			SerialNumber:          big.NewInt(1),
 			Subject:               pkix.Name{CommonName: "SwitchFlow benchmark CA (" + kind + ")"},
 			NotBefore:             now.Add(-time.Hour),
-			NotAfter:              now.Add(48 * time.Hour),
+			NotAfter:              now.Add(certLife),
 			IsCA:                  true,
 			BasicConstraintsValid: true,
 			KeyUsage:              x509.KeyUsageCertSign,
@@ -86,7 +90,7 @@ func makeCerts(dir string) (map[string]certFiles, error) {
 			DNSNames:     []string{tlsServerName},
 			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(48 * time.Hour),
+			NotAfter:     now.Add(certLife),
 			KeyUsage:     x509.KeyUsageDigitalSignature,
 			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		}

@@ -1,6 +1,8 @@
 // Command hsload is the load of the benchmark's HTTPS handshake scenarios (benchmarks/cmd/bench,
 // https-full-* and https-resumed-*): -conns workers each open a TLS connection, send one
 // "GET -path" with "Connection: close", read the answer and close, again and again for -duration. With
+// -requests-per-conn N each connection carries N requests, the last asking to close: keep-alive in
+// which the server, not the client, ends every connection (scripts/tls-counts.sh uses it). With
 // -resume each worker keeps its own session cache (one client resuming its own tickets: TLS 1.3 PSK
 // with ECDHE, or a TLS 1.2 ticket), so every connection after a worker's first resumes; without it every
 // connection is a full handshake.
@@ -41,7 +43,7 @@ type result struct {
 	RPS      float64 `json:"rps"`
 	P50ms    float64 `json:"p50_ms"`
 	P99ms    float64 `json:"p99_ms"`
-	// Resumed and Full count the handshakes of the answered requests: DidResume or not.
+	// Resumed and Full count the handshakes of the connections that answered: DidResume or not.
 	Resumed int64 `json:"resumed"`
 	Full    int64 `json:"full"`
 	// Version, Cipher and Group are the last connection's (1.3, TLS_AES_128_GCM_SHA256, X25519; a TLS
@@ -64,6 +66,8 @@ func main() {
 	path := flag.String("path", "/", "request target")
 	resume := flag.Bool("resume", false, "resume sessions: each worker keeps its own session cache")
 	maxVersion := flag.String("max-version", "1.3", "highest TLS version offered: 1.2 or 1.3")
+	perConn := flag.Int("requests-per-conn", 1, "requests on each connection before the one that asks to close "+
+		"(Connection: close); more than 1 is keep-alive whose connections the server closes, never the client")
 	var headers headerList
 	flag.Var(&headers, "H", "an extra request header, \"Name: value\" (repeatable)")
 	flag.Parse()
@@ -97,11 +101,15 @@ func main() {
 	} else {
 		conf.InsecureSkipVerify = true
 	}
-	req := []byte("GET " + *path + " HTTP/1.1\r\nHost: " + *serverName + "\r\n")
-	for _, h := range headers {
-		req = append(req, h+"\r\n"...)
+	if *perConn < 1 {
+		fatal(fmt.Errorf("-requests-per-conn %d: want 1 or more", *perConn))
 	}
-	req = append(req, "Connection: close\r\n\r\n"...)
+	keep := []byte("GET " + *path + " HTTP/1.1\r\nHost: " + *serverName + "\r\n")
+	for _, h := range headers {
+		keep = append(keep, h+"\r\n"...)
+	}
+	req := append(append([]byte{}, keep...), "Connection: close\r\n\r\n"...)
+	keep = append(keep, "\r\n"...)
 
 	ru0 := rusage()
 	t0 := time.Now()
@@ -113,7 +121,7 @@ func main() {
 		if *resume {
 			c.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 		}
-		w := &worker{addr: *addr, conf: c, req: req}
+		w := &worker{addr: *addr, conf: c, req: req, keep: keep, perConn: *perConn, deadline: deadline}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -160,42 +168,54 @@ func main() {
 	}
 }
 
-// worker is one client: a connection at a time, one request on each.
+// worker is one client: a connection at a time, perConn requests on each (the last, or the first after
+// the deadline, with Connection: close).
 type worker struct {
-	addr    string
-	conf    *tls.Config
-	req     []byte
-	buf     *bufio.Reader
-	ok      int64
-	errs    int64
-	resumed int64
-	full    int64
-	lat     []time.Duration
-	state   tls.ConnectionState
-	lastErr error
+	addr     string
+	conf     *tls.Config
+	req      []byte // the request that asks the server to close
+	keep     []byte // the one that does not
+	perConn  int
+	deadline time.Time
+	buf      *bufio.Reader
+	ok       int64
+	errs     int64
+	resumed  int64
+	full     int64
+	lat      []time.Duration
+	state    tls.ConnectionState
+	lastErr  error
 }
 
-// one opens a connection, sends the request, reads the answer to its end and closes.
+// one opens a connection, sends its requests one after the other, reading each answer to its end,
+// and waits for the server to close. A connection's first request's latency includes the dial and
+// the handshake.
 func (w *worker) one() {
 	start := time.Now()
-	err := w.exchange()
+	answered := 0
+	err := w.exchange(func() {
+		answered++
+		w.ok++
+		w.lat = append(w.lat, time.Since(start))
+		start = time.Now()
+	})
+	if answered > 0 {
+		if w.state.DidResume {
+			w.resumed++
+		} else {
+			w.full++
+		}
+	}
 	if err != nil {
 		w.errs++
 		w.lastErr = err
 		// A refused or reset connection would otherwise spin.
 		time.Sleep(time.Millisecond)
-		return
-	}
-	w.ok++
-	w.lat = append(w.lat, time.Since(start))
-	if w.state.DidResume {
-		w.resumed++
-	} else {
-		w.full++
 	}
 }
 
-func (w *worker) exchange() error {
+// exchange runs one connection, calling answered after each whole 200 answer.
+func (w *worker) exchange(answered func()) error {
 	raw, err := net.DialTimeout("tcp", w.addr, 5*time.Second)
 	if err != nil {
 		return err
@@ -206,15 +226,44 @@ func (w *worker) exchange() error {
 	if err := c.Handshake(); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	if _, err := c.Write(w.req); err != nil {
-		return err
-	}
+	w.state = c.ConnectionState()
 	if w.buf == nil {
 		w.buf = bufio.NewReaderSize(c, 16<<10)
 	} else {
 		w.buf.Reset(c)
 	}
-	resp, err := http.ReadResponse(w.buf, nil)
+	for i := 1; ; i++ {
+		last := i >= w.perConn || time.Now().After(w.deadline)
+		req := w.keep
+		if last {
+			req = w.req
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(req); err != nil {
+			return err
+		}
+		if err := readAnswer(w.buf); err != nil {
+			return err
+		}
+		answered()
+		if last {
+			break
+		}
+	}
+	// The server closes after the answer (Connection: close); wait for it, as wrk does, so that the
+	// server's side of the close is part of what is measured and TIME_WAIT stays on the client. In TLS
+	// 1.3 the session tickets may also arrive only now: Read processes them.
+	var one [1]byte
+	if _, err := w.buf.Read(one[:]); err == nil {
+		return errors.New("bytes after the answer")
+	}
+	w.state = c.ConnectionState()
+	return nil
+}
+
+// readAnswer reads one response to its end and checks that it is a whole 200.
+func readAnswer(br *bufio.Reader) error {
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		return err
 	}
@@ -229,14 +278,6 @@ func (w *worker) exchange() error {
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
 		return fmt.Errorf("body of %d bytes, Content-Length %d", n, resp.ContentLength)
 	}
-	// The server closes after the answer (Connection: close); wait for it, as wrk does, so that the
-	// server's side of the close is part of what is measured and TIME_WAIT stays on the client. In TLS
-	// 1.3 the session tickets may also arrive only now: Read processes them.
-	var one [1]byte
-	if _, err := w.buf.Read(one[:]); err == nil {
-		return errors.New("bytes after the answer")
-	}
-	w.state = c.ConnectionState()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -59,6 +60,43 @@ func TestWorkerResumes(t *testing.T) {
 		if w.state.Version != tc.max || len(w.lat) != 5 {
 			t.Errorf("version %x, want %x; %d latencies", w.state.Version, tc.max, len(w.lat))
 		}
+	}
+}
+
+// With perConn > 1 a connection carries that many requests, only the last asking to close, and the
+// server is the one that closes: one handshake for them all.
+func TestWorkerKeepAlive(t *testing.T) {
+	var conns, closing, requests atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if r.Close {
+			closing.Add(1)
+		}
+		_, _ = io.WriteString(w, "Hello, World!")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	req := "GET / HTTP/1.1\r\nHost: x\r\n"
+	w := &worker{addr: strings.TrimPrefix(srv.URL, "https://"), conf: &tls.Config{InsecureSkipVerify: true},
+		req: []byte(req + "Connection: close\r\n\r\n"), keep: []byte(req + "\r\n"), perConn: 3, deadline: time.Now().Add(time.Hour)}
+	w.one()
+	w.one()
+	if w.ok != 6 || w.errs != 0 || w.full != 2 || len(w.lat) != 6 {
+		t.Fatalf("%d ok, %d errors (%v), %d full handshakes, %d latencies; want 6, 0, 2, 6", w.ok, w.errs, w.lastErr, w.full, len(w.lat))
+	}
+	if conns.Load() != 2 || requests.Load() != 6 || closing.Load() != 2 {
+		t.Errorf("the server saw %d connections, %d requests, %d asking to close; want 2, 6, 2", conns.Load(), requests.Load(), closing.Load())
+	}
+	// Past the deadline the next request is the last.
+	w.deadline = time.Now()
+	w.one()
+	if w.ok != 7 || closing.Load() != 3 {
+		t.Errorf("past the deadline: %d ok, %d closing; want 7, 3", w.ok, closing.Load())
 	}
 }
 
