@@ -24,11 +24,12 @@ build: gnet
 gnet:
 	@scripts/gnet.sh
 
-# The helper programs: the demo and benchmark origin, the benchmark harness.
+# The helper programs: the demo and benchmark origin, the benchmark harness, its TLS handshake client.
 tools: gnet
 	CGO_ENABLED=0 $(GO) build -o bin/origin ./benchmarks/origin
 	CGO_ENABLED=0 $(GO) build -o bin/bench ./benchmarks/cmd/bench
 	CGO_ENABLED=0 $(GO) build -o bin/keepload ./benchmarks/cmd/keepload
+	CGO_ENABLED=0 $(GO) build -o bin/hsload ./benchmarks/cmd/hsload
 
 run: build tools
 	@scripts/run.sh
