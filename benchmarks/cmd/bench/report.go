@@ -377,12 +377,6 @@ func isSlowRead(name string) bool {
 	return ok && sc.slow > 0
 }
 
-// isMemory tells whether the named scenario measures memory only (no
-// requests/s): idle10k and slowread.
-func isMemory(name string) bool {
-	return strings.HasPrefix(name, "idle") || isSlowRead(name)
-}
-
 // slowMarkdown adds, for slowread, the RSS before, the peak while the slow
 // clients read, the growth, the growth per client and the ratio to nginx.
 func (res *results) slowMarkdown(b *strings.Builder) {
