@@ -73,8 +73,8 @@ func (cc *clientConn) node() *listNode[clientConn] { return &cc.listNode }
 
 // clientOpened admits a connection: a header slab, or the prebuilt 503 when all max_connections are taken.
 func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
-	if ls.s.draining.Load() {
-		return nil, gnet.Close
+	if ls.s.draining.Load() && !ls.s.handedOver.Load() {
+		return nil, gnet.Close // after a handover: a TLS client handed to a loop as the drain began is served
 	}
 	slab, err := ls.s.slabs.Get()
 	if err != nil {

@@ -71,6 +71,12 @@ type Server struct {
 	splice            bool // large response bodies go backend to client by splice(2); SWITCHFLOW_SPLICE=0 turns it off
 
 	tls *tlsTerm // HTTPS termination (tls.go, tlsconn.go); nil without [tls]
+
+	inherited  *Listeners   // listening sockets from the process before (handover.go); nil: open them
+	handedOver atomic.Bool  // another process serves the listeners: Shutdown lets go of them (handover.go)
+	adminSock  net.Listener // the [admin] socket, under admin.Serve's wrapping; for DupListeners
+	// tlsAcceptorsDone is closed once a handover's TLS accept goroutines have ended (handover.go).
+	tlsAcceptorsDone chan struct{}
 }
 
 // Check reports what New would refuse in a configuration that passed its own checks (config.Load), for
@@ -159,6 +165,8 @@ func (s *Server) Serve() error {
 		return err
 	}
 	s.startHealth()
+	listenerFDs := s.listenerFDs() // handover.go
+	s.closeUninherited()
 	addrs := make([]string, len(s.cfg.Server.Listen))
 	for i, a := range s.cfg.Server.Listen {
 		addrs[i] = "tcp://" + a
@@ -178,6 +186,7 @@ func (s *Server) Serve() error {
 		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithReadBufferCap(readBufferFor(s.ioBuffer)),
 		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithListenerFDs(listenerFDs), // our gnet copy (patch 13): sockets inherited on an upgrade
 	)
 	s.stopHealth()
 	s.stopTLS() // tlsconn.go
@@ -356,16 +365,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// SPEC 1: stop accepting. New connections are refused from here on (our gnet copy's StopAccepting);
-	// those already open finish what they carry.
-	if err := s.engine.StopAccepting(); err != nil {
-		s.log.Warn("cannot stop accepting; new connections are closed instead", "error", err)
+	s.stopAccepting() // handover.go
+	grace := time.Duration(0)
+	if s.handedOver.Load() {
+		grace = handoverGrace
 	}
-	s.tlsStopAccepting() // tlsconn.go
-	s.eachLoop(func(ls *loopState) { ls.drain() })
+	s.eachLoop(func(ls *loopState) { ls.drain(grace) })
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for s.clientsOpen() > 0 {
+	for s.clientsOpen() > 0 || s.tlsLeft() > 0 {
 		select {
 		case <-ctx.Done():
 			open := s.clientsOpen() // before the loops stop: stopping closes them
