@@ -48,10 +48,14 @@ func TestUpgrade(t *testing.T) {
 	cert, key := writeSelfSigned(t, dir, "up.test", time.Now().Add(90*24*time.Hour))
 	f.pid = filepath.Join(dir, "sf.pid")
 	f.cfg = filepath.Join(dir, "sf.toml")
-	goodCfg := fmt.Sprintf("[server]\nlisten = %q\nloops = 2\nmax_connections = 2000\nshutdown_timeout = \"5s\"\npid_file = %q\n"+
-		"[tls]\nlisten = %q\ncertificates = [ { cert = %q, key = %q } ]\n[admin]\nlisten = %q\n"+
-		"[[upstream]]\nname = \"o\"\nservers = [ { addr = %q } ]\n[[route]]\nupstream = \"o\"\n",
-		f.addr, f.pid, f.tlsAddr, cert, key, f.admin, origin)
+	cfgWith := func(loops int, reusePort bool, more ...string) string {
+		listen, _ := json.Marshal(append([]string{f.addr}, more...))
+		return fmt.Sprintf("[server]\nlisten = %s\nloops = %d\nreuse_port = %v\nmax_connections = 2000\nshutdown_timeout = \"5s\"\npid_file = %q\n"+
+			"[tls]\nlisten = %q\ncertificates = [ { cert = %q, key = %q } ]\n[admin]\nlisten = %q\n"+
+			"[[upstream]]\nname = \"o\"\nservers = [ { addr = %q } ]\n[[route]]\nupstream = \"o\"\n",
+			listen, loops, reusePort, f.pid, f.tlsAddr, cert, key, f.admin, origin)
+	}
+	goodCfg := cfgWith(2, true)
 	os.WriteFile(f.cfg, []byte(goodCfg), 0o644)
 
 	first := f.start(t)
@@ -89,6 +93,49 @@ func TestUpgrade(t *testing.T) {
 			}
 		}
 		f.healthz(t, 200)
+	})
+
+	// The new process serves the sockets it inherits whatever its loops and reuse_port say: a loop
+	// beyond them opens a socket of its own where SO_REUSEPORT allows it, else shares one; fewer loops
+	// share them all out. An address the file adds is opened; one it drops is closed.
+	t.Run("loops, reuse_port and addresses changed across upgrades", func(t *testing.T) {
+		load := startUpgradeLoad(f.addr, f.tlsAddr)
+		added := freeAddr(t)
+		for i, c := range []struct {
+			loops     int
+			reusePort bool
+			more      []string
+		}{
+			{3, true, nil}, {1, true, nil},
+			{2, false, []string{added}}, // added's socket opened without SO_REUSEPORT
+			{3, true, []string{added}},  // so loops 1 and 2 share it
+			{1, false, []string{added}}, {2, true, nil},
+		} {
+			os.WriteFile(f.cfg, []byte(cfgWith(c.loops, c.reusePort, c.more...)), 0o644)
+			pid := f.servingPid(t)
+			before := load.ok.Load()
+			next := f.upgrade(t, pid, i+1)
+			if st := f.exit(t, pid, 15*time.Second); !st.Exited() || st.ExitStatus() != 0 {
+				t.Fatalf("loops %d, reuse_port %v: the old process ended with %v, want exit status 0\n%s", c.loops, c.reusePort, st, f.logs.String())
+			}
+			if !poll(10*time.Second, func() bool { return load.ok.Load() > before+50 }) {
+				t.Fatalf("loops %d, reuse_port %v: no requests served after the old process exited\n%s", c.loops, c.reusePort, f.logs.String())
+			}
+			f.alive(t, next)
+			for _, a := range c.more {
+				if err := plainGet(a, true); err != nil {
+					t.Fatalf("loops %d, reuse_port %v: GET on %s: %v", c.loops, c.reusePort, a, err)
+				}
+			}
+		}
+		if err := plainGet(added, true); err == nil {
+			t.Fatalf("%s still answers after the file dropped it", added)
+		}
+		ok, errs := load.stop()
+		if len(errs) > 0 {
+			t.Fatalf("%d requests failed (%d succeeded), first ones:\n%s", len(errs), ok, strings.Join(errs[:min(len(errs), 10)], "\n"))
+		}
+		os.WriteFile(f.cfg, []byte(goodCfg), 0o644)
 	})
 
 	broken := []struct{ name, file, reason string }{
@@ -142,7 +189,8 @@ func TestUpgrade(t *testing.T) {
 		// Nothing went wrong that the steps did not ask for.
 		for _, l := range strings.Split(f.logs.String(), "\n") {
 			if (strings.Contains(l, "level=ERROR") || strings.Contains(l, "level=WARN")) &&
-				!strings.Contains(l, "upgrade failed; this process keeps serving") && !strings.Contains(l, "upgrade refused: one is in progress") {
+				!strings.Contains(l, "upgrade failed; this process keeps serving") && !strings.Contains(l, "upgrade refused: one is in progress") &&
+				!strings.Contains(l, "inherited listeners closed: the file no longer has their addresses") {
 				t.Errorf("unexpected log line: %s", l)
 			}
 		}

@@ -104,7 +104,7 @@ func (s *Server) DupListeners() (*Listeners, error) {
 		return nil, errors.New("engine: the listeners were handed over already")
 	}
 	select {
-	case <-s.booted:
+	case <-s.loopsUp:
 	default:
 		return nil, errors.New("engine: not serving yet")
 	}

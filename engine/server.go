@@ -47,7 +47,8 @@ type Server struct {
 	nloops   int
 	draining atomic.Bool
 	engine   gnet.Engine
-	booted   chan struct{}
+	booted   chan struct{} // OnBoot ran: s.engine is set (the loops are not started yet)
+	loopsUp  chan struct{} // the first OnTick ran: every loop runs, every listener is bound
 	stopped  chan struct{}
 
 	stopAsked atomic.Bool // Shutdown stopped the loops: any other end of gnet.Rotate is an error
@@ -132,6 +133,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		base:              time.Now(),
 		nloops:            loops,
 		booted:            make(chan struct{}),
+		loopsUp:           make(chan struct{}),
 		stopped:           make(chan struct{}),
 		headerBuffer:      cfg.Server.HeaderBuffer,
 		maxHeaders:        cfg.Server.MaxHeaders,
@@ -295,8 +297,9 @@ func readBufferFor(ioBuffer int) int {
 	return min(max(ioBuffer, 16<<10), 1<<20)
 }
 
-// Ready is closed once the listeners accept connections.
-func (s *Server) Ready() <-chan struct{} { return s.booted }
+// Ready is closed once the listeners accept connections: the event loops run on every listener (gnet's
+// OnBoot comes before the loops are started and their listeners bound, which may still fail).
+func (s *Server) Ready() <-chan struct{} { return s.loopsUp }
 
 // Reload swaps in a new configuration for new requests: routes, upstreams, per-request settings and the
 // cache's bound (a smaller [cache] max_size evicts down to it at once). What RestartOnly names keeps the
