@@ -172,13 +172,54 @@ func TestUpgrade(t *testing.T) {
 		f.failedUpgrade(t, pid, "did not report that it serves within 5s, and was killed", false)
 	})
 
-	t.Run("after the failures an upgrade still works, and SIGTERM stops the last process", func(t *testing.T) {
+	t.Run("after the failures an upgrade still works, /healthz is right in both processes, SIGTERM stops the last", func(t *testing.T) {
 		pid := f.servingPid(t)
+		// A request whose head is still coming keeps the old process draining; an admin connection
+		// kept alive from before the upgrade stays with it.
+		slow, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer slow.Close()
+		io.WriteString(slow, "GET /slow-head HTTP/1.1\r\nHost: x\r\n")
+		adm, err := net.Dial("tcp", f.admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer adm.Close()
+		admR := bufio.NewReader(adm)
+		healthzOn := func() int {
+			t.Helper()
+			adm.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(adm, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(admR, nil)
+			if err != nil {
+				t.Fatalf("/healthz on the old process's admin connection: %v", err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := healthzOn(); code != 200 {
+			t.Fatalf("/healthz before the upgrade: %d", code)
+		}
 		next := f.upgrade(t, pid, 11)
+		f.alive(t, pid) // still draining: the request head is not complete
+		if code := healthzOn(); code != 503 {
+			t.Fatalf("/healthz of the draining old process: %d, want 503", code)
+		}
+		f.healthz(t, 200) // a new admin connection: the new process
+		f.get(t)
+		// The old process still serves what it has: the request, once its head is complete.
+		io.WriteString(slow, "\r\n")
+		slow.SetDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+		if err != nil || resp.StatusCode != 200 || !resp.Close {
+			t.Fatalf("the request in flight on the old process: %v %v, want 200 and a close", resp, err)
+		}
 		if st := f.exit(t, pid, 15*time.Second); !st.Exited() || st.ExitStatus() != 0 {
 			t.Fatalf("the old process ended with %v, want exit status 0", st)
 		}
-		f.get(t)
 		syscall.Kill(next, syscall.SIGTERM)
 		if st := f.exit(t, next, 15*time.Second); !st.Exited() || st.ExitStatus() != 0 {
 			t.Fatalf("the last process ended with %v after SIGTERM, want exit status 0\n%s", st, f.logs.String())
