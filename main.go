@@ -92,8 +92,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		child.failed(fmt.Sprintf("%s: %v", *path, err))
 		return 1
 	}
-	exe, exeErr := os.Executable() // the path SIGUSR2 starts again: whatever file is there then
-	var level slog.LevelVar        // log.level applies on reload too
+	exe, exeErr := executablePath() // the path SIGUSR2 starts again: whatever file is there then
+	var level slog.LevelVar         // log.level applies on reload too
 	level.Set(cfg.Log.SlogLevel())
 	log := newLogger(cfg, &level, stderr)
 	if *cpuProfile != "" {

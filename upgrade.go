@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -210,6 +212,22 @@ func (u *upgrade) exit(d time.Duration) string {
 func (u *upgrade) abort() error {
 	_ = u.proc.Kill()
 	return <-u.done
+}
+
+// executablePath is the path the process was started as (argv[0], made absolute now, before anything
+// could change the working directory), which SIGUSR2 starts again: a symbolic link there is followed
+// then, so pointing it at a new version upgrades to that version. os.Executable would name the file the
+// link pointed to at the start. It falls back to os.Executable when argv[0] names nothing on PATH.
+func executablePath() (string, error) {
+	a := os.Args[0]
+	if !strings.Contains(a, "/") {
+		p, err := exec.LookPath(a)
+		if err != nil {
+			return os.Executable()
+		}
+		a = p
+	}
+	return filepath.Abs(a)
 }
 
 // upgradeWait is the bound on a new process's readiness: SWITCHFLOW_UPGRADE_TIMEOUT, else upgradeTimeout.

@@ -33,6 +33,7 @@ type upgradeFleet struct {
 	addr, tlsAddr, admin     string
 	logs                     *lockedBuffer
 	exits                    sync.Map // pid -> chan syscall.WaitStatus
+	installs                 int
 }
 
 func TestUpgrade(t *testing.T) {
@@ -381,8 +382,9 @@ func (f *upgradeFleet) waitLog(t *testing.T, want string, n int) {
 	}
 }
 
-// install puts a copy of the file at src where the processes find their executable, as a package
-// manager does: a new file renamed over the old name (the running binary's file is not written to).
+// install puts a copy of the file at src where the processes find their executable: a new file, and
+// the symbolic link the processes were started through pointed at it (renamed over the old link), so
+// the upgrade must follow the link as it is then.
 func (f *upgradeFleet) install(t *testing.T, src string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
@@ -396,11 +398,16 @@ func (f *upgradeFleet) installText(t *testing.T, text string) { f.installBytes(t
 
 func (f *upgradeFleet) installBytes(t *testing.T, b []byte) {
 	t.Helper()
-	tmp := f.bin + ".new"
-	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+	f.installs++
+	file := fmt.Sprintf("%s-%d", f.bin, f.installs)
+	if err := os.WriteFile(file, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(tmp, f.bin); err != nil {
+	link := f.bin + ".new"
+	if err := os.Symlink(filepath.Base(file), link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(link, f.bin); err != nil {
 		t.Fatal(err)
 	}
 }
