@@ -64,21 +64,36 @@ func takeInherited() (*upgradeChild, error) {
 		return nil, fmt.Errorf("%s: %w", envInherit, err)
 	}
 	c := &upgradeChild{listeners: &m.Listeners, parent: os.Getppid()}
-	if m.Ready > 2 {
+	if m.Ready > 2 && isFile(m.Ready, syscall.S_IFIFO) {
 		syscall.CloseOnExec(m.Ready)
 		c.ready = os.NewFile(uintptr(m.Ready), "upgrade-ready")
 	}
+	// Every descriptor named must be an inherited listening socket before any is used (or closed, as
+	// those of addresses the file dropped are): a wrong number must not take one of this process's own.
 	for _, l := range []map[string][]int{m.Listen, m.TLS, m.Admin} {
 		for a, fds := range l {
 			for _, fd := range fds {
-				if fd <= 2 || fd == m.Ready {
-					return c, fmt.Errorf("%s: descriptor %d for %s is not an inherited one", envInherit, fd, a)
+				on, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_ACCEPTCONN)
+				if fd <= 2 || fd == m.Ready || !isFile(fd, syscall.S_IFSOCK) || err != nil || on == 0 {
+					return c, fmt.Errorf("%s: descriptor %d for %s is not an inherited listening socket", envInherit, fd, a)
 				}
+			}
+		}
+	}
+	for _, l := range []map[string][]int{m.Listen, m.TLS, m.Admin} {
+		for _, fds := range l {
+			for _, fd := range fds {
 				syscall.CloseOnExec(fd) // passed on explicitly at the next upgrade, never by accident
 			}
 		}
 	}
 	return c, nil
+}
+
+// isFile reports whether fd is open and of the type given (syscall.S_IFSOCK, S_IFIFO).
+func isFile(fd int, typ uint32) bool {
+	var st syscall.Stat_t
+	return syscall.Fstat(fd, &st) == nil && st.Mode&syscall.S_IFMT == typ
 }
 
 // report tells the old process how the start ended, once.

@@ -613,6 +613,38 @@ func TestInheritedEnvironment(t *testing.T) {
 	if _, err := takeInherited(); err == nil || !strings.Contains(err.Error(), "descriptor 2") {
 		t.Fatalf("stderr given as a listener: %v", err)
 	}
+	// An open file of this process, a connected socket, a closed number: refused, none touched.
+	f, err := os.Open("upgrade_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cf, _ := conn.(*net.TCPConn).File()
+	defer cf.Close()
+	for _, fd := range []int{int(f.Fd()), int(cf.Fd()), 1 << 20} {
+		js, _ := json.Marshal(map[string]any{"tls": map[string][]int{"127.0.0.1:1": {fd}}})
+		t.Setenv(envInherit, string(js))
+		if _, err := takeInherited(); err == nil || !strings.Contains(err.Error(), "not an inherited listening socket") {
+			t.Errorf("descriptor %d given as a listener: %v", fd, err)
+		}
+	}
+	lf, _ := ln.(*net.TCPListener).File()
+	defer lf.Close()
+	js, _ = json.Marshal(map[string]any{"admin": map[string][]int{"127.0.0.1:1": {int(lf.Fd())}}})
+	t.Setenv(envInherit, string(js))
+	if c, err := takeInherited(); err != nil || c.listeners.Admin["127.0.0.1:1"][0] != int(lf.Fd()) {
+		t.Errorf("a listening socket: %v, %v", c, err)
+	}
 	if _, ok := os.LookupEnv(envInherit); ok {
 		t.Fatal("the variable is still in the environment")
 	}
