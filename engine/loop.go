@@ -187,9 +187,9 @@ func (ls *loopState) drain(grace time.Duration) {
 	for cc := ls.clients.head; cc != nil; {
 		next := cc.next
 		if cc.state == csHead && cc.filled == 0 {
-			if end := cc.idleSince + int64(grace); now < end {
-				cc.headTimer = false // quietly closed at the end, like an idle one, not answered 408
-				cc.deadline = min(cc.deadline, end)
+			if now < cc.idleSince+int64(grace) {
+				cc.headTimer = false // closed quietly at the end of the grace, like an idle one, not answered 408
+				ls.armClient(cc)     // deadline.go: what is left of the grace
 			} else {
 				ls.closeClient(cc)
 			}
