@@ -11,10 +11,11 @@ import (
 
 // fdListener is a net.Listener over an inherited listening socket (a binary upgrade, handover.go), for the
 // [tls] and [admin] listeners. net.FileListener will not do: it takes the descriptor with os.File.Fd,
-// which puts the socket in blocking mode, and that flag belongs to the socket that the old process is
-// still accepting on with Go's poller: its accept could then block a thread until a connection comes,
-// and its Close wait for that. fdListener never changes the flag: it waits for readability through the
-// file's RawConn and accepts with accept4 itself.
+// which puts the socket in blocking mode until it sets its duplicate non-blocking again, and that flag
+// belongs to the socket that the old process is still accepting on with Go's poller: an accept of the old
+// process in that window could block a thread until a connection comes, and its Close wait for that.
+// fdListener never changes the flag: it waits for readability through the file's RawConn and accepts
+// with accept4 itself.
 type fdListener struct {
 	f      *os.File
 	rc     syscall.RawConn
