@@ -272,15 +272,17 @@ func (f *upgradeFleet) start(t *testing.T) int {
 }
 
 // upgrade sends SIGUSR2 to pid and waits for the new process to serve: the pid file names it, and the old
-// process says it drains. It returns the new pid.
+// process says it has let go of the listeners and drains. It returns the new pid.
 func (f *upgradeFleet) upgrade(t *testing.T, pid, n int) int {
 	t.Helper()
 	served := strings.Count(f.logs.String(), "upgrade: the new process serves")
+	handed := strings.Count(f.logs.String(), "listeners handed over; draining")
 	syscall.Kill(pid, syscall.SIGUSR2)
 	if !poll(20*time.Second, func() bool { p := f.pidFile(); return p != 0 && p != pid }) {
 		t.Fatalf("upgrade %d: the pid file still names %d\n%s", n, pid, f.logs.String())
 	}
 	f.waitLog(t, "upgrade: the new process serves", served+1)
+	f.waitLog(t, "listeners handed over; draining", handed+1)
 	next := f.pidFile()
 	if !strings.Contains(f.logs.String(), "new_pid="+strconv.Itoa(next)) {
 		t.Fatalf("upgrade %d: the old process did not name the new one (%d)\n%s", n, next, f.logs.String())
@@ -288,8 +290,8 @@ func (f *upgradeFleet) upgrade(t *testing.T, pid, n int) int {
 	return next
 }
 
-// failedUpgrade sends SIGUSR2 to pid (unless signal is false: sent already), which must log that the upgrade failed with reason, and go on
-// serving with the pid file naming it.
+// failedUpgrade sends SIGUSR2 to pid (unless signal is false: sent already), which must log that the
+// upgrade failed with reason, and go on serving with the pid file naming it.
 func (f *upgradeFleet) failedUpgrade(t *testing.T, pid int, reason string, signal bool) {
 	t.Helper()
 	failed := strings.Count(f.logs.String(), "upgrade failed; this process keeps serving")

@@ -175,9 +175,18 @@ const handoverGrace = time.Second
 // DupListeners): this one stops accepting without taking the sockets out of the listening state, so the
 // connections waiting in their queues, and those still to come, go to the other process; then requests in
 // flight finish until ctx ends, as on SIGTERM. The admin listener stops accepting too (its connections
-// open answer /healthz with 503). Safe from any goroutine.
+// open answer /healthz with 503). The listeners are let go of before the drain begins, so that a new
+// connection, to the admin listener above all, never meets this process draining. Safe from any
+// goroutine, once Ready.
 func (s *Server) HandOver(ctx context.Context) error {
+	select {
+	case <-s.loopsUp:
+	default:
+		return errors.New("engine: not serving yet")
+	}
 	s.handedOver.Store(true)
+	s.stopAccepting()
+	s.log.Info("listeners handed over; draining", "clients", s.clientsOpen())
 	return s.Shutdown(ctx)
 }
 

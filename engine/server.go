@@ -368,7 +368,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	s.stopAccepting() // handover.go
+	if !s.handedOver.Load() {
+		s.stopAccepting() // handover.go; HandOver has done it already
+	}
 	grace := time.Duration(0)
 	if s.handedOver.Load() {
 		grace = handoverGrace
