@@ -112,6 +112,9 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 // every tick for a busy loop and every quietTicks ticks for a quiet one.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	s.tlsLoopsRunning() // tlsconn.go
+	if s.ticks == 0 {
+		close(s.loopsUp) // the ticker starts once every loop runs on its bound listeners
+	}
 	s.ticks++
 	all := s.ticks%quietTicks == 0
 	s.loops.Range(func(_, v any) bool {

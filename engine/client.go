@@ -76,8 +76,8 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	if !ls.tlsAttach(c) { // tls.go: a TLS client's bytes go through its record layer from here on
 		return nil, gnet.Close
 	}
-	if ls.s.draining.Load() {
-		return nil, gnet.Close
+	if ls.s.draining.Load() && !ls.s.handedOver.Load() {
+		return nil, gnet.Close // after a handover: a TLS client handed to a loop as the drain began is served
 	}
 	slab, err := ls.s.slabs.Get()
 	if err != nil {

@@ -20,6 +20,10 @@ func (ls *loopState) clientTimeout(cc *clientConn) time.Duration {
 			return 0 // a complete head, being handed on
 		case cc.headTimer:
 			return ls.lt.tbl.readHeaderTimeout // a first head, or a later one whose first byte came
+		case ls.s.handedOver.Load():
+			// Another process serves new connections: what is left of the grace this one keeps a
+			// waiting client for the request it may be sending (loopState.drain, handover.go).
+			return max(time.Duration(cc.idleSince+int64(handoverGrace)-ls.clock()), 1)
 		}
 		return ls.lt.tbl.idleTimeout // keep-alive, between requests
 	case csClosing:

@@ -80,6 +80,14 @@
 // answers 503 without marking the server (dialFailed). Serve returns an error whenever the loops end
 // without Shutdown having stopped them, so that main exits non-zero (SPEC 1).
 //
+// # Handing the listeners to another process
+//
+// A binary upgrade (SIGUSR2, handover.go): Server.Inherit makes Serve take listening sockets from the
+// process before (gnet patch 13's WithListenerFDs; fdListener for [tls] and [admin]); DupListeners gives
+// them to the next one; HandOver lets go of them without taking them out of listening (ReleaseListeners,
+// not StopAccepting) and drains, keeping a waiting client a second for the request it may be sending
+// (loopState.drain). Ready closes at the first tick, when every loop runs on a bound listener.
+//
 // # Metrics and the access log
 //
 // Every exchange ends in endExchange (end.go), whatever ended it: a forwarded response (finishExchange),

@@ -178,11 +178,23 @@ func (ls *loopState) sweep() {
 }
 
 // drain closes idle keep-alive clients and makes busy ones close after their response. Loop only.
-func (ls *loopState) drain() {
+//
+// With grace > 0 (a handover, handover.go: another process serves new connections) a client waiting for
+// a head is closed only once it has waited that long, since it was accepted or its last response went
+// out: a keep-alive client that sends its next request meanwhile gets it answered with a close, instead
+// of meeting a close, or a reset, as its request arrives; a connection the old process accepted just
+// before it let go of its listeners gets its request served, not closed unanswered.
+func (ls *loopState) drain(grace time.Duration) {
+	now := ls.clock()
 	for cc := ls.clients.head; cc != nil; {
 		next := cc.next
 		if cc.state == csHead && cc.filled == 0 {
-			ls.closeClient(cc)
+			if now < cc.idleSince+int64(grace) {
+				cc.headTimer = false // closed quietly at the end of the grace, like an idle one, not answered 408
+				ls.armClient(cc)     // deadline.go: what is left of the grace
+			} else {
+				ls.closeClient(cc)
+			}
 		}
 		cc = next
 	}

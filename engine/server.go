@@ -47,7 +47,8 @@ type Server struct {
 	nloops   int
 	draining atomic.Bool
 	engine   gnet.Engine
-	booted   chan struct{}
+	booted   chan struct{} // OnBoot ran: s.engine is set (the loops are not started yet)
+	loopsUp  chan struct{} // the first OnTick ran: every loop runs, every listener is bound
 	stopped  chan struct{}
 
 	stopAsked atomic.Bool // Shutdown stopped the loops: any other end of gnet.Rotate is an error
@@ -71,6 +72,12 @@ type Server struct {
 	splice            bool // large response bodies go backend to client by splice(2); SWITCHFLOW_SPLICE=0 turns it off
 
 	tls *tlsTerm // HTTPS termination (tls.go, tlsconn.go); nil without [tls]
+
+	inherited  *Listeners   // listening sockets from the process before (handover.go); nil: open them
+	handedOver atomic.Bool  // another process serves the listeners: Shutdown lets go of them (handover.go)
+	adminSock  net.Listener // the [admin] socket, under admin.Serve's wrapping; for DupListeners
+	// tlsAcceptorsDone is closed once a handover's TLS accept goroutines have ended (handover.go).
+	tlsAcceptorsDone chan struct{}
 }
 
 // Check reports what New would refuse in a configuration that passed its own checks (config.Load), for
@@ -126,6 +133,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		base:              time.Now(),
 		nloops:            loops,
 		booted:            make(chan struct{}),
+		loopsUp:           make(chan struct{}),
 		stopped:           make(chan struct{}),
 		headerBuffer:      cfg.Server.HeaderBuffer,
 		maxHeaders:        cfg.Server.MaxHeaders,
@@ -159,6 +167,8 @@ func (s *Server) Serve() error {
 		return err
 	}
 	s.startHealth()
+	listenerFDs := s.listenerFDs() // handover.go
+	s.closeUninherited()
 	addrs := make([]string, len(s.cfg.Server.Listen))
 	for i, a := range s.cfg.Server.Listen {
 		addrs[i] = "tcp://" + a
@@ -178,6 +188,7 @@ func (s *Server) Serve() error {
 		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithReadBufferCap(readBufferFor(s.ioBuffer)),
 		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithListenerFDs(listenerFDs), // our gnet copy (patch 13): sockets inherited on an upgrade
 	)
 	s.stopHealth()
 	s.stopTLS() // tlsconn.go
@@ -286,8 +297,9 @@ func readBufferFor(ioBuffer int) int {
 	return min(max(ioBuffer, 16<<10), 1<<20)
 }
 
-// Ready is closed once the listeners accept connections.
-func (s *Server) Ready() <-chan struct{} { return s.booted }
+// Ready is closed once the listeners accept connections: the event loops run on every listener (gnet's
+// OnBoot comes before the loops are started and their listeners bound, which may still fail).
+func (s *Server) Ready() <-chan struct{} { return s.loopsUp }
 
 // Reload swaps in a new configuration for new requests: routes, upstreams, per-request settings and the
 // cache's bound (a smaller [cache] max_size evicts down to it at once). What RestartOnly names keeps the
@@ -356,16 +368,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// SPEC 1: stop accepting. New connections are refused from here on (our gnet copy's StopAccepting);
-	// those already open finish what they carry.
-	if err := s.engine.StopAccepting(); err != nil {
-		s.log.Warn("cannot stop accepting; new connections are closed instead", "error", err)
+	if !s.handedOver.Load() {
+		s.stopAccepting() // handover.go; HandOver has done it already
 	}
-	s.tlsStopAccepting() // tlsconn.go
-	s.eachLoop(func(ls *loopState) { ls.drain() })
+	grace := time.Duration(0)
+	if s.handedOver.Load() {
+		grace = handoverGrace
+	}
+	s.eachLoop(func(ls *loopState) { ls.drain(grace) })
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for s.clientsOpen() > 0 {
+	for s.clientsOpen() > 0 || s.tlsLeft() > 0 {
 		select {
 		case <-ctx.Done():
 			open := s.clientsOpen() // before the loops stop: stopping closes them
