@@ -25,6 +25,10 @@ certificates = [ { cert = "a.crt", key = "a.key" }, { cert = "b.crt", key = "b.k
 name = "a"
 servers = [ { addr = "127.0.0.1:9", weight = 3 }, { addr = "127.0.0.2:9", backup = true } ]
 [upstream.health_check]
+[upstream.tls]
+cert = "client.crt"
+key = "client.key"
+insecure_skip_verify = true
 [[upstream]]
 name = "b"
 balance = "hash"
