@@ -87,10 +87,11 @@ func Check(cfg *config.Config) error {
 }
 
 // unservable lists what in a checked configuration this build cannot start with: [tls] certificates
-// that do not load, and header slabs the machine cannot hold. New refuses such a file; Check reports it.
+// that do not load, [upstream.tls] files that do not load, and header slabs the machine cannot hold. New refuses such a file; Check reports it.
 func unservable(cfg *config.Config) []error {
 	var errs []error
-	errs = append(errs, checkTLS(cfg)...) // tls.go
+	errs = append(errs, checkTLS(cfg)...)         // tls.go
+	errs = append(errs, checkUpstreamTLS(cfg)...) // upstreamtls.go
 	if err := checkSlabMemory(cfg); err != nil {
 		errs = append(errs, err)
 	}

@@ -48,6 +48,10 @@ func newTable(cfg *config.Config, log *slog.Logger) (*table, error) {
 				Fall:         hc.Fall,
 			}
 		}
+		conf, err := upstreamTLS(u.TLS, fmt.Sprintf("upstream[%d].tls", i)) // upstreamtls.go
+		if err != nil {
+			return nil, err
+		}
 		g, err := upstream.NewGroup(u.Name, specs, upstream.Settings{
 			Balance:         u.Balance,
 			Keepalive:       u.Keepalive,
@@ -59,6 +63,7 @@ func newTable(cfg *config.Config, log *slog.Logger) (*table, error) {
 			Health:          health,
 			SlowStart:       u.SlowStart,
 			HashKey:         u.HashKey,
+			TLS:             conf,
 			Log:             log,
 		})
 		if err != nil {
