@@ -69,7 +69,7 @@ type Server struct {
 }
 
 // Check reports what New would refuse in a configuration that passed its own checks (config.Load), for
-// "switchflow -t": [tls], and an access log file that cannot be opened for appending. The file is opened
+// "switchflow -t": [tls], [upstream.tls], and an access log file that cannot be opened for appending. The file is opened
 // as New opens it (created if absent, as nginx -t creates its logs) and closed again.
 func Check(cfg *config.Config) error {
 	errs := unservable(cfg)
