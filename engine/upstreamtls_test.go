@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,17 +191,23 @@ func refusedHandshake(t *testing.T, addr string, o *httpsOrigin, sink *logSink, 
 }
 
 // TestUpstreamTLSWrongNameRefused: a certificate valid for another name is refused: 502, a log line
-// saying "wrong name", the server blamed (max_fails = 1 with a second server takes it down), and the
-// request not sent.
+// saying "wrong name", the access log's termination cause, the server blamed (max_fails = 1 with a
+// second server takes it down), and the request not sent.
 func TestUpstreamTLSWrongNameRefused(t *testing.T) {
 	p := newTestPKI(t)
 	o := startHTTPSOrigin(t, p.pair(t, "backend", []string{"backend.example"}, time.Now().Add(time.Hour), false), nil, 0)
-	addr, srv, sink, _ := startTLSBackendProxy(t, 1, upstreamTLSConfig("", "retries = 0\nmax_fails = 1\nfail_timeout = \"1m\"",
+	accessLog := filepath.Join(t.TempDir(), "access.log")
+	addr, srv, sink, _ := startTLSBackendProxy(t, 1, upstreamTLSConfig(fmt.Sprintf("[log]\naccess = %q\naccess_format = \"json\"\n", accessLog),
+		"retries = 0\nmax_fails = 1\nfail_timeout = \"1m\"",
 		fmt.Sprintf("server_name = \"other.example\"\nca = %q", p.rootPEM(t)), o.addr, refusedAddr(t)))
 	refusedHandshake(t, addr, o, sink, "wrong name")
 	if st := serverStatus(t, statusOf(t, srv), o.addr); st.State != "down" {
 		t.Fatalf("a server whose handshake failed is %q, want down (blamed as nginx does)", st.State)
 	}
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(accessLog)
+		return strings.Contains(string(b), `"status":502`) && strings.Contains(string(b), `"termination":"upstream-tls-handshake"`)
+	})
 }
 
 // TestUpstreamTLSUnknownCARefused: a certificate from a CA that ca does not hold is refused, and so is
