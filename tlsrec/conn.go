@@ -1,0 +1,251 @@
+package tlsrec
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"time"
+)
+
+// maxPlaintext is the most plaintext one TLS record carries (RFC 8446 5.1).
+const maxPlaintext = 16 << 10
+
+// minFree is the least room Inbound leaves for one tls.Conn.Read: it returns at most one record's
+// plaintext, so less room only means more calls.
+const minFree = 4 << 10
+
+// keepOut is the largest ciphertext buffer a loop keeps between calls: a larger one (a large Write) is
+// dropped at the next call rather than held for the loop's life.
+const keepOut = 256 << 10
+
+// Buffers are the scratch buffers of the record layers of one event loop, shared by all of them: what
+// Inbound and Outbound return lives here until the next call on the same loop. Loop only. The zero
+// value is ready.
+type Buffers struct {
+	plain []byte // Inbound's plaintext
+	out   []byte // ciphertext crypto/tls wrote during the current call
+	join  []byte // up to one record of a Writev's small slices, encrypted as one record
+}
+
+// Conn is one TLS connection's record layer (package doc).
+type Conn struct {
+	tc *tls.Conn
+	tr transport
+}
+
+// Server returns the record layer of the server side of a TLS connection over raw; nothing is sent
+// or read until Handshake.
+func Server(raw net.Conn, conf *tls.Config) *Conn {
+	c := &Conn{tr: transport{raw: raw}}
+	c.tc = tls.Server(&c.tr, conf)
+	return c
+}
+
+// Client returns the record layer of the client side of a TLS connection over raw.
+func Client(raw net.Conn, conf *tls.Config) *Conn {
+	c := &Conn{tr: transport{raw: raw}}
+	c.tc = tls.Client(&c.tr, conf)
+	return c
+}
+
+// Handshake runs the handshake over the socket, blocking: a worker goroutine's call, never a loop's.
+// Its time limit is the socket's deadline, set by the caller. Before Detach only.
+func (c *Conn) Handshake(ctx context.Context) error {
+	if c.tr.raw == nil {
+		return errDetached
+	}
+	return c.tc.HandshakeContext(ctx)
+}
+
+// TLS is the tls.Conn, for ConnectionState and the like. Its Read, Write and Close belong to the
+// record layer: call them through Inbound, Outbound and Closing only.
+func (c *Conn) TLS() *tls.Conn { return c.tc }
+
+// Detach ends the record layer's use of the socket, after a successful Handshake and before the socket
+// goes to a loop: from then on it reads what Inbound is given and writes to the loop's buffers. The
+// socket's deadlines are the caller's to clear (gnet does not use them).
+func (c *Conn) Detach() {
+	c.tr.raw = nil
+}
+
+// Attach gives the record layer its loop's scratch buffers (nil: buffers of its own), on the loop,
+// before the connection's first Inbound or Outbound.
+func (c *Conn) Attach(b *Buffers) {
+	if b == nil {
+		b = new(Buffers)
+	}
+	c.tr.b = b
+}
+
+// Inbound turns bytes read from the socket into plaintext (gnet.Transform): raw is read whole (a partial
+// record waits in crypto/tls for the rest); plain and reply (bytes to write to the peer first: a
+// KeyUpdate's answer, an alert) live in the loop's Buffers until the next call on the loop. err is
+// io.EOF after the peer's close_notify, another error for a broken record (after its alert, in reply).
+// Loop only.
+func (c *Conn) Inbound(raw []byte) (plain, reply []byte, err error) {
+	b := c.tr.b
+	b.out = b.out[:0]
+	c.tr.in = raw
+	plain = b.plain[:0]
+	for {
+		if cap(plain)-len(plain) < minFree {
+			plain = append(plain, make([]byte, maxPlaintext)...)[:len(plain)]
+		}
+		n, rerr := c.tc.Read(plain[len(plain):cap(plain)])
+		plain = plain[:len(plain)+n]
+		if rerr != nil {
+			if rerr != errWouldBlock {
+				err = rerr
+			}
+			break
+		}
+	}
+	c.tr.in = nil
+	b.plain = plain
+	return plain, b.out, err
+}
+
+// Outbound turns the handler's bytes into records (gnet.Transform); raw lives in the loop's Buffers
+// until the next call on the loop. Small slices of a Writev (a head and a short body) go out as one
+// record, a large one as records of its own, so no more than one record's worth is copied to join
+// them. Loop only.
+func (c *Conn) Outbound(bufs [][]byte) (raw []byte, err error) {
+	b := c.tr.b
+	if cap(b.out) > keepOut {
+		b.out = nil
+	}
+	b.out = b.out[:0]
+	if len(bufs) == 1 {
+		if len(bufs[0]) > 0 {
+			_, err = c.tc.Write(bufs[0])
+		}
+		return b.out, err
+	}
+	join := b.join[:0]
+	for _, p := range bufs {
+		if len(join)+len(p) <= maxPlaintext {
+			join = append(join, p...)
+			continue
+		}
+		if len(join) > 0 {
+			if _, err = c.tc.Write(join); err != nil {
+				break
+			}
+			join = join[:0]
+		}
+		if len(p) >= maxPlaintext/2 {
+			if _, err = c.tc.Write(p); err != nil {
+				break
+			}
+			continue
+		}
+		join = append(join, p...)
+	}
+	if err == nil && len(join) > 0 {
+		_, err = c.tc.Write(join)
+	}
+	b.join = join[:0]
+	return b.out, err
+}
+
+// Closing returns our close_notify (gnet.Transform), to be written behind what is queued as the
+// connection closes. Loop only.
+func (c *Conn) Closing() (raw []byte) {
+	b := c.tr.b
+	if b == nil {
+		return nil
+	}
+	b.out = b.out[:0]
+	_ = c.tc.CloseWrite()
+	return b.out
+}
+
+var errDetached = errors.New("tlsrec: the socket was handed to a loop")
+
+// wouldBlock is the transport's read error while it holds no bytes: temporary, so crypto/tls does not
+// keep it and its next Read reads again.
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "tlsrec: no bytes yet" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+var errWouldBlock error = wouldBlock{}
+
+// transport is the tls.Conn's net.Conn: the socket during the handshake, memory after Detach.
+type transport struct {
+	raw net.Conn // nil after Detach
+	in  []byte   // Inbound's bytes crypto/tls has not taken yet
+	b   *Buffers // the loop's scratch: b.out takes what crypto/tls writes
+}
+
+func (t *transport) Read(p []byte) (int, error) {
+	if t.raw != nil {
+		return t.raw.Read(p)
+	}
+	if len(t.in) == 0 {
+		return 0, errWouldBlock
+	}
+	n := copy(p, t.in)
+	t.in = t.in[n:]
+	return n, nil
+}
+
+func (t *transport) Write(p []byte) (int, error) {
+	if t.raw != nil {
+		return t.raw.Write(p)
+	}
+	if t.b == nil {
+		return 0, errNotAttached
+	}
+	t.b.out = append(t.b.out, p...)
+	return len(p), nil
+}
+
+var errNotAttached = errors.New("tlsrec: written before Attach")
+
+// Close is crypto/tls's Close of the socket: a no-op after Detach, when the socket is the loop's.
+func (t *transport) Close() error {
+	if t.raw != nil {
+		return t.raw.Close()
+	}
+	return nil
+}
+
+func (t *transport) LocalAddr() net.Addr {
+	if t.raw != nil {
+		return t.raw.LocalAddr()
+	}
+	return nil
+}
+
+func (t *transport) RemoteAddr() net.Addr {
+	if t.raw != nil {
+		return t.raw.RemoteAddr()
+	}
+	return nil
+}
+
+// The deadlines are the socket's during the handshake; after Detach crypto/tls sets them only around a
+// close_notify, which Closing's caller writes without waiting.
+func (t *transport) SetDeadline(d time.Time) error {
+	if t.raw != nil {
+		return t.raw.SetDeadline(d)
+	}
+	return nil
+}
+
+func (t *transport) SetReadDeadline(d time.Time) error {
+	if t.raw != nil {
+		return t.raw.SetReadDeadline(d)
+	}
+	return nil
+}
+
+func (t *transport) SetWriteDeadline(d time.Time) error {
+	if t.raw != nil {
+		return t.raw.SetWriteDeadline(d)
+	}
+	return nil
+}
