@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"switchflow/tlsrec"
+	"switchflow/upstream"
 )
 
 // The optional interfaces of our gnet patches that Server implements: a missing method would leave a
@@ -19,6 +22,7 @@ var (
 	_ gnet.EventHandler  = (*Server)(nil)
 	_ gnet.DrainHandler  = (*Server)(nil)
 	_ gnet.SpliceHandler = (*Server)(nil)
+	_ gnet.Transform     = (*tlsrec.Conn)(nil) // backend TLS connections' record layer (upstreamtls.go)
 )
 
 // tickInterval is the resolution of every timeout the engine enforces and of the Date header refresh.
@@ -43,6 +47,11 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	case *backendConn:
 		x.ls.backendOpened(x, c)
 		x.ls.settle()
+		return nil, gnet.None
+	case *upstream.Secured:
+		be := x.Ctx.(*backendConn)
+		be.ls.secureOpened(be, x.Rec, c) // upstreamtls.go
+		be.ls.settle()
 		return nil, gnet.None
 	}
 	ls := s.loopFor(c)

@@ -9,6 +9,7 @@ import (
 
 	"switchflow/cache"
 	"switchflow/codec"
+	"switchflow/tlsrec"
 )
 
 // slabReleaseAfter is how long a keep-alive connection waits idle before its header slab's pages are given
@@ -38,6 +39,9 @@ type loopState struct {
 	trailers []byte        // the kept trailer bytes of a chunked body being forwarded (codec.ChunkedReader.Forward)
 	hitBuf   []byte        // a cache hit's per-response headers
 	keyBuf   []byte        // a cache key being looked up
+	// recBufs are the scratch buffers of the TLS record layers of the loop's backend connections
+	// ([upstream.tls], upstreamtls.go): what one returns lives until the next call on the loop.
+	recBufs tlsrec.Buffers
 
 	shard          *cache.Shard          // this loop's view of the micro-cache
 	waits          map[string]*cacheWait // clients waiting for a fetch, by key

@@ -8,14 +8,20 @@ import (
 	"os"
 	"strings"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"switchflow/config"
+	"switchflow/tlsrec"
 )
 
 // HTTPS to backends ([upstream.tls], issue 22): the client tls.Config of each upstream, built from its
 // files when a table is built (start and every reload, so a reload rereads the CA and client certificate
-// files for the connections opened after it), and what -t checks of them. The handshake runs in the
-// dialer workers (upstream/dialer.go); each server gets its own copy of the Config, with its name and
-// its session cache (upstream/tls.go).
+// files for the connections opened after it), what -t checks of them, and the installation of a new
+// connection's record layer on its loop. The handshake runs in the dialer workers (upstream/dialer.go);
+// each server gets its own copy of the Config, with its name and its session cache (upstream/tls.go).
+// From OnOpen on, a TLS backend connection reads and writes plaintext through its record layer
+// (tlsrec, gnet's Conn.SetTransform), and the engine treats it as any backend connection: pooled, reused,
+// dropped when the backend closes it, timed; only never spliced (trySplice).
 
 // upstreamTLS builds the client tls.Config of one upstream's [upstream.tls]; nil, nil without one. key
 // ("upstream[0].tls") names the upstream in errors. The roots are the ca file's certificates, or the
@@ -52,6 +58,23 @@ func upstreamTLS(ut *config.UpstreamTLS, key string) (*tls.Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return conf, nil
+}
+
+// secureOpened runs in OnOpen of a backend connection the dialer Enrolled after its TLS handshake: the
+// record layer is installed before anything is read or written (gnet then runs Inbound(nil) for the
+// bytes crypto/tls read past the handshake, a TLS 1.3 session ticket), and the connection goes on as a
+// plain one. Loop only.
+func (ls *loopState) secureOpened(be *backendConn, rec *tlsrec.Conn, c gnet.Conn) {
+	c.SetContext(be)
+	rec.Attach(&ls.recBufs)
+	if err := c.SetTransform(rec); err != nil {
+		// Not in this build (level-triggered, Linux): the connection cannot carry TLS. Nothing was sent.
+		c.SetContext(nil)
+		_ = c.Close()
+		ls.dialFailed(be, fmt.Errorf("the event loop cannot carry TLS: %w", err))
+		return
+	}
+	ls.backendOpened(be, c)
 }
 
 // loadRoots reads a PEM file of root certificates; a file that holds none is an error, so a key file

@@ -46,7 +46,8 @@ type dialJob struct {
 // For an HTTPS server the worker also runs the TLS handshake, right after the TCP connect and within the
 // same connect_timeout (one budget for "a usable connection", whatever its parts cost), so that no loop
 // ever waits for a handshake's round trips or spends its 0.1-0.3 ms of CPU; a failed handshake comes back
-// as a *HandshakeError (tls.go, tlsbridge.go).
+// as a *HandshakeError. The socket then goes to the loop with the record layer (tlsrec) for the loop to
+// install as its transform (Secured, tls.go).
 type Dialer struct {
 	// RecvBuffer, when > 0, fixes each backend socket's receive buffer (SO_RCVBUF, set before connecting
 	// so the window scale fits it), which turns the kernel's autotuning off: what a backend can have
@@ -74,7 +75,8 @@ func NewDialer(workers, queue int) *Dialer {
 }
 
 // Dial asks for a connection to addr on loop, over TLS with conf when conf is not nil. Exactly one of two
-// things follows, both on loop: OnOpen for a connection whose Context() is ctx, or onFail(ctx, err). An
+// things follows, both on loop: OnOpen for a connection whose Context() is ctx (a *Secured holding ctx
+// for a TLS connection), or onFail(ctx, err). An
 // error returned here means neither follows. Safe from any goroutine; never blocks.
 func (d *Dialer) Dial(loop gnet.EventLoop, addr *net.TCPAddr, conf *tls.Config, timeout time.Duration, ctx any, onFail DialFailure) error {
 	d.mu.RLock()
@@ -156,19 +158,19 @@ func (d *Dialer) dial(j dialJob) {
 		fail(err)
 		return
 	}
-	var sec *secured
+	open := j.ctx
 	if j.tls != nil {
-		if sec, err = d.secure(ctx, conn, j.tls); err != nil {
+		rec, err := secure(ctx, conn, j.tls)
+		if err != nil {
 			_ = conn.Close()
 			fail(err)
 			return
 		}
-		conn = sec.enroll
+		open = &Secured{Ctx: j.ctx, Rec: rec}
 	}
-	res, err := j.loop.Enroll(gnet.NewContext(context.Background(), j.ctx), conn)
+	res, err := j.loop.Enroll(gnet.NewContext(context.Background(), open), conn)
 	if err != nil {
 		_ = conn.Close()
-		sec.abandon()
 		fail(err)
 		return
 	}
@@ -179,15 +181,10 @@ func (d *Dialer) dial(j dialJob) {
 		case !ok || (r.Err == nil && r.Conn == nil):
 			// gnet's enroll runs on its worker pool, which swallows a panic and closes the channel
 			// empty; nothing was registered, so the loop must hear of a failure.
-			sec.abandon()
 			fail(errEnrollFailed)
 		case r.Err != nil:
-			sec.abandon()
 			fail(r.Err)
-		default:
-			sec.run()
 		}
 	case <-d.quit:
-		sec.abandon()
 	}
 }

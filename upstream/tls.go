@@ -9,6 +9,9 @@ import (
 	"net"
 	"strings"
 	"syscall"
+	"time"
+
+	"switchflow/tlsrec"
 )
 
 // HTTPS to backends ([upstream.tls], issue 22). The engine builds one client tls.Config per upstream from
@@ -45,6 +48,32 @@ func serverTLS(base *tls.Config, addr string) *tls.Config {
 // loop, the dialer and the checker; crypto/tls allows that for a Config no one modifies, and its session
 // cache has its own lock (taken once per handshake and per session ticket, never per request).
 func (s *Server) TLS() *tls.Config { return s.tls }
+
+// Secured is the gnet context of a backend connection the dialer Enrolled after its TLS handshake: Ctx is
+// the context Dial was given, Rec the connection's record layer, Detached from the socket. In OnOpen, on
+// the loop and before anything else, the handler Attaches Rec to its loop's buffers, installs it with
+// Conn.SetTransform (gnet patch 12) and makes Ctx the connection's context: from then on the connection
+// reads and writes plaintext, as a plain one.
+type Secured struct {
+	Ctx any
+	Rec *tlsrec.Conn
+}
+
+// secure runs the client handshake of conf over conn, blocking (a dialer worker's call), within ctx's
+// deadline, and returns the record layer Detached from conn, for the loop. A handshake that fails is a
+// *HandshakeError.
+func secure(ctx context.Context, conn net.Conn, conf *tls.Config) (*tlsrec.Conn, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	rec := tlsrec.Client(conn, conf)
+	if err := rec.Handshake(ctx); err != nil {
+		return nil, handshakeFailed(err)
+	}
+	rec.Detach()
+	_ = conn.SetDeadline(time.Time{})
+	return rec, nil
+}
 
 // HandshakeError is a TLS handshake to a backend that failed: Reason says why in a few words for the log
 // and the health state ("unknown authority", "wrong name", "expired", "refused by the server", ...), Err
