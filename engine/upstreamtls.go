@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 
 	"switchflow/config"
 	"switchflow/tlsrec"
+	"switchflow/upstream"
 )
 
 // HTTPS to backends ([upstream.tls], issue 22): the client tls.Config of each upstream, built from its
@@ -75,6 +77,20 @@ func (ls *loopState) secureOpened(be *backendConn, rec *tlsrec.Conn, c gnet.Conn
 		return
 	}
 	ls.backendOpened(be, c)
+}
+
+// tlsAlertBeforeHead logs the alert that ended a TLS backend connection before its response head: with
+// TLS 1.3 a server checks the client certificate after the client's side of the handshake has ended, so
+// its refusal ("certificate required", "unknown ca") arrives as an alert on the first read, not as a
+// failed handshake in the dialer; the request fails as for a backend that closed before its head, and
+// the log says why. Loop only.
+func (ls *loopState) tlsAlertBeforeHead(be *backendConn, err error) {
+	var op *net.OpError
+	if be.srv.TLS() == nil || !errors.As(err, &op) || op.Op != "remote error" {
+		return
+	}
+	ls.s.log.Warn("upstream tls connection refused", "upstream", be.srv.Upstream, "server", be.srv.Name,
+		"server_name", be.srv.TLS().ServerName, "reason", upstream.HandshakeReason(err), "error", err)
 }
 
 // loadRoots reads a PEM file of root certificates; a file that holds none is an error, so a key file

@@ -244,8 +244,8 @@ func TestUpstreamTLSInsecureSkipVerify(t *testing.T) {
 
 // TestUpstreamTLSMutual: an origin that requires a client certificate from the intermediate refuses the
 // proxy without one (TLS 1.2: the handshake fails, and the log says the server refused; TLS 1.3: the
-// server's alert comes after the client's handshake, and the request gets 502 all the same) and serves it
-// with one, seeing its name.
+// server's alert comes after the client's handshake, on the first read, and the request gets 502 all the
+// same, the log naming the alert) and serves it with one, seeing its name.
 func TestUpstreamTLSMutual(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(fmt.Sprintf("version %x", v), func(t *testing.T) {
@@ -264,6 +264,7 @@ func TestUpstreamTLSMutual(t *testing.T) {
 				if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 502 {
 					t.Fatalf("without a client certificate: %d", resp.StatusCode)
 				}
+				sink.waitCount(t, 1, "upstream tls connection refused", `reason="refused by the server (certificate required)"`)
 			}
 			cert, key := p.clientLeaf(t, "proxy")
 			addr, _, _, _ = startTLSBackendProxy(t, 1, upstreamTLSConfig("", "", base+fmt.Sprintf("cert = %q\nkey = %q", cert, key), o.addr))
