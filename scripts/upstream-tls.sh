@@ -3,8 +3,8 @@
 # on CPU 1, serves a 13-byte answer over plain HTTP and over TLS (ECDSA P-256, a certificate from a CA
 # made here); in front of it, on CPU 0, SwitchFlow and nginx each proxy to it over plain HTTP and over
 # verified TLS with keep-alive backend connections and session reuse. scripts/pair.sh then measures the
-# four proxies in turn (wrk on CPU 1) and prints CPU per request, each against the first (SwitchFlow to
-# the plain origin) in the same round.
+# four proxies in turn (wrk on CPU 1) and prints CPU per request, each against nginx to the TLS origin in
+# the same round; then strace counts each SwitchFlow's system calls per request.
 #
 #   scripts/upstream-tls.sh [SECONDS] [CONNECTIONS]      # default 8 s, 16 connections
 #   ROUNDS=6 BIN=/tmp/switchflow scripts/upstream-tls.sh
@@ -104,4 +104,18 @@ for p in "${sf_plain##*:}" "${sf_tls##*:}" "$ng_plain" "$ng_tls"; do
 	fi
 done
 # The two nginx servers share one process: its CPU is measured once per run, against the load of one.
-STOP_OTHERS=${STOP_OTHERS:-1} scripts/pair.sh "$secs" "$conns" / "$sf_plain" "$sf_tls" "nginx-plain:$ng_pid:$ng_plain" "nginx-tls:$ng_pid:$ng_tls"
+# nginx to the TLS origin comes first, so that every ratio is against it.
+STOP_OTHERS=${STOP_OTHERS:-1} scripts/pair.sh "$secs" "$conns" / "nginx-tls:$ng_pid:$ng_tls" "$sf_tls" "nginx-plain:$ng_pid:$ng_plain" "$sf_plain"
+
+# System calls per request of each SwitchFlow (strace -c -f over a fixed number of requests, noise-free):
+# the record layer on the loop adds none to a plain backend's.
+for t in "$sf_plain" "$sf_tls"; do
+	IFS=: read -r label pid p <<<"$t"
+	strace -c -f -p "$pid" -o "$dir/$label.strace" 2>/dev/null &
+	tracer=$!
+	sleep 1
+	n=$(taskset -c 1 wrk -t1 -c"$conns" -d3s "http://127.0.0.1:$p/" | awk '/requests in/ {print $1}')
+	kill -INT "$tracer"
+	wait "$tracer" 2>/dev/null || true
+	awk -v l="$label" -v n="$n" '$NF == "total" {printf "%-8s system calls per request %.2f (%d requests)\n", l, $4 / n, n}' "$dir/$label.strace"
+done
