@@ -157,6 +157,9 @@ func writeFile(t *testing.T, path string, b []byte) {
 	}
 }
 
+// hugeBody is the origin's /huge answer, made when a test first asks for it.
+var hugeBody = sync.OnceValue(func() []byte { return bigBody(32 << 20) })
+
 // tlsOrigin is a net/http origin that records the last request's headers and counts requests.
 type tlsOrigin struct {
 	addr string
@@ -197,6 +200,9 @@ func (o *tlsOrigin) server() *http.Server {
 			o.holding.Add(1)
 			<-o.hold
 			_, _ = io.WriteString(w, "held")
+		case "/huge": // 32 MiB, for a slow reader
+			w.Header().Set("Content-Length", strconv.Itoa(len(hugeBody())))
+			_, _ = w.Write(hugeBody())
 		case "/big":
 			w.Header().Set("Content-Length", strconv.Itoa(len(oneMiB)))
 			_, _ = w.Write(oneMiB)
