@@ -12,7 +12,7 @@ type failure uint8
 
 const (
 	failConnect       failure = iota + 1 // refused, unreachable or connect_timeout: nothing was sent
-	failTLSHandshake                     // [upstream.tls]: the handshake failed (verification, alert, timeout)
+	failTLSHandshake                     // [upstream.tls] handshake failed: blamed and retried as nginx's "error"
 	failNoDescriptor                     // the proxy had no descriptor for the dial (SPEC 3.3)
 	failDialQueued                       // the dial waited connect_timeout behind maxDials: the proxy's backlog
 	failPooledClosed                     // a pooled connection the backend had closed while idle
@@ -33,9 +33,7 @@ type failureRule struct {
 }
 
 var failures = [...]failureRule{
-	failConnect: {502, true, true, false, "upstream-connect"},
-	// As nginx: a TLS handshake that fails is an error establishing the connection (proxy_next_upstream
-	// "error"), so the server is blamed and the request, of which nothing was sent, may go to the next.
+	failConnect:       {502, true, true, false, "upstream-connect"},
 	failTLSHandshake:  {502, true, true, false, "upstream-tls-handshake"},
 	failNoDescriptor:  {503, false, false, false, "proxy-descriptors"},
 	failDialQueued:    {502, false, true, false, "proxy-dial-queue"},

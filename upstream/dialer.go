@@ -76,8 +76,8 @@ func NewDialer(workers, queue int) *Dialer {
 
 // Dial asks for a connection to addr on loop, over TLS with conf when conf is not nil. Exactly one of two
 // things follows, both on loop: OnOpen for a connection whose Context() is ctx (a *Secured holding ctx
-// for a TLS connection), or onFail(ctx, err). An
-// error returned here means neither follows. Safe from any goroutine; never blocks.
+// for a TLS connection), or onFail(ctx, err). An error returned here means neither follows. Safe from
+// any goroutine; never blocks.
 func (d *Dialer) Dial(loop gnet.EventLoop, addr *net.TCPAddr, conf *tls.Config, timeout time.Duration, ctx any, onFail DialFailure) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
