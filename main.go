@@ -125,6 +125,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	select {
 	case <-srv.Ready():
 		started := []any{"listen", cfg.Server.Listen, "version", version}
+		if a := srv.TLSAddrs(); len(a) > 0 {
+			started = append(started, "tls", a)
+		}
 		if a := srv.AdminAddr(); a != "" {
 			started = append(started, "admin", a)
 		}

@@ -105,9 +105,14 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	case *clientConn:
 		x.ls.clientGone(x)
 		x.ls.settle()
+		if x.tls != nil {
+			x.tls.release() // tls.go
+		}
 	case *backendConn:
 		x.ls.backendClosed(x, err)
 		x.ls.settle()
+	case *tlsClient: // closed in OnOpen (a 503, a drain) before it became a client
+		x.release()
 	}
 	return gnet.None
 }

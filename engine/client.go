@@ -72,6 +72,9 @@ func (cc *clientConn) node() *listNode[clientConn] { return &cc.listNode }
 
 // clientOpened admits a connection: a header slab, or the prebuilt 503 when all max_connections are taken.
 func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
+	if !ls.tlsAttach(c) { // tls.go: a TLS client's bytes go through its record layer from here on
+		return nil, gnet.Close
+	}
 	if ls.s.draining.Load() {
 		return nil, gnet.Close
 	}
@@ -97,7 +100,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 			cc.ipHash = h
 		}
 	}
-	ls.tlsOpened(cc, c) // tls.go: a TLS client's real address, X-Forwarded-Proto https
+	ls.tlsOpened(cc, c) // tls.go: X-Forwarded-Proto https, the version and cipher for the access log
 	c.SetContext(cc)
 	listPush(&ls.clients, cc)
 	ls.clientsOpen.Add(1)

@@ -65,13 +65,18 @@ func (s *Server) dialShortage(err error) bool {
 
 // DescriptorsNeeded is about how many file descriptors cfg needs at max_connections (SPEC 3.3): two per
 // client connection (its own and its backend's), plus the listeners of every loop, each loop's epoll and
-// eventfd, the admin listener's connections, and a few for logs and the like.
+// eventfd, the TLS listeners and the handshakes they may run beyond max_connections, the admin listener's
+// connections, and a few for logs and the like.
 func DescriptorsNeeded(cfg *config.Config) uint64 {
 	loops := cfg.Server.Loops
 	if loops <= 0 {
 		loops = runtime.NumCPU()
 	}
 	n := 2*cfg.Server.MaxConnections + loops*(len(cfg.Server.Listen)+2) + 32
+	if cfg.TLS != nil {
+		// The TLS listeners, and the sockets in their handshake beyond max_connections (tlsconn.go).
+		n += len(cfg.TLS.Listen) + tlsRefusalSlots
+	}
 	if cfg.Admin != nil {
 		n += admin.MaxConns + 1
 	}

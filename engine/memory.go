@@ -18,7 +18,8 @@ type MemoryTerm struct {
 
 // WorstCaseMemory lists what a configuration may hold in memory at once, every connection busy: the
 // header slabs laid out at start (the large ones too), the bytes queued per connection before reading pauses (io_buffer each
-// way, a client and its backend), the loops' read buffers and the micro-cache. Go's own overhead, the
+// way, a client and its backend), the loops' read buffers, the micro-cache and the TLS connections' state
+// and record buffers. Go's own overhead, the
 // goroutines of the admin listener and the health checks come on top. A new kind of buffer is one more
 // term here.
 func WorstCaseMemory(cfg *config.Config) []MemoryTerm {
@@ -29,7 +30,7 @@ func WorstCaseMemory(cfg *config.Config) []MemoryTerm {
 	}
 	conns := uint64(s.MaxConnections)
 	size := func(n int) string { return config.FormatSize(int64(n)) }
-	return []MemoryTerm{
+	terms := []MemoryTerm{
 		{"header slabs", fmt.Sprintf("max_connections %d × (header_buffer %s + %d)", conns, size(s.HeaderBuffer), slabOverhead),
 			conns * uint64(s.HeaderBuffer+slabOverhead)},
 		{"large header slabs", fmt.Sprintf("large_header_buffers %d × large_header_buffer %s", LargeSlabCount(*s), size(s.LargeHeaderBuffer)),
@@ -40,7 +41,19 @@ func WorstCaseMemory(cfg *config.Config) []MemoryTerm {
 			uint64(loops) * uint64(readBufferFor(s.IOBuffer))},
 		{"cache", "cache.max_size " + config.FormatSize(cfg.Cache.MaxSize), uint64(cfg.Cache.MaxSize)},
 	}
+	if cfg.TLS != nil {
+		// Every TLS connection open or in its handshake (tlsconn.go bounds them): crypto/tls's state, about
+		// 14 KiB measured (a handshake's goroutine included), and its input record buffer, which holds up
+		// to one record (about 17 KiB) and keeps that size (tlsrec).
+		n := conns + tlsRefusalSlots
+		terms = append(terms, MemoryTerm{"tls connections", fmt.Sprintf("(max_connections %d + %d) × %s", conns, tlsRefusalSlots,
+			size(tlsConnMemory)), n * tlsConnMemory})
+	}
+	return terms
 }
+
+// tlsConnMemory is what one TLS connection may hold beyond a plain one's (WorstCaseMemory).
+const tlsConnMemory = 32 << 10
 
 // MemoryLine is the line "switchflow -t" prints: "worst-case memory: TOTAL = term + term ...".
 func MemoryLine(terms []MemoryTerm) string {

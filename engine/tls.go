@@ -5,13 +5,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"switchflow/admin"
 	"switchflow/config"
+	"switchflow/tlsrec"
 )
 
 // HTTPS termination (issue 22): the certificates, the shared tls.Config, -t's checks, reload, and the
@@ -235,14 +238,26 @@ func (t *tlsTerm) count(result int, version uint16) {
 	t.hs[result][hsVersionIndex(version)].Add(1)
 }
 
-// tlsClient is what a TLS client's plaintext connection carries into the engine: gnet's context for the
-// socketpair end it Enrolls (OnOpen), then clientConn.tls. The client's real address stands in for the
-// socketpair's, for X-Forwarded-For, ip_hash and the access log.
+// tlsClient is what a TLS client's connection carries into the engine: gnet's context for the socket
+// tlsconn.go Registers after its handshake (OnOpen), then clientConn.tls.
 type tlsClient struct {
-	ip      netip.Addr // unmapped; invalid when the peer was not TCP
-	version uint16
-	cipher  uint16
+	rec      *tlsrec.Conn // the record layer, the connection's gnet Transform from OnOpen on
+	term     *tlsTerm
+	released atomic.Bool // its place in term.open is given back (release)
+	version  uint16
+	cipher   uint16
 }
+
+// release gives the connection's place among the TLS connections back, once: at OnClose, or where
+// the loop never took it.
+func (tc *tlsClient) release() {
+	if tc.released.CompareAndSwap(false, true) {
+		tc.term.open.Add(-1)
+	}
+}
+
+// The record layer satisfies gnet's Transform (gnet patch 0012).
+var _ gnet.Transform = (*tlsrec.Conn)(nil)
 
 var protoHTTPS = []byte("https")
 
@@ -254,25 +269,26 @@ func (cc *clientConn) proto() []byte {
 	return protoHTTP
 }
 
-// tlsOpened marks cc as a TLS client when c came through the TLS listener (its context is the
-// *tlsClient tlsconn.go enrolled it with), and takes the client's address from it. Called by
-// clientOpened before cc becomes c's context. Loop only.
-func (ls *loopState) tlsOpened(cc *clientConn, c interface{ Context() any }) {
+// tlsAttach puts a TLS client's record layer between its socket and the engine, before anything is
+// written to it (the 503 of a full server too): from here on the engine reads and writes plaintext.
+// Called first in clientOpened; false when the transform could not be set (the connection is then
+// closed unanswered: anything written would go out in clear). Loop only.
+func (ls *loopState) tlsAttach(c gnet.Conn) bool {
 	tc, ok := c.Context().(*tlsClient)
 	if !ok {
-		return
+		return true
 	}
-	cc.tls = tc
-	ip := tc.ip
-	if !ip.IsValid() {
-		return
+	tc.rec.Attach(&ls.tlsBufs)
+	return c.SetTransform(tc.rec) == nil
+}
+
+// tlsOpened marks cc as a TLS client when c came through the TLS listener (its context is the
+// *tlsClient tlsconn.go registered it with). Called by clientOpened before cc becomes c's context.
+// Loop only.
+func (ls *loopState) tlsOpened(cc *clientConn, c interface{ Context() any }) {
+	if tc, ok := c.Context().(*tlsClient); ok {
+		cc.tls = tc
 	}
-	cc.ip = ip
-	h := uint32(2166136261)
-	for _, b := range ip.As16() {
-		h = (h ^ uint32(b)) * 16777619
-	}
-	cc.ipHash = h
 }
 
 // appendTLSFields adds the JSON access log's tls_version and tls_cipher for a TLS client, written inside

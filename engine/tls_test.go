@@ -466,7 +466,8 @@ func TestTLSManyClients(t *testing.T) {
 	// within connect_timeout).
 	up := strings.NewReplacer(`connect_timeout = "1s"`, `connect_timeout = "20s"`, `response_timeout = "2s"`, `response_timeout = "20s"`).
 		Replace(upstreamConfig("", o.addr))
-	ts := startTLSProxy(t, 2, "", "", up)
+	// read_header_timeout bounds each handshake: 1,000 at once under -race take up to half a minute here.
+	ts := startTLSProxy(t, 2, `read_header_timeout = "60s"`, "", up)
 	n := 1000
 	conf := ts.clientConfig("a.example")
 	var wg sync.WaitGroup
@@ -500,7 +501,7 @@ func TestTLSManyClients(t *testing.T) {
 			}()
 			if err != nil {
 				failed.Add(1)
-				firstErr.CompareAndSwap(nil, err.Error()) // one type whatever the error: atomic.Value panics on another
+				firstErr.CompareAndSwap(nil, err.Error()) // one type: errors of different types would panic
 			}
 		}()
 	}
@@ -513,6 +514,20 @@ func TestTLSManyClients(t *testing.T) {
 	}
 	if n := slabsInUseSettled(ts.srv); n != 0 {
 		t.Fatalf("%d header slabs still in use", n)
+	}
+	tlsOpenSettled(t, ts.srv)
+}
+
+// tlsOpenSettled waits until no TLS connection is counted open (tlsTerm.open): every close gave its
+// place back.
+func tlsOpenSettled(t *testing.T, srv *Server) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.tls.open.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d TLS connections still counted open", srv.tls.open.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -644,6 +659,9 @@ func TestTLSCountsTowardMaxConnections(t *testing.T) {
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != 503 {
 		t.Fatalf("third client: %v %v", resp, err)
+	}
+	if n := ts.srv.tls.open.Load(); n < 2 || n > 3 {
+		t.Fatalf("%d TLS connections counted open, want the two held (and the refused one until it closes)", n)
 	}
 }
 

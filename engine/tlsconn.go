@@ -6,43 +6,39 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
-	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"switchflow/config"
+	"switchflow/tlsrec"
 )
 
-// How a TLS client reaches the engine (issue 22, design (b) of docs/ARCHITECTURE.md, "TLS termination"):
+// How a TLS client reaches the engine (issue 22, design (a) of docs/ARCHITECTURE.md, "TLS termination"):
 //
 //   - each [tls] listen address has an accept goroutine (net.Listener, Go's netpoller);
-//   - each accepted connection has a goroutine that runs the handshake under a deadline of
-//     read_header_timeout (a client that sends nothing, or half a ClientHello, is closed when it ends and
-//     counted as a timeout); plain HTTP sent to the port is answered 400 and closed, and reaches nothing;
-//   - after the handshake the goroutine makes a unix socketpair and Enrolls one end on an event loop
-//     (gnet's Engine.Register: the least-connections loop, as for an accepted client), with a *tlsClient as
-//     its context: the engine takes it for an ordinary client (clientOpened), with the TLS peer's address
-//     and X-Forwarded-Proto: https. The same codec and state machines serve it; nothing else changes;
-//   - two copies run until either side ends: client → engine on a goroutine of its own (tls.Conn.Read,
-//     a buffer of one TLS record, then a blocking write to the socketpair), engine → client on the
-//     connection's goroutine (it waits for the socketpair to be readable holding no buffer, borrows an
-//     io_buffer one from a pool, reads, and writes it to the tls.Conn).
+//   - each accepted connection has a goroutine for its handshake only (tlsrec, over the socket, blocking)
+//     under a deadline of read_header_timeout: a client that sends nothing, or half a ClientHello, is
+//     closed when it ends and counted as a timeout; plain HTTP sent to the port is answered 400 and
+//     closed, and reaches nothing. At most max_connections + tlsRefusalSlots TLS connections are open
+//     or in their handshake at once (tlsTerm.open, released at the loop's OnClose): past it a new one is
+//     closed before its handshake, so handshakes in flight are bounded by max_connections too;
+//   - after the handshake the goroutine hands the socket itself to an event loop (gnet's
+//     Engine.Register: the least-connections loop, as for an accepted client) with a *tlsClient as its
+//     context, and ends. In OnOpen the loop puts the connection's record layer (tlsrec.Conn) on it as
+//     gnet's Transform (tlsAttach): the loop reads the socket, decrypts into OnTraffic, and encrypts what
+//     the engine writes, with its own shared buffers. The engine takes it for an ordinary client
+//     (clientOpened), with X-Forwarded-Proto: https; the same codec and state machines serve it.
 //
-// Backpressure: the socketpair's buffers (SO_SNDBUF io_buffer each way) fill when one side stops reading;
-// a full socketpair blocks the copy into it, which stops reading its source, and TCP holds the peer back.
-// Toward the engine that is an ordinary slow client (flow.go pauses the backend); toward the TLS client a
-// write that makes no progress for idle_timeout closes the connection, as the engine closes a plain client
-// that reads nothing of its response.
+// Backpressure is the plain client's (flow.go): the engine's queue for the client is ciphertext, counted
+// by OutboundBuffered, and a paused client is not read, so TCP holds it back. Splicing does not apply to a
+// TLS client (gnet refuses it; the engine copies).
 //
-// max_connections counts TLS clients as it counts the others: each one Enrolled takes a header slab in
-// clientOpened (503 and a close when none is free). Handshakes in progress, which hold no slab, are
-// bounded too (tlsTerm.slots): max_connections + tlsRefusalSlots TLS connections at once, past which a
-// new one is closed before its handshake.
+// max_connections counts TLS clients as it counts the others: each one takes a header slab in
+// clientOpened (503, encrypted, and a close when none is free).
 
 // tlsTerm is the TLS side of a Server: nil without [tls].
 type tlsTerm struct {
@@ -52,7 +48,8 @@ type tlsTerm struct {
 	addrs []string
 
 	lns   []net.Listener
-	slots chan struct{} // one per TLS connection open or in its handshake, max_connections
+	open  atomic.Int64 // TLS connections open or in their handshake, at most limit
+	limit int64        // max_connections + tlsRefusalSlots
 	wg    sync.WaitGroup
 	quit  chan struct{} // closed by stop
 
@@ -62,12 +59,8 @@ type tlsTerm struct {
 	runningOnce sync.Once
 
 	mu    sync.Mutex
-	conns map[net.Conn]struct{} // every TLS connection's socket, for stop; under mu
+	conns map[net.Conn]struct{} // every socket in its handshake, for stop; under mu
 	done  bool                  // stop ran: a connection accepted after is closed; under mu
-
-	bufs      sync.Pool // *[]byte of io_buffer: engine → client reads
-	ioBuffer  int
-	upBufSize int // client → engine reads: one TLS record's plaintext at most is returned by a Read
 
 	hs [hsResults][3]atomic.Uint64 // handshakes by result and version (tls.go)
 }
@@ -75,10 +68,6 @@ type tlsTerm struct {
 // tlsRefusalSlots are TLS connections allowed beyond max_connections, so that a client past it is told
 // 503 (over TLS, by clientOpened) as a plain one is, rather than closed before its handshake.
 const tlsRefusalSlots = 64
-
-// maxTLSRecord is the most plaintext one TLS record carries (RFC 8446 5.1): a larger read buffer on the
-// client side gains nothing, tls.Conn.Read returns one record's worth.
-const maxTLSRecord = 16 << 10
 
 // newTLSTerm loads [tls]'s certificates and prepares the shared tls.Config; nil, nil without [tls].
 func newTLSTerm(s *Server, cfg *config.Config) (*tlsTerm, error) {
@@ -93,23 +82,32 @@ func newTLSTerm(s *Server, cfg *config.Config) (*tlsTerm, error) {
 		s.log.Warn("tls certificate", "problem", w)
 	}
 	t := &tlsTerm{
-		s:         s,
-		addrs:     cfg.TLS.Listen,
-		slots:     make(chan struct{}, cfg.Server.MaxConnections+tlsRefusalSlots),
-		quit:      make(chan struct{}),
-		running:   make(chan struct{}),
-		conns:     map[net.Conn]struct{}{},
-		ioBuffer:  cfg.Server.IOBuffer,
-		upBufSize: min(cfg.Server.IOBuffer, maxTLSRecord),
+		s:       s,
+		addrs:   cfg.TLS.Listen,
+		limit:   int64(cfg.Server.MaxConnections + tlsRefusalSlots),
+		quit:    make(chan struct{}),
+		running: make(chan struct{}),
+		conns:   map[net.Conn]struct{}{},
 	}
 	t.certs.Store(cs)
-	t.bufs.New = func() any { b := make([]byte, t.ioBuffer); return &b }
 	t.conf = &tls.Config{
 		MinVersion: tlsVersion(cfg.TLS.MinVersion),
 		NextProtos: []string{"http/1.1"}, // one HTTP engine: a client offering h2 and http/1.1 gets http/1.1
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return t.certs.Load().pick(hello.ServerName), nil
 		},
+	}
+	// A client that offers protocols but not http/1.1 (h2 only) gets no ALPN answer, as from nginx,
+	// instead of crypto/tls's no_application_protocol alert: it may still speak HTTP/1.1. The clone's
+	// tickets are sealed with the first Config's keys (crypto/tls uses the parent's automatic keys
+	// for a Config from GetConfigForClient), so they resume on either.
+	noALPN := t.conf.Clone()
+	noALPN.NextProtos = nil
+	t.conf.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if len(hello.SupportedProtos) > 0 && !slices.Contains(hello.SupportedProtos, "http/1.1") {
+			return noALPN, nil
+		}
+		return nil, nil
 	}
 	return t, nil
 }
@@ -162,9 +160,8 @@ func (s *Server) tlsStopAccepting() {
 	}
 }
 
-// stopTLS ends the TLS side once the loops have stopped (Serve): the listeners close, and the copies,
-// which see their socketpair end closed by the loops, flush what it held to their clients; those still
-// running after tlsStopWait (a client that reads nothing) are closed.
+// stopTLS ends the TLS side once the loops have stopped (Serve): the listeners close, and the
+// connections still in their handshake are closed (their clients had not sent a request yet).
 func (s *Server) stopTLS() {
 	t := s.tls
 	if t == nil {
@@ -173,21 +170,12 @@ func (s *Server) stopTLS() {
 	s.tlsStopAccepting()
 	t.mu.Lock()
 	t.done = true
-	t.mu.Unlock()
-	close(t.quit)
-	ended := make(chan struct{})
-	go func() { t.wg.Wait(); close(ended) }()
-	select {
-	case <-ended:
-		return
-	case <-time.After(tlsStopWait):
-	}
-	t.mu.Lock()
 	for c := range t.conns {
 		_ = c.Close()
 	}
 	t.mu.Unlock()
-	<-ended
+	close(t.quit)
+	t.wg.Wait()
 }
 
 // tlsLoopsRunning tells the accept goroutines that the loops are registered (OnTick, on gnet's ticker
@@ -197,9 +185,6 @@ func (s *Server) tlsLoopsRunning() {
 		t.runningOnce.Do(func() { close(t.running) })
 	}
 }
-
-// tlsStopWait is how long stopTLS lets the copies flush before it closes their connections.
-const tlsStopWait = 2 * time.Second
 
 func (t *tlsTerm) accept(ln net.Listener) {
 	defer t.wg.Done()
@@ -226,15 +211,14 @@ func (t *tlsTerm) accept(ln net.Listener) {
 			continue
 		}
 		delay = 0
-		select {
-		case t.slots <- struct{}{}:
-		default:
+		if t.open.Add(1) > t.limit {
+			t.open.Add(-1)
 			_ = c.Close() // max_connections + tlsRefusalSlots TLS connections already
 			continue
 		}
 		if !t.track(c) {
 			_ = c.Close()
-			<-t.slots
+			t.open.Add(-1)
 			return
 		}
 		t.wg.Add(1)
@@ -262,17 +246,22 @@ func (t *tlsTerm) untrack(c net.Conn) {
 // plainHTTP400 answers plain HTTP sent to a TLS port, as net/http does.
 const plainHTTP400 = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 48\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
 
-// serve runs one TLS connection: handshake, enroll, copies.
+// serve runs one TLS connection's handshake and hands its socket to a loop.
 func (t *tlsTerm) serve(raw net.Conn) {
 	defer t.wg.Done()
-	defer func() { <-t.slots }()
-	defer t.untrack(raw)
-	defer raw.Close()
+	handed := false
+	defer func() {
+		t.untrack(raw)
+		if !handed {
+			_ = raw.Close()
+			t.open.Add(-1)
+		}
+	}()
 
 	tbl := t.s.tbl.Load()
 	_ = raw.SetDeadline(time.Now().Add(tbl.readHeaderTimeout))
-	tc := tls.Server(raw, t.conf)
-	if err := tc.HandshakeContext(context.Background()); err != nil {
+	rc := tlsrec.Server(raw, t.conf)
+	if err := rc.Handshake(context.Background()); err != nil {
 		result := hsFailed
 		var rhe tls.RecordHeaderError
 		var ne net.Error
@@ -282,159 +271,32 @@ func (t *tlsTerm) serve(raw net.Conn) {
 		case errors.As(err, &ne) && ne.Timeout():
 			result = hsTimeout
 		}
-		t.count(result, tc.ConnectionState().Version)
+		t.count(result, rc.TLS().ConnectionState().Version)
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
-	st := tc.ConnectionState()
+	rc.Detach()
+	st := rc.TLS().ConnectionState()
 	t.count(hsOK, st.Version)
 
-	info := &tlsClient{version: st.Version, cipher: st.CipherSuite}
-	if a, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			info.ip = ip.Unmap()
-		}
-	}
-	mine, err := t.enroll(info)
+	info := &tlsClient{version: st.Version, cipher: st.CipherSuite, rec: rc, term: t}
+	// Register picks a loop as gnet's balancing picks one for an accepted client, dups the descriptor
+	// onto it and closes raw; OnOpen then runs on that loop with info as the connection's context.
+	ctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), info), raw)
+	res, err := t.s.engine.Register(ctx)
 	if err != nil {
 		t.s.log.Debug("tls client not handed to a loop", "error", err)
 		return
 	}
-	defer mine.Close()
-
-	upDone := make(chan struct{})
-	go func() {
-		defer close(upDone)
-		t.up(tc, mine)
-	}()
-	t.down(mine, tc, tbl.idleTimeout)
-	_ = raw.Close() // the engine is done with the client: its reader's Read ends too
-	<-upDone
-}
-
-// enroll makes the socketpair and hands one end to a loop with info as its context; it returns the
-// other end, for the copies.
-func (t *tlsTerm) enroll(info *tlsClient) (*net.UnixConn, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("socketpair: %w", err)
-	}
-	for _, fd := range fds {
-		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, t.ioBuffer)
-	}
-	mine, err := unixConn(fds[0])
-	if err != nil {
-		_ = syscall.Close(fds[1])
-		return nil, err
-	}
-	theirs, err := unixConn(fds[1])
-	if err != nil {
-		_ = mine.Close()
-		return nil, err
-	}
-	// Register picks a loop as gnet's balancing picks one for an accepted client, dups the descriptor
-	// onto it and closes theirs; OnOpen then runs on that loop with info as the connection's context.
-	ctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), info), theirs)
-	res, err := t.s.engine.Register(ctx)
-	if err != nil {
-		_ = theirs.Close()
-		_ = mine.Close()
-		return nil, err
-	}
+	handed = true // gnet closes raw, whatever the result; the loop releases the connection's count at OnClose
 	select {
 	case r, ok := <-res:
-		if !ok || r.Err != nil || r.Conn == nil {
-			_ = mine.Close()
-			if ok && r.Err != nil {
-				return nil, r.Err
+		if !ok || r.Err != nil {
+			info.release() // no OnOpen, so no OnClose
+			if ok {
+				t.s.log.Debug("tls client not handed to a loop", "error", r.Err)
 			}
-			return nil, errors.New("the event loop did not take the connection")
 		}
 	case <-t.quit:
-		_ = mine.Close()
-		return nil, errors.New("stopping")
-	}
-	return mine, nil
-}
-
-// unixConn wraps a socketpair descriptor in a *net.UnixConn (on Go's netpoller); fd is its own after.
-func unixConn(fd int) (*net.UnixConn, error) {
-	f := os.NewFile(uintptr(fd), "tls-socketpair")
-	c, err := net.FileConn(f) // a dup of fd
-	_ = f.Close()
-	if err != nil {
-		return nil, err
-	}
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		_ = c.Close()
-		return nil, fmt.Errorf("socketpair: a %T", c)
-	}
-	return uc, nil
-}
-
-// up copies the client's plaintext to the engine until the client ends (EOF, close_notify, an error,
-// or the connection closed by down), then half-closes the socketpair: the engine reads the end of its
-// client's bytes as it does from a plain one.
-func (t *tlsTerm) up(tc *tls.Conn, mine *net.UnixConn) {
-	buf := make([]byte, t.upBufSize)
-	for {
-		n, err := tc.Read(buf)
-		if n > 0 {
-			if _, werr := mine.Write(buf[:n]); werr != nil {
-				return // the engine closed the client
-			}
-		}
-		if err != nil {
-			_ = mine.CloseWrite()
-			return
-		}
-	}
-}
-
-// down copies the engine's bytes to the client until the engine closes its end, then sends
-// close_notify. It holds no buffer while the engine has nothing for the client: it waits for the
-// socketpair to be readable, then borrows one. A write the client takes nothing of for idle (it reads
-// nothing) ends the connection.
-func (t *tlsTerm) down(mine *net.UnixConn, tc *tls.Conn, idle time.Duration) {
-	rc, err := mine.SyscallConn()
-	if err != nil {
-		return
-	}
-	for {
-		var bp *[]byte
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			b := t.bufs.Get().(*[]byte)
-			for {
-				n, rerr = syscall.Read(int(fd), *b)
-				if rerr != syscall.EINTR {
-					break
-				}
-			}
-			if rerr == syscall.EAGAIN {
-				t.bufs.Put(b)
-				return false // nothing yet: wait for the socketpair to be readable, holding no buffer
-			}
-			bp = b
-			return true
-		})
-		if err != nil || rerr != nil || n <= 0 {
-			if bp != nil {
-				t.bufs.Put(bp)
-			}
-			if n == 0 && err == nil && rerr == nil {
-				_ = tc.SetWriteDeadline(time.Now().Add(idle))
-				_ = tc.CloseWrite() // close_notify: the engine ended the connection, every byte is sent
-			}
-			return
-		}
-		_ = tc.SetWriteDeadline(time.Now().Add(idle))
-		_, werr := tc.Write((*bp)[:n])
-		t.bufs.Put(bp)
-		if werr != nil {
-			return
-		}
 	}
 }

@@ -7,6 +7,7 @@
 #   scripts/compare-builds.sh OLD_BINARY [NEW_BINARY]      # NEW defaults to ./switchflow (make build)
 #   ROUNDS=8 SECONDS_PER_RUN=3 SCENARIOS="hello json4k big1m post64k" scripts/compare-builds.sh /tmp/sf-old
 #   COUNTS=0 ...   # skip callgrind and strace; PAIR=0 ...   # only them
+#   TLS=1 SCENARIOS="hello json4k" ...   # over HTTPS: both builds and nginx terminate TLS (scripts/lib/peers.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The soft open-file limit at the hard one: a proxy that raises it itself signals every thread
@@ -22,14 +23,16 @@ make -s tools >/dev/null
 op=$(port)
 taskset -c 1 bin/origin -addr 127.0.0.1:"$op" >/dev/null 2>&1 & pids+=($!)
 wait_port "$op"
+scheme=http
+[ "${TLS:-0}" = 1 ] && scheme=https
 targets=()
 for label in old new; do
 	bin=$old; [ $label = new ] && bin=$new
 	start_sf "$label" "$bin" "127.0.0.1:$op"
-	targets+=("$label:$last_pid:$last_port")
+	targets+=("$label:$last_pid:$last_port:$scheme")
 done
 start_nginx "127.0.0.1:$op"
-targets+=("nginx:$last_pid:$last_port")
+targets+=("nginx:$last_pid:$last_port:$scheme")
 
 printf 'wrk.method = "POST"\nwrk.body = string.rep("a", 65536)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' >"$dir/post64k.lua"
 scenario() { # name -> "path connections lua"
@@ -40,7 +43,7 @@ scenario() { # name -> "path connections lua"
 	post64k) echo "/echo 64 $dir/post64k.lua" ;;
 	esac
 }
-echo "compare-builds: old=$old new=$new; $(date -u +%FT%TZ); $(nproc) CPUs; $rounds rounds of ${secs}s"
+echo "compare-builds: old=$old new=$new; $scheme; $(date -u +%FT%TZ); $(nproc) CPUs; $rounds rounds of ${secs}s"
 for s in $scenarios; do
 	[ "${PAIR:-1}" = 1 ] || break
 	read -r path conns lua < <(scenario "$s")
@@ -59,24 +62,29 @@ for label in old new; do
 	for s in $scenarios; do
 		read -r path conns lua < <(scenario "$s")
 		luaarg=(); [ "$lua" != - ] && luaarg=(-s "$lua")
-		p=$(port); sf_config "$p" "127.0.0.1:$op" >"$dir/cg.toml"
+		# With TLS the measured port is the TLS one (its plain port is unused).
+		p=$(port) tp=""; [ "$scheme" = https ] && tp=$(port)
+		sf_config "$p" "127.0.0.1:$op" $tp >"$dir/cg.toml"
 		# Off for both builds: Go's preemption signals crash callgrind (vgCallgrind_post_signal), and valgrind
 		# cannot execute the RDTSCP the runtime uses when it finds it.
 		GODEBUG=cpu.rdtscp=off,asyncpreemptoff=1 taskset -c 0 "$valgrind" --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" -config "$dir/cg.toml" 2>"$dir/cg.log" & vpid=$!
 		wait_port "$p"
-		taskset -c 1 wrk -t1 -c"$conns" -d2s "${luaarg[@]}" "http://127.0.0.1:$p$path" >/dev/null || true
+		[ -n "$tp" ] && { wait_port "$tp"; p=$tp; }
+		taskset -c 1 wrk -t1 -c"$conns" -d2s "${luaarg[@]}" "$scheme://127.0.0.1:$p$path" >/dev/null || true
 		"$cgctl" -z "$vpid" >/dev/null || true
-		n=$(taskset -c 1 wrk -t1 -c"$conns" -d5s "${luaarg[@]}" "http://127.0.0.1:$p$path" | awk '/requests in/ {print $1}') || true
+		n=$(taskset -c 1 wrk -t1 -c"$conns" -d5s "${luaarg[@]}" "$scheme://127.0.0.1:$p$path" | awk '/requests in/ {print $1}') || true
 		"$cgctl" -d "$vpid" >/dev/null || true
 		ir=$(cat "$dir"/cg.out* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s}')
 		kill -INT "$vpid" 2>/dev/null || true; wait "$vpid" 2>/dev/null || true; rm -f "$dir"/cg.out*
-		p=$(port); sf_config "$p" "127.0.0.1:$op" >"$dir/st.toml"
+		p=$(port) tp=""; [ "$scheme" = https ] && tp=$(port)
+		sf_config "$p" "127.0.0.1:$op" $tp >"$dir/st.toml"
 		taskset -c 0 "$bin" -config "$dir/st.toml" 2>/dev/null & spid=$!
 		wait_port "$p"
-		taskset -c 1 wrk -t1 -c"$conns" -d1s "${luaarg[@]}" "http://127.0.0.1:$p$path" >/dev/null
+		[ -n "$tp" ] && { wait_port "$tp"; p=$tp; }
+		taskset -c 1 wrk -t1 -c"$conns" -d1s "${luaarg[@]}" "$scheme://127.0.0.1:$p$path" >/dev/null
 		strace -c -f -q -p "$spid" -o "$dir/st.out" & tpid=$!
 		sleep 0.5
-		m=$(taskset -c 1 wrk -t1 -c"$conns" -d3s "${luaarg[@]}" "http://127.0.0.1:$p$path" | awk '/requests in/ {print $1}')
+		m=$(taskset -c 1 wrk -t1 -c"$conns" -d3s "${luaarg[@]}" "$scheme://127.0.0.1:$p$path" | awk '/requests in/ {print $1}')
 		kill -INT "$tpid"; wait "$tpid" 2>/dev/null || true
 		calls=$(awk '$NF == "total" {print $4}' "$dir/st.out")
 		kill -INT "$spid"; wait "$spid" 2>/dev/null || true

@@ -6,7 +6,7 @@
 # after the first, the median over rounds of its CPU per request divided by the first proxy's in the same
 # round: runs seconds apart share the machine's mood, so the paired ratio is steadier than either figure.
 #
-#   scripts/pair.sh SECONDS CONNECTIONS PATH LABEL:PID:PORT [LABEL:PID:PORT ...]
+#   scripts/pair.sh SECONDS CONNECTIONS PATH LABEL:PID:PORT[:https] [LABEL:PID:PORT[:https] ...]
 #   ROUNDS=10 scripts/pair.sh ...                    # more rounds, a steadier median
 #   LUA=/path/to/script.lua scripts/pair.sh ...      # e.g. the POST script the bench writes
 #
@@ -35,13 +35,13 @@ trap 'kill -CONT "${pids[@]}" 2>/dev/null; rm -f "$log"' EXIT
 others() { for p in "${pids[@]}"; do if [ "$p" != "$1" ]; then echo "$p"; fi; done; }
 for round in $(seq "$rounds"); do
 	for t in "$@"; do
-		IFS=: read -r label pid port <<<"$t"
+		IFS=: read -r label pid port scheme <<<"$t"
 		if [ "${STOP_OTHERS:-1}" = 1 ]; then
 			kill -STOP $(others "$pid") 2>/dev/null || true
 		fi
 		read -r u0 s0 < <(ticks "$pid")
 		read -r v0 n0 < <(switches "$pid")
-		out=$(taskset -c 1 wrk -t1 -c"$c" -d"${d}"s --latency "${lua[@]}" "http://127.0.0.1:$port$path")
+		out=$(taskset -c 1 wrk -t1 -c"$c" -d"${d}"s --latency "${lua[@]}" "${scheme:-http}://127.0.0.1:$port$path")
 		read -r u1 s1 < <(ticks "$pid")
 		read -r v1 n1 < <(switches "$pid")
 		kill -CONT "${pids[@]}" 2>/dev/null || true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"time"
 )
@@ -89,7 +90,7 @@ func (c *Conn) Inbound(raw []byte) (plain, reply []byte, err error) {
 	c.tr.in = raw
 	plain = b.plain[:0]
 	for {
-		if cap(plain)-len(plain) < minFree {
+		if cap(plain)-len(plain) < maxPlaintext {
 			plain = append(plain, make([]byte, maxPlaintext)...)[:len(plain)]
 		}
 		n, rerr := c.tc.Read(plain[len(plain):cap(plain)])
@@ -97,7 +98,15 @@ func (c *Conn) Inbound(raw []byte) (plain, reply []byte, err error) {
 		if rerr != nil {
 			if rerr != errWouldBlock {
 				err = rerr
+			} else {
+				c.tr.drained = true
 			}
+			break
+		}
+		// crypto/tls was given no byte past the record it returned (transport.Read) and had room for
+		// all of its plaintext: when Inbound has no byte left either, it holds nothing, and one more
+		// Read would only cost crypto/tls an allocation (readFromUntil's reader) to learn it.
+		if len(c.tr.in) == 0 && c.tr.drained && c.tr.recLeft == 0 && c.tr.hdrN == 0 {
 			break
 		}
 	}
@@ -150,10 +159,12 @@ func (c *Conn) Outbound(bufs [][]byte) (raw []byte, err error) {
 }
 
 // Closing returns our close_notify (gnet.Transform), to be written behind what is queued as the
-// connection closes. Loop only.
-func (c *Conn) Closing() (raw []byte) {
+// connection closes with err: when we end it (nil) or answer the peer's close_notify (Inbound's io.EOF).
+// Nothing after a socket error or a TCP end with no close_notify (the peer has gone: the write would
+// only meet a reset) or a broken record (its alert went already). Loop only.
+func (c *Conn) Closing(err error) (raw []byte) {
 	b := c.tr.b
-	if b == nil {
+	if b == nil || (err != nil && err != io.EOF) {
 		return nil
 	}
 	b.out = b.out[:0]
@@ -178,18 +189,59 @@ type transport struct {
 	raw net.Conn // nil after Detach
 	in  []byte   // Inbound's bytes crypto/tls has not taken yet
 	b   *Buffers // the loop's scratch: b.out takes what crypto/tls writes
+
+	// Where the byte stream given to crypto/tls stands in its records, followed from the first byte
+	// (the handshake's too), so that after Detach a Read gives a whole record when it can, and no byte
+	// past it: crypto/tls's input buffer then holds one record at most and keeps about 17 KiB, instead
+	// of growing to hold the start of the next one too (twice that, or more), and it reads each record
+	// with one call of ours (each of its reads that needs bytes allocates its reader).
+	recLeft int     // bytes of the current record's body not yet given
+	hdrN    int     // bytes of the next record's header given so far
+	hdr     [5]byte // that header
+	drained bool    // a Read since Detach found nothing: crypto/tls holds no byte the position above does not account for
 }
 
 func (t *transport) Read(p []byte) (int, error) {
 	if t.raw != nil {
-		return t.raw.Read(p)
+		n, err := t.raw.Read(p)
+		t.follow(p[:n])
+		return n, err
 	}
 	if len(t.in) == 0 {
 		return 0, errWouldBlock
 	}
-	n := copy(p, t.in)
+	n := min(len(p), len(t.in))
+	switch {
+	case t.recLeft > 0:
+		n = min(n, t.recLeft)
+	case t.hdrN == 0 && len(t.in) >= len(t.hdr):
+		n = min(n, len(t.hdr)+(int(t.in[3])<<8|int(t.in[4]))) // a whole record, header and body
+	default:
+		n = min(n, len(t.hdr)-t.hdrN)
+	}
+	copy(p, t.in[:n])
+	t.follow(t.in[:n])
 	t.in = t.in[n:]
 	return n, nil
+}
+
+// follow moves the record position past b, the next bytes of the stream.
+func (t *transport) follow(b []byte) {
+	for len(b) > 0 {
+		if t.recLeft > 0 {
+			k := min(len(b), t.recLeft)
+			t.recLeft -= k
+			b = b[k:]
+			continue
+		}
+		k := copy(t.hdr[t.hdrN:], b)
+		t.hdrN += k
+		b = b[k:]
+		if t.hdrN == len(t.hdr) {
+			t.recLeft = int(t.hdr[3])<<8 | int(t.hdr[4])
+			t.hdrN = 0
+		}
+	}
 }
 
 func (t *transport) Write(p []byte) (int, error) {

@@ -35,6 +35,10 @@
 // 512 bytes, about 17 KiB once a full 16 KiB record came, and keeps that size). Output records are built
 // in crypto/tls's shared pool.
 //
+// Allocations: none of ours per record once the loop's buffers have grown; crypto/tls allocates 16
+// bytes for each record it reads (readFromUntil's reader escapes), so a keep-alive request costs one.
+// CPU: a 13-byte keep-alive exchange costs both sides together about 3 µs (BenchmarkRecords).
+//
 // tlsrec imports only the standard library; gnet's Transform is satisfied structurally (the engine
 // asserts it at compile time). Loop only, after Detach: one connection's methods are never called
 // concurrently.

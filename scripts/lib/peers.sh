@@ -1,6 +1,8 @@
 # peers.sh, sourced by the measurement scripts: a private directory and the processes started in it,
 # stopped and removed on exit; free loopback ports; SwitchFlow and nginx as one-core proxies in front
-# of one upstream address.
+# of one upstream address. With TLS=1 in the environment, both terminate TLS (an ECDSA P-256
+# certificate made here, TLS 1.3 with AES-128-GCM for both: Go's choice, which nginx is told to make
+# too) and last_port is their TLS port: measure https://127.0.0.1:$last_port.
 dir=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
@@ -17,28 +19,50 @@ wait_port() {
 	exit 1
 }
 
-# sf_config PORT UPSTREAM prints a SwitchFlow file: one loop on PORT, every path to UPSTREAM.
+# sf_config PORT UPSTREAM [TLSPORT] prints a SwitchFlow file: one loop on PORT, every path to UPSTREAM;
+# with TLSPORT, [tls] listens there with the certificate of tls_cert.
 sf_config() {
 	printf '[server]\nlisten = "127.0.0.1:%s"\nloops = 1\nmax_connections = 20000\n[[upstream]]\nname = "origin"\nservers = [ { addr = "%s" } ]\nkeepalive = 256\n[[route]]\nupstream = "origin"\n' "$1" "$2"
+	if [ -n "${3:-}" ]; then
+		tls_cert
+		printf '[tls]\nlisten = "127.0.0.1:%s"\ncertificates = [ { cert = "%s", key = "%s" } ]\n' "$3" "$dir/tls.crt" "$dir/tls.key"
+	fi
+}
+
+# tls_cert makes the certificate the TLS peers serve, once: ECDSA P-256, localhost, a year.
+tls_cert() {
+	[ -f "$dir/tls.crt" ] && return 0
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=localhost \
+		-addext subjectAltName=DNS:localhost -keyout "$dir/tls.key" -out "$dir/tls.crt" 2>/dev/null
 }
 
 # start_sf LABEL BINARY UPSTREAM starts SwitchFlow on CPU 0; its PID and port are left in last_pid and
 # last_port.
 start_sf() {
 	last_port=$(port)
-	sf_config "$last_port" "$3" >"$dir/$1.toml"
+	local tp=""
+	[ "${TLS:-0}" = 1 ] && tp=$(port)
+	sf_config "$last_port" "$3" $tp >"$dir/$1.toml"
 	taskset -c 0 "$2" -config "$dir/$1.toml" 2>"$dir/$1.log" &
 	last_pid=$!
 	pids+=("$last_pid")
 	wait_port "$last_port"
+	if [ -n "$tp" ]; then
+		wait_port "$tp"
+		last_port=$tp
+	fi
 }
 
 # start_nginx UPSTREAM starts nginx (one worker, no master, so that it can write its temp files) on
 # CPU 0, buffering request bodies (its default); PID and port in last_pid and last_port.
 start_nginx() {
-	local p
+	local p listen=""
 	p=$(port)
 	mkdir -p "$dir/nginx"
+	if [ "${TLS:-0}" = 1 ]; then
+		tls_cert
+		listen="ssl; ssl_certificate $dir/tls.crt; ssl_certificate_key $dir/tls.key; ssl_protocols TLSv1.2 TLSv1.3; ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256"
+	fi
 	cat >"$dir/nginx/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -58,7 +82,7 @@ http {
     proxy_max_temp_file_size 0; proxy_request_buffering on;
     upstream origin { server $1; keepalive 256; keepalive_requests 10000000; }
     server {
-        listen 127.0.0.1:$p backlog=4096;
+        listen 127.0.0.1:$p backlog=4096 $listen;
         location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$http_host; }
     }
 }
