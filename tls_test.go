@@ -108,8 +108,13 @@ func TestCheckUpstreamTLS(t *testing.T) {
 			t.Fatalf("%s: exit %d, %q; want 1 and %q", tc.keys, code, errb, tc.want)
 		}
 	}
-	if code, out, errb := check(fmt.Sprintf("ca = %q\ncert = %q\nkey = %q", caCrt, clientCrt, clientKey)); code != 0 || !strings.HasPrefix(out, "configuration ok") || errb != "" {
+	code, out, errb := check(fmt.Sprintf("ca = %q\ncert = %q\nkey = %q", caCrt, clientCrt, clientKey))
+	if code != 0 || !strings.HasPrefix(out, "configuration ok") || errb != "" {
 		t.Fatalf("good files: exit %d, %q %q", code, out, errb)
+	}
+	// The worst-case memory counts the TLS backend connections: one per client, and the idle pools.
+	if !strings.Contains(out, " + tls backend connections ") || !strings.Contains(out, "(max_connections 1000 + idle ") {
+		t.Fatalf("-t's memory line without the TLS backend connections: %q", out)
 	}
 	const warning = "upstream[0].tls.insecure_skip_verify: the certificates of upstream \"a\" are not verified"
 	if code, out, errb := check("insecure_skip_verify = true"); code != 0 || !strings.HasPrefix(out, "configuration ok") || !strings.Contains(errb, "warning: "+warning) {
@@ -120,8 +125,8 @@ func TestCheckUpstreamTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	var out, errb bytes.Buffer
-	if code := run([]string{"-config", file(taken.Addr().String(), "insecure_skip_verify = true")}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "level=WARN msg=\"upstream[0].tls.insecure_skip_verify: the certificates of upstream") {
-		t.Fatalf("start: exit %d, log %q", code, errb.String())
+	var startOut, startLog bytes.Buffer
+	if code := run([]string{"-config", file(taken.Addr().String(), "insecure_skip_verify = true")}, &startOut, &startLog); code == 0 || !strings.Contains(startLog.String(), "level=WARN msg=\"upstream[0].tls.insecure_skip_verify: the certificates of upstream") {
+		t.Fatalf("start: exit %d, log %q", code, startLog.String())
 	}
 }

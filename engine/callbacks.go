@@ -12,7 +12,6 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
-	"switchflow/tlsrec"
 	"switchflow/upstream"
 )
 
@@ -22,7 +21,6 @@ var (
 	_ gnet.EventHandler  = (*Server)(nil)
 	_ gnet.DrainHandler  = (*Server)(nil)
 	_ gnet.SpliceHandler = (*Server)(nil)
-	_ gnet.Transform     = (*tlsrec.Conn)(nil) // backend TLS connections' record layer (upstreamtls.go)
 )
 
 // tickInterval is the resolution of every timeout the engine enforces and of the Date header refresh.

@@ -29,7 +29,7 @@ type loopState struct {
 	// unless req holds it from this very callback (reqOwner: see parseHead).
 	req      codec.Request
 	reqOwner *clientConn
-	tlsBufs  tlsrec.Buffers // the TLS clients' record layers' scratch (tlsrec): what they return lives until the next call
+	tlsBufs  tlsrec.Buffers // the record layers' scratch of its TLS clients and TLS backends (tlsrec): what they return lives until the next call
 	resp     codec.Response
 	headBuf  []byte        // outgoing request or response head
 	pathBuf  []byte        // rewritten target (strip_prefix)
@@ -40,9 +40,6 @@ type loopState struct {
 	trailers []byte        // the kept trailer bytes of a chunked body being forwarded (codec.ChunkedReader.Forward)
 	hitBuf   []byte        // a cache hit's per-response headers
 	keyBuf   []byte        // a cache key being looked up
-	// recBufs are the scratch buffers of the TLS record layers of the loop's backend connections
-	// ([upstream.tls], upstreamtls.go): what one returns lives until the next call on the loop.
-	recBufs tlsrec.Buffers
 
 	shard          *cache.Shard          // this loop's view of the micro-cache
 	waits          map[string]*cacheWait // clients waiting for a fetch, by key

@@ -68,7 +68,7 @@ func upstreamTLS(ut *config.UpstreamTLS, key string) (*tls.Config, error) {
 // plain one. Loop only.
 func (ls *loopState) secureOpened(be *backendConn, rec *tlsrec.Conn, c gnet.Conn) {
 	c.SetContext(be)
-	rec.Attach(&ls.recBufs)
+	rec.Attach(&ls.tlsBufs) // the loop's record-layer scratch, shared with its TLS clients
 	if err := c.SetTransform(rec); err != nil {
 		// Not in this build (level-triggered, Linux): the connection cannot carry TLS. Nothing was sent.
 		c.SetContext(nil)
