@@ -88,15 +88,14 @@ func (o *httpsOrigin) lastState() tls.ConnectionState {
 	return o.states[len(o.states)-1]
 }
 
-// waitFor polls until cond holds, for 5 s.
-func waitFor(t *testing.T, cond func() bool) {
+// pollUntil polls cond until it holds, for up to 10 s; what says what was awaited, for the failure.
+func pollUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5 s")
+			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -205,7 +204,7 @@ func TestUpstreamTLSWrongNameRefused(t *testing.T) {
 	if st := serverStatus(t, statusOf(t, srv), o.addr); st.State != "down" {
 		t.Fatalf("a server whose handshake failed is %q, want down (blamed as nginx does)", st.State)
 	}
-	waitFor(t, func() bool {
+	pollUntil(t, "the access log line", func() bool {
 		b, _ := os.ReadFile(accessLog)
 		return strings.Contains(string(b), `"status":502`) && strings.Contains(string(b), `"termination":"upstream-tls-handshake"`)
 	})
@@ -317,7 +316,7 @@ func TestUpstreamTLSResumption(t *testing.T) {
 		if _, err := fmt.Fprint(c1, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, func() bool { return o.holding.Load() == 1 })
+		pollUntil(t, "the held request at the origin", func() bool { return o.holding.Load() == 1 })
 		for i := 0; i < 4; i++ {
 			c, br := dial(t, addr)
 			if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 200 {
@@ -346,7 +345,7 @@ func TestUpstreamTLSIdleClosedNotUsed(t *testing.T) {
 		if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 200 {
 			t.Fatalf("request %d: %d", i, resp.StatusCode)
 		}
-		waitFor(t, func() bool { return o.closed.Load() == int64(i+1) }) // the origin closed it while idle
+		pollUntil(t, "the origin to close the idle connection", func() bool { return o.closed.Load() == int64(i+1) })
 		scrapeSettled(t, srv.AdminAddr(), map[string]float64{
 			fmt.Sprintf("switchflow_upstream_connections_open{upstream=%q,server=%q}", "app", o.addr): 0,
 		})

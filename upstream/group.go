@@ -114,7 +114,7 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 			passiveReason: fmt.Sprintf("%d failed attempts within fail_timeout %s (max_fails)",
 				set.MaxFails, set.FailTimeout),
 		}
-		srv.tls = serverTLS(set.TLS, s.Name)
+		srv.tls = serverTLS(set.TLS, string(srv.HostHeader)) // the host:port as configured
 		if g.Health != nil {
 			srv.healthReq = healthRequest(g.Health.Path, s.Name)
 		}

@@ -26,8 +26,9 @@ import (
 const sessionCacheSize = 4
 
 // serverTLS derives the client tls.Config of one server from its group's: ServerName is the group's
-// server_name when set, else the host of the server's address as configured (a name, or an IP address,
-// which crypto/tls verifies against the certificate's IP SANs and does not send as SNI).
+// server_name when set, else the host of the server's address as configured, addr (a name, or an IP
+// address, which crypto/tls verifies against the certificate's IP SANs and does not send as SNI; for the
+// servers of a name looked up, the name, not the address found).
 func serverTLS(base *tls.Config, addr string) *tls.Config {
 	if base == nil {
 		return nil
