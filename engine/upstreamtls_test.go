@@ -230,6 +230,68 @@ func TestUpstreamTLSExpiredRefused(t *testing.T) {
 	refusedHandshake(t, addr, o, sink, "expired or not yet valid")
 }
 
+// TestUpstreamTLSHandshakeOffTheLoop: a backend that accepts the connection and never answers the
+// ClientHello holds no event loop: on a proxy with one loop, requests to another upstream are served while
+// the handshake waits, and the stalled request gets 502 at connect_timeout, logged as a handshake timeout.
+func TestUpstreamTLSHandshakeOffTheLoop(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open and silent until the test ends
+		}
+	}()
+	o := startTLSOrigin(t) // plain
+	addr, _, sink, _ := startTLSBackendProxy(t, 1, fmt.Sprintf(`
+[[upstream]]
+name = "silent"
+servers = [ { addr = %q } ]
+connect_timeout = "1500ms"
+[upstream.tls]
+insecure_skip_verify = true
+
+[[upstream]]
+name = "plain"
+servers = [ { addr = %q } ]
+
+[[route]]
+path_prefix = "/silent/"
+upstream = "silent"
+
+[[route]]
+path_prefix = "/"
+upstream = "plain"
+`, silent.Addr().String(), o.addr))
+	stalled, sbr := dial(t, addr)
+	start := time.Now()
+	if _, err := io.WriteString(stalled, "GET /silent/x HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Meanwhile the only loop serves other clients, each at once.
+	for i := 0; i < 20; i++ {
+		c, br := dial(t, addr)
+		t0 := time.Now()
+		if resp, body := roundTrip(t, c, br, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 200 || string(body) != "hello http" {
+			t.Fatalf("request %d beside the handshake: %d %q", i, resp.StatusCode, body)
+		}
+		if el := time.Since(t0); el > time.Second {
+			t.Fatalf("request %d took %v while a handshake waited", i, el)
+		}
+	}
+	resp, _ := readResponse(t, sbr, false)
+	if el := time.Since(start); resp.StatusCode != 502 || el < 1400*time.Millisecond || el > 5*time.Second {
+		t.Fatalf("the stalled handshake: %d after %v, want 502 at connect_timeout (1.5 s)", resp.StatusCode, el)
+	}
+	sink.waitCount(t, 1, "upstream tls handshake failed", `reason="handshake timeout"`)
+}
+
 // TestUpstreamTLSInsecureSkipVerify: insecure_skip_verify reaches a backend that nothing verifies (an
 // unknown CA, another name).
 func TestUpstreamTLSInsecureSkipVerify(t *testing.T) {
