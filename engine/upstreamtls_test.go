@@ -485,7 +485,7 @@ func TestUpstreamTLSSlowReaderHoldsBackend(t *testing.T) {
 
 // TestUpstreamTLSHealthChecks: active checks run over TLS and verify: a server whose certificate names
 // another host fails them and goes down, with the reason; once it serves the right certificate it passes
-// them and comes back up.
+// them and comes back up, and later checks resume the session.
 func TestUpstreamTLSHealthChecks(t *testing.T) {
 	p := newTestPKI(t)
 	good := p.pair(t, "backend", []string{"backend.example"}, time.Now().Add(time.Hour), false)
@@ -503,6 +503,8 @@ func TestUpstreamTLSHealthChecks(t *testing.T) {
 	}
 	o.cert.Store(&good)
 	sink.waitCount(t, 1, "upstream server up", "by=active")
+	// Each check is a new connection: after the first full handshake they resume the server's session.
+	pollUntil(t, "a health check that resumed a session", func() bool { return o.resumed.Load() >= 1 })
 	c, br = dial(t, addr)
 	if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 200 {
 		t.Fatalf("after the checks passed: %d", resp.StatusCode)
