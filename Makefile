@@ -28,6 +28,7 @@ gnet:
 tools: gnet
 	CGO_ENABLED=0 $(GO) build -o bin/origin ./benchmarks/origin
 	CGO_ENABLED=0 $(GO) build -o bin/bench ./benchmarks/cmd/bench
+	CGO_ENABLED=0 $(GO) build -o bin/keepload ./benchmarks/cmd/keepload
 
 run: build tools
 	@scripts/run.sh

@@ -91,6 +91,7 @@
 //
 // # Imports
 //
-// engine imports codec, cache, config, upstream, bufpool, tlsrec and admin (the admin listener it runs, which
-// imports nothing of ours). Nothing imports engine but main.
+// engine imports codec, cache, config, upstream, bufpool, tlsrec (TLS's record layer, a gnet Transform on
+// each TLS client, tlsconn.go, and each TLS backend connection, upstreamtls.go) and admin (the admin
+// listener it runs, which imports nothing of ours). Nothing imports engine but main.
 package engine

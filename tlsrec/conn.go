@@ -12,10 +12,6 @@ import (
 // maxPlaintext is the most plaintext one TLS record carries (RFC 8446 5.1).
 const maxPlaintext = 16 << 10
 
-// minFree is the least room Inbound leaves for one tls.Conn.Read: it returns at most one record's
-// plaintext, so less room only means more calls.
-const minFree = 4 << 10
-
 // keepOut is the largest ciphertext buffer a loop keeps between calls: a larger one (a large Write) is
 // dropped at the next call rather than held for the loop's life.
 const keepOut = 256 << 10
