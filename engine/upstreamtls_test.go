@@ -491,7 +491,7 @@ func TestUpstreamTLSHealthChecks(t *testing.T) {
 	good := p.pair(t, "backend", []string{"backend.example"}, time.Now().Add(time.Hour), false)
 	wrong := p.pair(t, "wrong", []string{"wrong.example"}, time.Now().Add(time.Hour), false)
 	o := startHTTPSOrigin(t, wrong, nil, 0)
-	addr, srv, sink, _ := startTLSBackendProxy(t, 1, upstreamTLSConfig("", "[upstream.health_check]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1",
+	addr, srv, sink, _ := startTLSBackendProxy(t, 1, upstreamTLSConfig("", "[upstream.health_check]\npath = \"/healthz\"\ninterval = \"1s\"\ntimeout = \"1s\"\nrise = 1\nfall = 1",
 		fmt.Sprintf("server_name = \"backend.example\"\nca = %q", p.rootPEM(t)), o.addr))
 	sink.waitCount(t, 1, "upstream server down", "by=active", "tls: wrong name")
 	if st := serverStatus(t, statusOf(t, srv), o.addr); st.State != "down" || !strings.Contains(st.DownReason, "tls: wrong name") {
