@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	*check = *check || *dump
 	cfg, err := loadConfig(*path)
 	if err == nil && *check {
-		err = engine.Check(cfg) // what the file's own checks cannot see: [tls] certificates, the access log file
+		err = engine.Check(cfg) // what the file's own checks cannot see: [tls] certificates, [upstream.tls] files, the access log file
 	}
 	if *check {
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,5 +76,57 @@ func TestCheckTLSCertificates(t *testing.T) {
 	if !strings.Contains(errb, "warning: tls.certificates[1]") || !strings.Contains(errb, "old.example") || !strings.Contains(errb, "expired") ||
 		!strings.Contains(errb, "warning: tls.certificates[2]") || !strings.Contains(errb, "soon.example") || strings.Contains(errb, "good.example") {
 		t.Fatalf("-t warnings:\n%s", errb)
+	}
+}
+
+// TestCheckUpstreamTLS: -t refuses an [upstream.tls] whose ca file is missing or holds no certificate,
+// or whose client key does not match its certificate, naming the key; it warns about
+// insecure_skip_verify and passes; a start warns about it too (here one that then fails to bind its
+// port, so that the test needs no signal).
+func TestCheckUpstreamTLS(t *testing.T) {
+	dir := t.TempDir()
+	caCrt, _ := writeSelfSigned(t, dir, "ca.example", time.Now().Add(365*24*time.Hour))
+	clientCrt, clientKey := writeSelfSigned(t, dir, "client.example", time.Now().Add(365*24*time.Hour))
+	_, otherKey := writeSelfSigned(t, dir, "other.example", time.Now().Add(365*24*time.Hour))
+	file := func(listen, tlsKeys string) string {
+		f := filepath.Join(dir, "up.toml")
+		os.WriteFile(f, []byte(fmt.Sprintf("[server]\nlisten = %q\nmax_connections = 1000\n[[upstream]]\nname = \"a\"\nservers = [ { addr = \"127.0.0.1:9\" } ]\n[upstream.tls]\n%s\n[[route]]\nupstream = \"a\"\n", listen, tlsKeys)), 0o644)
+		return f
+	}
+	check := func(tlsKeys string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run([]string{"-t", "-config", file("127.0.0.1:8080", tlsKeys)}, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	for _, tc := range []struct{ keys, want string }{
+		{fmt.Sprintf("ca = %q", filepath.Join(dir, "none.pem")), "upstream[0].tls.ca"},
+		{fmt.Sprintf("ca = %q", clientKey), "holds no PEM certificate"},
+		{fmt.Sprintf("cert = %q\nkey = %q", clientCrt, otherKey), "upstream[0].tls.cert"},
+		{fmt.Sprintf("cert = %q", clientCrt), "upstream[0].tls.key: is required with cert"},
+	} {
+		if code, _, errb := check(tc.keys); code != 1 || !strings.Contains(errb, tc.want) {
+			t.Fatalf("%s: exit %d, %q; want 1 and %q", tc.keys, code, errb, tc.want)
+		}
+	}
+	code, out, errb := check(fmt.Sprintf("ca = %q\ncert = %q\nkey = %q", caCrt, clientCrt, clientKey))
+	if code != 0 || !strings.HasPrefix(out, "configuration ok") || errb != "" {
+		t.Fatalf("good files: exit %d, %q %q", code, out, errb)
+	}
+	// The worst-case memory counts the TLS backend connections: one per client, and the idle pools.
+	if !strings.Contains(out, " + tls backend connections ") || !strings.Contains(out, "(max_connections 1000 + idle ") {
+		t.Fatalf("-t's memory line without the TLS backend connections: %q", out)
+	}
+	const warning = "upstream[0].tls.insecure_skip_verify: the certificates of upstream \"a\" are not verified"
+	if code, out, errb := check("insecure_skip_verify = true"); code != 0 || !strings.HasPrefix(out, "configuration ok") || !strings.Contains(errb, "warning: "+warning) {
+		t.Fatalf("insecure_skip_verify: exit %d, %q %q", code, out, errb)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	var startOut, startLog bytes.Buffer
+	if code := run([]string{"-config", file(taken.Addr().String(), "insecure_skip_verify = true")}, &startOut, &startLog); code == 0 || !strings.Contains(startLog.String(), "level=WARN msg=\"upstream[0].tls.insecure_skip_verify: the certificates of upstream") {
+		t.Fatalf("start: exit %d, log %q", code, startLog.String())
 	}
 }

@@ -98,6 +98,16 @@ type Upstream struct {
 	// each address the name has is a server (UpstreamServer.Follow). 0: a name is looked up at load only.
 	Resolve     time.Duration
 	HealthCheck *HealthCheck // nil when absent
+	TLS         *UpstreamTLS // nil when [upstream.tls] is absent: plain HTTP to the servers
+}
+
+// UpstreamTLS is an upstream's optional [upstream.tls]: HTTPS to its servers. Paths are kept as
+// written, as for [tls]; config does not read the files (the engine does, and -t reports what it finds).
+type UpstreamTLS struct {
+	ServerName         string // SNI and the name verified; "" = the host of each server's addr
+	CA                 string // PEM file of the roots to verify against; "" = the system's
+	Cert, Key          string // PEM client certificate (chain) and key for mutual TLS; both or neither
+	InsecureSkipVerify bool   // no verification at all: for tests only, warned about
 }
 
 // UpstreamServer is one entry of an upstream's servers array.

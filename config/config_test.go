@@ -67,6 +67,11 @@ fail_timeout = "10s"               # ... for this long
 retries = 1                        # further servers tried; see section 3.4
 resolve = "0s"                     # > 0: server names are looked up again this often; each address is a server
 
+[upstream.tls]                     # optional: speak HTTPS to this upstream's servers
+server_name = "app.internal"       # SNI and the name verified; default: the server's host
+ca = "ca.pem"                      # roots to verify against; default: the system's
+# cert = "client.crt", key = "client.key" for mutual TLS; insecure_skip_verify = false
+
 [upstream.health_check]            # optional active checks
 path = "/healthz"
 interval = "2s"
@@ -191,6 +196,7 @@ func TestLoadSpecExample(t *testing.T) {
 			Path: "/healthz", Interval: 2 * time.Second, Timeout: time.Second,
 			ExpectStatus: 200, Rise: 2, Fall: 3,
 		},
+		TLS: &UpstreamTLS{ServerName: "app.internal", CA: "ca.pem"},
 	}}
 	if !reflect.DeepEqual(c.Upstreams, wantUp) {
 		t.Errorf("Upstreams = %+v\nwant %+v", c.Upstreams, wantUp)
@@ -321,6 +327,16 @@ func TestErrors(t *testing.T) {
 			"upstream[0].servers[1].wieght", 0, `did you mean "weight"`},
 		{"unknown key in health_check", upstreamWith(server + "\n[upstream.health_check]\nintervall = \"1s\"\n"),
 			"upstream[0].health_check.intervall", 0, "unknown key"},
+		{"unknown key in upstream tls", upstreamWith(server + "\n[upstream.tls]\nservername = \"a\"\n"),
+			"upstream[0].tls.servername", 0, `did you mean "server_name"`},
+		{"upstream tls cert without key", upstreamWith(server + "\n[upstream.tls]\ncert = \"c.crt\"\n"),
+			"upstream[0].tls.key", 0, "is required with cert"},
+		{"upstream tls key without cert", upstreamWith(server + "\n[upstream.tls]\nkey = \"c.key\"\n"),
+			"upstream[0].tls.cert", 0, "is required with key"},
+		{"upstream tls server_name with a port", upstreamWith(server + "\n[upstream.tls]\nserver_name = \"app.internal:443\"\n"),
+			"upstream[0].tls.server_name", 0, "neither a host name nor an IP address"},
+		{"upstream tls wrong type", upstreamWith(server + "\n[upstream.tls]\ninsecure_skip_verify = \"yes\"\n"),
+			"upstream[0].tls.insecure_skip_verify", 0, "must be a boolean"},
 		{"unknown key in route", minimal + "strip = true\n", "route[0].strip", 0, "unknown key"},
 		{"unknown key in certificate", "[tls]\ncertificates = [{ cert = \"a\", key = \"b\", chain = \"c\" }]\n",
 			"tls.certificates[0].chain", 0, "unknown key"},
@@ -909,5 +925,31 @@ func TestTLSListenList(t *testing.T) {
 	}
 	if _, err := Load(f); err == nil || !strings.Contains(err.Error(), "tls.listen[1]") {
 		t.Fatalf("a TLS address that server.listen uses: %v", err)
+	}
+}
+
+// TestUpstreamTLSWarning: insecure_skip_verify checks, and is warned about, naming the key and the
+// upstream; an upstream that verifies is not.
+func TestUpstreamTLSWarning(t *testing.T) {
+	c := mustLoad(t, `
+[[upstream]]
+name = "a"
+servers = [ { addr = "127.0.0.1:9001" } ]
+[upstream.tls]
+ca = "ca.pem"
+[[upstream]]
+name = "b"
+servers = [ { addr = "127.0.0.1:9002" } ]
+[upstream.tls]
+insecure_skip_verify = true
+[[route]]
+upstream = "a"
+`)
+	if c.Upstreams[0].TLS == nil || c.Upstreams[0].TLS.CA != "ca.pem" || !c.Upstreams[1].TLS.InsecureSkipVerify {
+		t.Fatalf("decoded %+v %+v", c.Upstreams[0].TLS, c.Upstreams[1].TLS)
+	}
+	ws := c.Warnings()
+	if len(ws) != 1 || !strings.Contains(ws[0], "upstream[1].tls.insecure_skip_verify") || !strings.Contains(ws[0], `"b"`) {
+		t.Fatalf("warnings %q, want one for upstream[1]", ws)
 	}
 }

@@ -207,6 +207,16 @@ func (d *decoder) upstream(t *table, u *Upstream) {
 		ht.finish()
 		u.HealthCheck = &hc
 	}
+	if tt := t.sub("tls"); tt != nil {
+		var ut UpstreamTLS
+		tt.str("server_name", &ut.ServerName)
+		tt.str("ca", &ut.CA)
+		tt.str("cert", &ut.Cert)
+		tt.str("key", &ut.Key)
+		tt.boolean("insecure_skip_verify", &ut.InsecureSkipVerify)
+		tt.finish()
+		u.TLS = &ut
+	}
 	t.finish()
 }
 

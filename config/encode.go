@@ -84,6 +84,14 @@ func (c *Config) TOML() string {
 			w.int("rise", hc.Rise, "")
 			w.int("fall", hc.Fall, "")
 		}
+		if ut := u.TLS; ut != nil {
+			w.table("upstream.tls")
+			w.kv("server_name", tomlQuote(ut.ServerName), `"" = the host of each server's addr`)
+			w.kv("ca", tomlQuote(ut.CA), `"" = the system's roots`)
+			w.str("cert", ut.Cert)
+			w.str("key", ut.Key)
+			w.bool("insecure_skip_verify", ut.InsecureSkipVerify)
+		}
 	}
 	for _, r := range c.Routes {
 		w.arrayTable("route")

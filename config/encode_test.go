@@ -28,6 +28,10 @@ name = "a"
 resolve = "45s"
 servers = [ { addr = "127.0.0.1:9", weight = 3 }, { addr = "127.0.0.2:9", backup = true }, { addr = "app.internal:80" } ]
 [upstream.health_check]
+[upstream.tls]
+cert = "client.crt"
+key = "client.key"
+insecure_skip_verify = true
 [[upstream]]
 name = "b"
 balance = "hash"

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -319,6 +320,25 @@ func validateUpstream(ps *problems, key string, u *Upstream, r resolver) {
 			ps.addf(hkey+".fall", "must be >= 1, got %d", hc.Fall)
 		}
 	}
+	if ut := u.TLS; ut != nil {
+		validateUpstreamTLS(ps, key+".tls", ut)
+	}
+}
+
+// validateUpstreamTLS checks [upstream.tls] as written; whether its files load is the engine's check
+// (-t, start, reload), as for [tls].
+func validateUpstreamTLS(ps *problems, key string, ut *UpstreamTLS) {
+	if n := ut.ServerName; n != "" {
+		if _, err := netip.ParseAddr(n); err != nil && !validHostname(strings.TrimSuffix(n, ".")) {
+			ps.addf(key+".server_name", "%q is neither a host name nor an IP address (no port: it is the name the certificate must hold)", n)
+		}
+	}
+	switch {
+	case ut.Cert != "" && ut.Key == "":
+		ps.addf(key+".key", "is required with cert (mutual TLS needs the certificate and its key)")
+	case ut.Key != "" && ut.Cert == "":
+		ps.addf(key+".cert", "is required with key (mutual TLS needs the certificate and its key)")
+	}
 }
 
 // minResolve and maxResolve bound resolve: a name looked up more often than once a second loads the DNS
@@ -369,6 +389,9 @@ func quoteList(list []string) string {
 //
 // A hash_key other than the default on an upstream whose balance is not "hash" is ignored, and said so
 // (a warning rather than an error: -T writes hash_key for every upstream, and its output must check).
+//
+// An upstream with tls.insecure_skip_verify verifies nothing of its servers: meant for tests, said at
+// every start and check.
 func (c *Config) Warnings() []string {
 	var ws []string
 	for i, u := range c.Upstreams {
@@ -381,6 +404,12 @@ func (c *Config) Warnings() []string {
 		if u.Balance != BalanceHash && u.HashKey != HashKeyURI {
 			ws = append(ws, fmt.Sprintf("upstream[%d]: hash_key %q has no effect with balance %q; it applies to balance = \"hash\"",
 				i, u.HashKey, u.Balance))
+		}
+	}
+	for i, u := range c.Upstreams {
+		if u.TLS != nil && u.TLS.InsecureSkipVerify {
+			ws = append(ws, fmt.Sprintf("upstream[%d].tls.insecure_skip_verify: the certificates of upstream %q are not verified, so anyone on the path can read and change its traffic; for tests only",
+				i, u.Name))
 		}
 	}
 	for i, r := range c.Routes {

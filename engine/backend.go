@@ -171,6 +171,7 @@ func (ls *loopState) backendClosed(be *backendConn, err error) {
 	}
 	cc.be = nil
 	if !be.headDone {
+		ls.tlsAlertBeforeHead(be, err) // upstreamtls.go
 		// Closed or reset before a complete response head (SPEC 3.4): idempotent requests go to the next
 		// server, others get 502. A pooled connection that the backend had closed while idle is not the
 		// server's fault and does not use up a retry.

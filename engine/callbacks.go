@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"switchflow/upstream"
 )
 
 // The optional interfaces of our gnet patches that Server implements: a missing method would leave a
@@ -43,6 +45,11 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	case *backendConn:
 		x.ls.backendOpened(x, c)
 		x.ls.settle()
+		return nil, gnet.None
+	case *upstream.Secured:
+		be := x.Ctx.(*backendConn)
+		be.ls.secureOpened(be, x.Rec, c) // upstreamtls.go
+		be.ls.settle()
 		return nil, gnet.None
 	}
 	ls := s.loopFor(c)

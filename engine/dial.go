@@ -4,9 +4,12 @@
 package engine
 
 import (
+	"errors"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"switchflow/upstream"
 )
 
 // connect sends the request to the next server: an idle pooled connection if there is one, else a dial.
@@ -80,9 +83,15 @@ func (ls *loopState) dialFailed(ctx any, err error) {
 	cc := be.client
 	be.client = nil
 	f := failConnect
-	if ls.s.dialShortage(err) {
+	var hs *upstream.HandshakeError
+	switch {
+	case ls.s.dialShortage(err):
 		f = failNoDescriptor // SPEC 3.3: out of descriptors is the proxy's failure, not the server's
-	} else {
+	case errors.As(err, &hs):
+		f = failTLSHandshake
+		ls.s.log.Warn("upstream tls handshake failed", "upstream", be.srv.Upstream, "server", be.srv.Name,
+			"server_name", be.srv.TLS().ServerName, "reason", hs.Reason, "error", hs.Err)
+	default:
 		ls.s.log.Warn("upstream connect failed", "upstream", be.srv.Upstream, "server", be.srv.Name, "error", err)
 	}
 	if cc == nil || cc.be != be || cc.state != csConnecting {
@@ -150,7 +159,7 @@ func (ls *loopState) startDial(be *backendConn) bool {
 	if left < time.Millisecond {
 		left = time.Millisecond
 	}
-	if ls.s.dialer.Dial(ls.loop, be.srv.Addr, left, be, ls.onDialFail) != nil {
+	if ls.s.dialer.Dial(ls.loop, be.srv.Addr, be.srv.TLS(), left, be, ls.onDialFail) != nil {
 		return false
 	}
 	be.queued, be.dialed = false, true

@@ -12,6 +12,12 @@
 // header slab pool (taken once per connection), and the servers' health (atomics). gnet's ticker goroutine only schedules each loop's sweep, which enforces every timeout and
 // refreshes the prebuilt responses' Date once a second.
 //
+// An HTTPS backend connection ([upstream.tls]) is the same backendConn: the dialer worker runs its
+// handshake, and OnOpen installs its record layer (tlsrec) as the gnet connection's transform before
+// its first byte (upstreamtls.go), so every read and write of the engine sees plaintext. It is pooled
+// and timed as a plain one, and never spliced. The servers' session caches are shared by the loops
+// (crypto/tls's lock, taken per handshake and per session ticket).
+//
 // # Buffers and lifetimes
 //
 // A request head is copied from gnet's buffer into the client's header slab (bufpool) and parsed there,
@@ -103,6 +109,6 @@
 // # Imports
 //
 // engine imports codec, cache, config, upstream, bufpool, tlsrec (TLS's record layer, a gnet Transform on
-// each TLS client: tlsconn.go) and admin (the admin listener it runs, which imports nothing of ours).
-// Nothing imports engine but main.
+// each TLS client, tlsconn.go, and each TLS backend connection, upstreamtls.go) and admin (the admin
+// listener it runs, which imports nothing of ours). Nothing imports engine but main.
 package engine

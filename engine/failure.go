@@ -12,6 +12,7 @@ type failure uint8
 
 const (
 	failConnect       failure = iota + 1 // refused, unreachable or connect_timeout: nothing was sent
+	failTLSHandshake                     // [upstream.tls] handshake failed: blamed and retried as nginx's "error"
 	failNoDescriptor                     // the proxy had no descriptor for the dial (SPEC 3.3)
 	failDialQueued                       // the dial waited connect_timeout behind maxDials: the proxy's backlog
 	failPooledClosed                     // a pooled connection the backend had closed while idle
@@ -33,6 +34,7 @@ type failureRule struct {
 
 var failures = [...]failureRule{
 	failConnect:       {502, true, true, false, "upstream-connect"},
+	failTLSHandshake:  {502, true, true, false, "upstream-tls-handshake"},
 	failNoDescriptor:  {503, false, false, false, "proxy-descriptors"},
 	failDialQueued:    {502, false, true, false, "proxy-dial-queue"},
 	failPooledClosed:  {502, false, true, true, "upstream-pooled-closed"},

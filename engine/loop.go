@@ -29,7 +29,7 @@ type loopState struct {
 	// unless req holds it from this very callback (reqOwner: see parseHead).
 	req      codec.Request
 	reqOwner *clientConn
-	tlsBufs  tlsrec.Buffers // the TLS clients' record layers' scratch (tlsrec): what they return lives until the next call
+	tlsBufs  tlsrec.Buffers // the record layers' scratch of its TLS clients and TLS backends (tlsrec): what they return lives until the next call
 	resp     codec.Response
 	headBuf  []byte        // outgoing request or response head
 	pathBuf  []byte        // rewritten target (strip_prefix)

@@ -19,7 +19,7 @@ type MemoryTerm struct {
 // WorstCaseMemory lists what a configuration may hold in memory at once, every connection busy: the
 // header slabs laid out at start (the large ones too), the bytes queued per connection before reading pauses (io_buffer each
 // way, a client and its backend), the loops' read buffers, the micro-cache and the TLS connections' state
-// and record buffers. Go's own overhead, the
+// and record buffers, clients' and backends'. Go's own overhead, the
 // goroutines of the admin listener and the health checks come on top. A new kind of buffer is one more
 // term here.
 func WorstCaseMemory(cfg *config.Config) []MemoryTerm {
@@ -49,7 +49,25 @@ func WorstCaseMemory(cfg *config.Config) []MemoryTerm {
 		terms = append(terms, MemoryTerm{"tls connections", fmt.Sprintf("(max_connections %d + %d) × %s", conns, tlsRefusalSlots,
 			size(tlsConnMemory)), n * tlsConnMemory})
 	}
+	if pooled, ok := tlsBackendPools(cfg, loops); ok {
+		// [upstream.tls]: every client's backend connection may be a TLS one, and the idle pools of the TLS
+		// upstreams hold more; each costs what a TLS client does (the same tls.Conn and record buffer).
+		terms = append(terms, MemoryTerm{"tls backend connections", fmt.Sprintf("(max_connections %d + idle %d) × %s", conns, pooled,
+			size(tlsConnMemory)), (conns + pooled) * tlsConnMemory})
+	}
 	return terms
+}
+
+// tlsBackendPools reports whether an upstream speaks TLS, and how many idle connections the pools of
+// those upstreams may keep: keepalive per server and loop.
+func tlsBackendPools(cfg *config.Config, loops int) (pooled uint64, found bool) {
+	for _, u := range cfg.Upstreams {
+		if u.TLS != nil {
+			found = true
+			pooled += uint64(u.Keepalive) * uint64(len(u.Servers)) * uint64(loops)
+		}
+	}
+	return pooled, found
 }
 
 // tlsConnMemory is what one TLS connection may hold beyond a plain one's (WorstCaseMemory).

@@ -81,7 +81,7 @@ type Server struct {
 }
 
 // Check reports what New would refuse in a configuration that passed its own checks (config.Load), for
-// "switchflow -t": [tls], and an access log file that cannot be opened for appending. The file is opened
+// "switchflow -t": [tls], [upstream.tls], and an access log file that cannot be opened for appending. The file is opened
 // as New opens it (created if absent, as nginx -t creates its logs) and closed again.
 func Check(cfg *config.Config) error {
 	errs := unservable(cfg)
@@ -99,10 +99,11 @@ func Check(cfg *config.Config) error {
 }
 
 // unservable lists what in a checked configuration this build cannot start with: [tls] certificates
-// that do not load, and header slabs the machine cannot hold. New refuses such a file; Check reports it.
+// that do not load, [upstream.tls] files that do not load, and header slabs the machine cannot hold. New refuses such a file; Check reports it.
 func unservable(cfg *config.Config) []error {
 	var errs []error
-	errs = append(errs, checkTLS(cfg)...) // tls.go
+	errs = append(errs, checkTLS(cfg)...)         // tls.go
+	errs = append(errs, checkUpstreamTLS(cfg)...) // upstreamtls.go
 	if err := checkSlabMemory(cfg); err != nil {
 		errs = append(errs, err)
 	}

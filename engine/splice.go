@@ -13,9 +13,10 @@ const spliceMin = 64 << 10
 // the client's with splice(2), without copying it through the loop (Conn.SpliceTo). It applies when
 // nothing is left unread in gnet and nothing is queued for the client (gnet refuses otherwise), the
 // request has been sent whole (so the client is never held for its upload meanwhile), and no copy of
-// the body is kept for the cache. The transfer ends in Server.OnSpliced.
+// the body is kept for the cache. A TLS backend's socket carries records, not the body: never spliced.
+// The transfer ends in Server.OnSpliced.
 func (ls *loopState) trySplice(be *backendConn, cc *clientConn) bool {
-	if !ls.s.splice || be.body != codec.BodyLength || be.remaining < spliceMin || !cc.reqDone ||
+	if !ls.s.splice || be.srv.TLS() != nil || be.body != codec.BodyLength || be.remaining < spliceMin || !cc.reqDone ||
 		cc.capture != nil || cc.headAsGet || be.gc.InboundBuffered() > 0 || cc.gc.OutboundBuffered() > 0 {
 		return false
 	}

@@ -76,6 +76,10 @@ func newTable(cfg *config.Config, log *slog.Logger, answers map[string][]netip.A
 				Fall:         hc.Fall,
 			}
 		}
+		conf, err := upstreamTLS(u.TLS, fmt.Sprintf("upstream[%d].tls", i)) // upstreamtls.go
+		if err != nil {
+			return nil, err
+		}
 		g, err := upstream.NewGroup(u.Name, specs, upstream.Settings{
 			Balance:         u.Balance,
 			Keepalive:       u.Keepalive,
@@ -87,6 +91,7 @@ func newTable(cfg *config.Config, log *slog.Logger, answers map[string][]netip.A
 			Health:          health,
 			SlowStart:       u.SlowStart,
 			HashKey:         u.HashKey,
+			TLS:             conf,
 			Log:             log,
 		})
 		if err != nil {

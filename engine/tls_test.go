@@ -62,9 +62,16 @@ func (p *testPKI) make(t *testing.T, cn string, names []string, notAfter time.Ti
 	}
 	p.serial++
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn}, DNSNames: names,
+		SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: notAfter,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{p.usage(cn)},
+	}
+	for _, n := range names { // an IP address goes where crypto/tls verifies IP addresses
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
 	}
 	if ca {
 		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage = true, true, x509.KeyUsageCertSign|x509.KeyUsageDigitalSignature
@@ -108,6 +115,31 @@ func (p *testPKI) leaf(t *testing.T, file string, names []string, notAfter time.
 	return certPath, keyPath
 }
 
+// usage is a leaf's extended key usage: a client certificate (clientLeaf) is for client authentication,
+// every other one for servers.
+func (p *testPKI) usage(cn string) x509.ExtKeyUsage {
+	if strings.HasPrefix(cn, "client:") {
+		return x509.ExtKeyUsageClientAuth
+	}
+	return x509.ExtKeyUsageServerAuth
+}
+
+// clientLeaf writes a client certificate (common name "client:"+name) from the intermediate, its file
+// holding the chain, and its key, for mutual TLS.
+func (p *testPKI) clientLeaf(t *testing.T, name string) (certPath, keyPath string) {
+	return p.leaf(t, "client-"+name, []string{"client:" + name}, time.Now().Add(24*time.Hour), true)
+}
+
+// pair is leaf's certificate and key loaded, for a Go TLS server.
+func (p *testPKI) pair(t *testing.T, file string, names []string, notAfter time.Time, viaInter bool) tls.Certificate {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(p.leaf(t, file, names, notAfter, viaInter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
+}
+
 func (p *testPKI) rootPEM(t *testing.T) string {
 	path := filepath.Join(p.dir, "root.pem")
 	writeFile(t, path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw}))
@@ -125,12 +157,18 @@ func writeFile(t *testing.T, path string, b []byte) {
 	}
 }
 
+// hugeBody is the origin's /huge answer, made when a test first asks for it.
+var hugeBody = sync.OnceValue(func() []byte { return bigBody(32 << 20) })
+
 // tlsOrigin is a net/http origin that records the last request's headers and counts requests.
 type tlsOrigin struct {
 	addr string
 	hits atomic.Int64
 	mu   sync.Mutex
 	last http.Header
+	// hold, when set, is what /hold waits for before it answers; holding counts the requests waiting.
+	hold    chan struct{}
+	holding atomic.Int64
 }
 
 func startTLSOrigin(t *testing.T) *tlsOrigin {
@@ -140,7 +178,15 @@ func startTLSOrigin(t *testing.T) *tlsOrigin {
 		t.Fatal(err)
 	}
 	o := &tlsOrigin{addr: ln.Addr().String()}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := o.server()
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { _ = srv.Close() })
+	return o
+}
+
+// server is the origin's net/http server, for a plain or a TLS listener.
+func (o *tlsOrigin) server() *http.Server {
+	return &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.hits.Add(1)
 		o.mu.Lock()
 		o.last = r.Header.Clone()
@@ -150,6 +196,13 @@ func startTLSOrigin(t *testing.T) *tlsOrigin {
 			h := sha256.New()
 			n, _ := io.Copy(h, r.Body)
 			fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+		case "/hold":
+			o.holding.Add(1)
+			<-o.hold
+			_, _ = io.WriteString(w, "held")
+		case "/huge": // 32 MiB, for a slow reader
+			w.Header().Set("Content-Length", strconv.Itoa(len(hugeBody())))
+			_, _ = w.Write(hugeBody())
 		case "/big":
 			w.Header().Set("Content-Length", strconv.Itoa(len(oneMiB)))
 			_, _ = w.Write(oneMiB)
@@ -157,9 +210,6 @@ func startTLSOrigin(t *testing.T) *tlsOrigin {
 			_, _ = io.WriteString(w, "hello "+r.Header.Get("X-Forwarded-Proto"))
 		}
 	})}
-	go srv.Serve(ln) //nolint:errcheck
-	t.Cleanup(func() { _ = srv.Close() })
-	return o
 }
 
 func (o *tlsOrigin) header(k string) string {

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math"
@@ -62,6 +63,10 @@ type Settings struct {
 	Health          *HealthSettings // nil = no active health checks
 	SlowStart       time.Duration   // 0 = off
 	HashKey         string          // balance = "hash": uri | client_ip | header:NAME | cookie:NAME; "" = uri
+	// TLS, when not nil, makes the servers HTTPS: the client configuration of [upstream.tls] (roots,
+	// client certificate, ServerName when server_name is set). Each server gets a copy of its own
+	// (serverTLS). NewGroup does not modify it.
+	TLS *tls.Config
 	// Log receives the group's health transitions (a server down or up) and "no server up"; nil: none.
 	Log *slog.Logger
 }
@@ -115,6 +120,7 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 			passiveReason: fmt.Sprintf("%d failed attempts within fail_timeout %s (max_fails)",
 				set.MaxFails, set.FailTimeout),
 		}
+		srv.tls = serverTLS(set.TLS, string(srv.HostHeader)) // the host:port as configured
 		if g.Health != nil {
 			srv.healthReq = healthRequest(g.Health.Path, host)
 		}

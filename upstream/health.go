@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -81,7 +82,8 @@ func healthRequest(path, host string) []byte {
 // Checker runs the active health checks of one table's groups: one goroutine per group that has
 // HealthSettings, which checks that group's servers (backups included) one after another, starting at
 // once and then every Interval. A round in which servers time out may take longer than Interval; the
-// ticks it overlaps are skipped, never queued. Each check dials a fresh TCP connection; the request path
+// ticks it overlaps are skipped, never queued. Each check dials a fresh TCP connection (with a TLS
+// handshake for an HTTPS server, which resumes the server's session when it can); the request path
 // never waits on a checker, it only reads the atomics the checker writes.
 //
 // Servers start up; fall failed checks in a row mark one down, rise passing checks in a row bring it back.
@@ -263,10 +265,23 @@ func probe(ctx context.Context, s *Server, hs *HealthSettings) string {
 	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if _, err := conn.Write(s.healthReq); err != nil {
+	var rw io.ReadWriter = conn
+	if s.tls != nil {
+		// HTTPS servers are checked over TLS, verified as requests are: a server whose certificate
+		// stopped verifying is down for the checks as it is for the requests.
+		tc := tls.Client(conn, s.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			if ctx.Err() != nil {
+				return "tls: handshake timeout"
+			}
+			return "tls: " + HandshakeReason(err)
+		}
+		rw = tc
+	}
+	if _, err := rw.Write(s.healthReq); err != nil {
 		return "write: " + failReason(ctx, err)
 	}
-	line, err := bufio.NewReaderSize(conn, 256).ReadSlice('\n')
+	line, err := bufio.NewReaderSize(rw, 256).ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			return "malformed status line"

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -48,6 +49,8 @@ type Server struct {
 	hcPasses   atomic.Int32                // consecutive passing checks
 	lastCheck  atomic.Pointer[checkResult] // nil until the first check ends
 	healthReq  []byte                      // the check request, built once by NewGroup
+
+	tls *tls.Config // HTTPS to this server (tls.go); nil: plain HTTP
 }
 
 // downInfo is why a server went down and when (wall time), for /status.
