@@ -217,9 +217,10 @@ func TestResolveFollowsAddressesUnderLoad(t *testing.T) {
 		t.Logf("loops=%d: a new address served within %v", loops, took)
 
 		// A slow request in flight on each address that is about to go away.
-		slow := make(chan error, 8)
+		slow := make(chan error, 32)
 		var slowWG sync.WaitGroup
-		for i := 0; i < 8 && (b.inFlight.Load() == 0 || c.inFlight.Load() == 0); i++ {
+		// Round robin under the load's own requests: keep sending until each departing address has one.
+		for i := 0; i < 32 && (b.inFlight.Load() == 0 || c.inFlight.Load() == 0); i++ {
 			slowWG.Add(1)
 			go func() {
 				defer slowWG.Done()
@@ -235,7 +236,7 @@ func TestResolveFollowsAddressesUnderLoad(t *testing.T) {
 			}()
 			time.Sleep(50 * time.Millisecond)
 		}
-		waitWithin(t, 3*time.Second, "slow requests in flight on the departing addresses",
+		waitWithin(t, 10*time.Second, "slow requests in flight on the departing addresses",
 			func() bool { return b.inFlight.Load() > 0 && c.inFlight.Load() > 0 })
 
 		// Three to one: the departed addresses take no new request once the loops have moved on.
