@@ -44,7 +44,8 @@ test: gnet
 	@echo "== tests, with the race detector"
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@echo "== memory-bound tests again without the race detector (it adds memory of its own; some skip under -race)"
-	$(GO) test -count=1 -timeout 5m -run 'TestSlowloris|TestCacheHitAllocatesNothing|TestSlowReaderHoldsBackend|TestFastUploadHoldsClient|TestSlowHTTP10Reader|TestTunnelBackpressure' ./engine
+	$(GO) test -count=1 -timeout 5m -run 'TestSlowloris|TestCacheHitAllocatesNothing|TestSlowReaderHoldsBackend|TestFastUploadHoldsClient|TestSlowHTTP10Reader|TestTunnelBackpressure|TestTLSSlowReadersAndUploadersBounded' ./engine
+	$(GO) test -count=1 -timeout 5m -run 'TestRecordsAllocate' ./tlsrec
 	@echo "== the chart's module (benchmarks/chart)"
 	$(GO) -C benchmarks/chart vet ./...
 	$(GO) -C benchmarks/chart test -count=1 ./...
