@@ -24,11 +24,12 @@ build: gnet
 gnet:
 	@scripts/gnet.sh
 
-# The helper programs: the demo and benchmark origin, the benchmark harness.
+# The helper programs: the demo and benchmark origin, the benchmark harness, its TLS handshake client.
 tools: gnet
 	CGO_ENABLED=0 $(GO) build -o bin/origin ./benchmarks/origin
 	CGO_ENABLED=0 $(GO) build -o bin/bench ./benchmarks/cmd/bench
 	CGO_ENABLED=0 $(GO) build -o bin/keepload ./benchmarks/cmd/keepload
+	CGO_ENABLED=0 $(GO) build -o bin/hsload ./benchmarks/cmd/hsload
 
 run: build tools
 	@scripts/run.sh
@@ -44,7 +45,7 @@ test: gnet
 	@echo "== tests, with the race detector"
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@echo "== memory-bound tests again without the race detector (it adds memory of its own; some skip under -race)"
-	$(GO) test -count=1 -timeout 5m -run 'TestSlowloris|TestCacheHitAllocatesNothing|TestSlowReaderHoldsBackend|TestFastUploadHoldsClient|TestSlowHTTP10Reader|TestTunnelBackpressure|TestTLSSlowReadersAndUploadersBounded' ./engine
+	$(GO) test -count=1 -timeout 5m -run 'TestSlowloris|TestCacheHitAllocatesNothing|TestSlowReaderHoldsBackend|TestFastUploadHoldsClient|TestSlowHTTP10Reader|TestTunnelBackpressure|TestTLSSlowReadersAndUploadersBounded|TestTLSManyClients' ./engine
 	$(GO) test -count=1 -timeout 5m -run 'TestRecordsAllocate' ./tlsrec
 	@echo "== the chart's module (benchmarks/chart)"
 	$(GO) -C benchmarks/chart vet ./...

@@ -101,6 +101,11 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("Service.%s = %q, want %q", k, got, want)
 		}
 	}
+	// SIGUSR2 moves the main PID to the new process; systemd follows it through the pid file, which the
+	// RuntimeDirectory holds (created for User, as the proxy writes it).
+	if pf := one("PIDFile"); !strings.HasPrefix(pf, "/run/"+one("RuntimeDirectory")+"/") {
+		t.Errorf("PIDFile %q, want a file in RuntimeDirectory /run/%s", pf, one("RuntimeDirectory"))
+	}
 	if !strings.Contains(strings.Join(svc["ReadWritePaths"], " "), "/var/log/switchflow") {
 		t.Errorf("ReadWritePaths %q lacks the log directory", svc["ReadWritePaths"])
 	}

@@ -81,21 +81,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	// A process started by an upgrade (SIGUSR2 to the one before) serves the sockets it inherited, and
+	// tells the old one how its start ended (upgrade.go).
+	child, ierr := takeInherited()
+	if err == nil {
+		err = ierr
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", *path, err)
+		child.failed(fmt.Sprintf("%s: %v", *path, err))
 		return 1
 	}
-	var level slog.LevelVar // log.level applies on reload too
+	exe, exeErr := executablePath() // the path SIGUSR2 starts again: whatever file is there then
+	var level slog.LevelVar         // log.level applies on reload too
 	level.Set(cfg.Log.SlogLevel())
 	log := newLogger(cfg, &level, stderr)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
 			log.Error("cannot write CPU profile", "error", err)
+			child.failed("cannot write CPU profile: " + err.Error())
 			return 1
 		}
 		if err := pprof.StartCPUProfile(f); err != nil {
 			log.Error("cannot start CPU profile", "error", err)
+			child.failed("cannot start CPU profile: " + err.Error())
 			return 1
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
@@ -110,16 +120,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
+	// Signals wait in the channel until the proxy serves: SIGUSR2's default action would end a process
+	// that a second upgrade signal met while it starts.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
 	srv, err := engine.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "error", err)
+		child.failed("cannot start: " + err.Error())
 		return 1
+	}
+	if child != nil {
+		srv.Inherit(child.listeners)
 	}
 
 	spareProc(srv.Loops(), log)
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 	select {
@@ -131,24 +148,51 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if a := srv.AdminAddr(); a != "" {
 			started = append(started, "admin", a)
 		}
+		if child != nil {
+			started = append(started, "upgraded_from", child.parent)
+		}
 		log.Info("switchflow started", started...)
 		if err := writePidFile(cfg.Server.PidFile); err != nil {
 			log.Error("cannot write pid_file", "error", err)
+			child.failed("cannot write pid_file: " + err.Error())
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
 			_ = srv.Shutdown(ctx)
 			cancel()
 			return 1
 		}
-		if cfg.Server.PidFile != "" {
-			defer os.Remove(cfg.Server.PidFile)
-		}
+		// pid_file follows the process that serves: after an upgrade it names the new process, and
+		// this one leaves it alone.
+		defer removePidFile(cfg.Server.PidFile)
+		child.serving()
 	case err := <-served:
 		log.Error("cannot listen", "error", err)
+		child.failed("cannot listen: " + err.Error())
 		return 1
 	}
 	current := cfg // the file as last loaded: cfg, then each reload's
+	var inFlight *upgrade
+	var upgraded <-chan error // inFlight's result
 	for {
 		select {
+		case err := <-upgraded:
+			u := inFlight
+			inFlight, upgraded = nil, nil
+			if err != nil {
+				log.Error("upgrade failed; this process keeps serving", "reason", err.Error())
+				if err := reclaimPidFile(cfg.Server.PidFile); err != nil {
+					log.Error("cannot write pid_file", "error", err)
+				}
+				continue
+			}
+			timeout := current.Server.ShutdownTimeout
+			log.Info("upgrade: the new process serves; this one stops accepting and drains", "new_pid", u.pid, "timeout", timeout.String())
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err = srv.HandOver(ctx)
+			cancel()
+			if err != nil {
+				log.Warn("shutdown timeout reached", "error", err)
+			}
+			return 0
 		case err := <-served:
 			// SPEC 1: exit 0 only after a stop a signal asked for; Serve returning by itself is fatal.
 			if err == nil {
@@ -157,6 +201,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 			log.Error("event loops stopped", "error", err)
 			return 1
 		case sig := <-sigs:
+			if sig == syscall.SIGUSR2 {
+				if inFlight != nil {
+					log.Warn("upgrade refused: one is in progress", "signal", "SIGUSR2", "new_pid", inFlight.pid)
+					continue
+				}
+				if exeErr != nil {
+					log.Error("upgrade failed; this process keeps serving", "reason", "the path of the executable is unknown: "+exeErr.Error())
+					continue
+				}
+				log.Info("upgrade requested", "signal", "SIGUSR2", "executable", exe)
+				u, err := startUpgrade(srv, exe, append([]string{os.Args[0]}, args...), upgradeWait())
+				if err != nil {
+					log.Error("upgrade failed; this process keeps serving", "reason", err.Error())
+					continue
+				}
+				log.Info("upgrade: new process started", "new_pid", u.pid)
+				inFlight, upgraded = u, u.done
+				continue
+			}
 			if sig == syscall.SIGUSR1 {
 				log.Info("reopening the log files", "signal", "SIGUSR1")
 				srv.ReopenLogs() // and nothing else
@@ -186,6 +249,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 				}
 				current = next
 				continue
+			}
+			if inFlight != nil {
+				// The new process goes first: this one may then shut the listeners down as their
+				// only holder.
+				log.Warn("upgrade abandoned: stopping", "new_pid", inFlight.pid, "result", fmt.Sprint(inFlight.abort()))
+				inFlight, upgraded = nil, nil
 			}
 			timeout := current.Server.ShutdownTimeout
 			log.Info("shutting down", "signal", sig.String(), "timeout", timeout.String())

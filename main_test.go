@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"switchflow/internal/dnstest"
 )
 
 func TestVersionAndConfigCheck(t *testing.T) {
@@ -301,5 +303,31 @@ func TestSpareProc(t *testing.T) {
 	spareProc(3, log)
 	if got := runtime.GOMAXPROCS(0); got != 1 {
 		t.Fatalf("GOMAXPROCS=1 in the environment: runtime.GOMAXPROCS = %d, want 1", got)
+	}
+}
+
+// With resolve set, a name that does not resolve is no reason to refuse the file: -t says so in a
+// warning and passes (the proxy starts without that name's servers). -T prints [resolver] and resolve.
+func TestCheckFollowedNameThatDoesNotResolve(t *testing.T) {
+	dns := dnstest.Start(t) // knows no name: every lookup is NXDOMAIN
+	f := filepath.Join(t.TempDir(), "sf.toml")
+	os.WriteFile(f, []byte(fmt.Sprintf("[resolver]\nservers = [%q]\n[[upstream]]\nname = \"a\"\nresolve = \"30s\"\nservers = [ { addr = \"app.test:80\" } ]\n[[route]]\nupstream = \"a\"\n", dns.Addr)), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"-T", "-config", f}, &out, &errb); code != 0 {
+		t.Fatalf("-T: exit %d, %q %q", code, out.String(), errb.String())
+	}
+	if !strings.Contains(errb.String(), `warning: upstream[0].servers[0].addr: host "app.test" does not resolve now`) {
+		t.Errorf("-T does not say the name does not resolve: %q", errb.String())
+	}
+	for _, want := range []string{fmt.Sprintf("[resolver]\nservers = [%q]\n", dns.Addr), "resolve = \"30s\"\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-T output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// Without resolve, a name that does not resolve is fatal, as nginx has it.
+	os.WriteFile(f, []byte(fmt.Sprintf("[resolver]\nservers = [%q]\n[[upstream]]\nname = \"a\"\nservers = [ { addr = \"app.test:80\" } ]\n[[route]]\nupstream = \"a\"\n", dns.Addr)), 0o644)
+	errb.Reset()
+	if code := run([]string{"-t", "-config", f}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "does not resolve") {
+		t.Errorf("-t on a static name that does not resolve: exit %d, %q", code, errb.String())
 	}
 }

@@ -140,8 +140,8 @@ type Upstream struct {
 
 // Server is one upstream server's state and counts.
 type Server struct {
-	Name  string `json:"name"` // the address as configured
-	Addr  string `json:"addr"` // as resolved at load
+	Name  string `json:"name"` // the address as configured; with resolve, "host:port (address)" for each address of the name
+	Addr  string `json:"addr"` // the address dialled: as resolved at load, or the name's address
 	Up    bool   `json:"up"`
 	State string `json:"state"` // "up" or "down"
 	// While down: "active" (health checks) or "passive" (max_fails), why, and since when (RFC 3339).

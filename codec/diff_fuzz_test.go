@@ -64,37 +64,6 @@ func headLines(buf []byte) []string {
 	return lines
 }
 
-// nethttpHeaders returns the header lines of the head (after the request line, before the blank line),
-// obs-fold continuations glued on as net/http does.
-func nethttpHeaders(buf []byte) (names []string, values []string) {
-	lines := headLines(buf)
-	for i := 1; i < len(lines); i++ {
-		l := lines[i]
-		if l == "" {
-			break
-		}
-		if (l[0] == ' ' || l[0] == '\t') && len(values) > 0 {
-			values[len(values)-1] += " " + strings.Trim(l, " \t")
-			continue
-		}
-		k, v, _ := strings.Cut(l, ":")
-		names = append(names, strings.ToLower(k))
-		values = append(values, strings.Trim(v, " \t"))
-	}
-	return names, values
-}
-
-func headerValues(buf []byte, name string) []string {
-	var out []string
-	ns, vs := nethttpHeaders(buf)
-	for i := range ns {
-		if ns[i] == name {
-			out = append(out, vs[i])
-		}
-	}
-	return out
-}
-
 func requestLineFields(buf []byte) (method, target, version string) {
 	l := headLines(buf)[0]
 	method, rest, _ := strings.Cut(l, " ")

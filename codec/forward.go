@@ -34,7 +34,10 @@ func AppendProxyRequest(dst []byte, r *Request, target, clientIP, proto, default
 	dst = append(dst, target...)
 	dst = append(dst, " HTTP/1.1\r\n"...)
 	host := r.Host
-	authority, _, _ := OriginForm(r.Target)
+	var authority []byte
+	if len(r.Target) > 0 && r.Target[0] != '/' { // not the origin form: an absolute form names the host
+		authority, _, _ = OriginForm(r.Target)
+	}
 	if authority != nil {
 		host = authority
 	}

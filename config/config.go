@@ -4,16 +4,20 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"time"
+
+	"switchflow/lookup"
 )
 
 // Config is a whole configuration file. After [Parse], [Load] or a nil
 // [Config.Validate] it is immutable: share it, never write to it.
 type Config struct {
 	Server    Server
-	TLS       *TLS   // nil when [tls] is absent
-	Admin     *Admin // nil when [admin] is absent
+	TLS       *TLS      // nil when [tls] is absent
+	Admin     *Admin    // nil when [admin] is absent
+	Resolver  *Resolver // nil when [resolver] is absent: names are looked up by the system's resolver
 	Log       Log
 	Cache     Cache
 	Upstreams []Upstream
@@ -58,6 +62,12 @@ type Admin struct {
 	Listen string // host:port; default DefaultAdminListen
 }
 
+// Resolver is the optional [resolver] section: the DNS servers that upstream names are looked up
+// through, at load and, for upstreams with resolve set, while running.
+type Resolver struct {
+	Servers []string // "ip:port" (Validate adds port 53 where the file left it out); at least one
+}
+
 // Log is the [log] section.
 type Log struct {
 	Level        string // debug | info | warn | error
@@ -84,8 +94,11 @@ type Upstream struct {
 	MaxFails        int           // failures within FailTimeout that mark a server down; 0 = passive checks off
 	FailTimeout     time.Duration // > 0
 	Retries         int           // further servers tried; >= 0
-	HealthCheck     *HealthCheck  // nil when absent
-	TLS             *UpstreamTLS  // nil when [upstream.tls] is absent: plain HTTP to the servers
+	// Resolve > 0 (at least 1s): the servers given by host name are looked up again this often, and
+	// each address the name has is a server (UpstreamServer.Follow). 0: a name is looked up at load only.
+	Resolve     time.Duration
+	HealthCheck *HealthCheck // nil when absent
+	TLS         *UpstreamTLS // nil when [upstream.tls] is absent: plain HTTP to the servers
 }
 
 // UpstreamTLS is an upstream's optional [upstream.tls]: HTTPS to its servers. Paths are kept as
@@ -100,9 +113,19 @@ type UpstreamTLS struct {
 // UpstreamServer is one entry of an upstream's servers array.
 type UpstreamServer struct {
 	Addr    string       // as written, host:port
-	TCPAddr *net.TCPAddr // resolved at load by Validate
+	TCPAddr *net.TCPAddr // resolved at load by Validate; nil for a Follow name that did not resolve
 	Weight  int          // >= 1
 	Backup  bool         // used only while no other server is up
+
+	// Follow: Addr's host is a name and the upstream has resolve set, so every address of the name is
+	// a server, and the name is looked up again while running. Filled by Validate, as are the rest.
+	Follow bool
+	Host   string       // Addr's host and port, split
+	Port   int          //
+	Addrs  []netip.Addr // Follow: every address the name had at load, sorted; empty when it did not resolve
+	// LookupError (Follow only) is why the name did not resolve at load: not an error in the file, the
+	// upstream starts without the name's servers and looks it up again every resolve (Warnings).
+	LookupError string
 }
 
 // HealthCheck is an upstream's optional active health check.
@@ -239,7 +262,7 @@ func Load(path string) (*Config, error) {
 // resolving upstream server addresses. On failure it returns nil and an
 // *Errors holding every problem found.
 func Parse(data []byte) (*Config, error) {
-	return parse(data, netResolver{})
+	return parse(data, nil)
 }
 
 func parse(data []byte, r resolver) (*Config, error) {
@@ -284,13 +307,27 @@ func (c *Config) UpstreamByName(name string) *Upstream {
 }
 
 // resolver turns a host name into addresses. Tests and fuzzing swap in one
-// that never touches the network.
+// that never touches the network; nil: the file's [resolver], or the system's.
 type resolver interface {
 	lookupIP(ctx context.Context, host string) ([]net.IP, error)
 }
 
-type netResolver struct{}
+// netResolver looks names up for real, through lookup (the servers of [resolver], or the system's).
+type netResolver struct{ r *lookup.Resolver }
 
-func (netResolver) lookupIP(ctx context.Context, host string) ([]net.IP, error) {
-	return net.DefaultResolver.LookupIP(ctx, "ip", host)
+func (n netResolver) lookupIP(ctx context.Context, host string) ([]net.IP, error) {
+	addrs, err := n.r.Addrs(ctx, host)
+	ips := make([]net.IP, len(addrs))
+	for i, a := range addrs {
+		ips[i] = net.IP(a.AsSlice())
+	}
+	return ips, err
+}
+
+// ResolverServers returns the DNS servers of [resolver], nil when the system's resolver applies.
+func (c *Config) ResolverServers() []string {
+	if c.Resolver == nil {
+		return nil
+	}
+	return c.Resolver.Servers
 }

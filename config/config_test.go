@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -36,6 +37,9 @@ min_version = "1.2"                # "1.2" or "1.3"
 [admin]                            # optional: never on a public address by default
 listen = "127.0.0.1:9090"          # GET /metrics (Prometheus text), /healthz, /status (JSON)
 
+[resolver]                         # optional: where names are looked up; default: the system's resolv.conf
+servers = ["127.0.0.1:53"]
+
 [log]
 level = "info"                     # debug | info | warn | error
 format = "text"                    # text | json
@@ -61,6 +65,7 @@ response_timeout = "30s"           # from request sent to response head received
 max_fails = 3                      # passive health: this many failures in fail_timeout mark a server down
 fail_timeout = "10s"               # ... for this long
 retries = 1                        # further servers tried; see section 3.4
+resolve = "0s"                     # > 0: server names are looked up again this often; each address is a server
 
 [upstream.tls]                     # optional: speak HTTPS to this upstream's servers
 server_name = "app.internal"       # SNI and the name verified; default: the server's host
@@ -168,15 +173,18 @@ func TestLoadSpecExample(t *testing.T) {
 	if c.Cache.MaxSize != 64<<20 {
 		t.Errorf("Cache.MaxSize = %d", c.Cache.MaxSize)
 	}
+	if c.Resolver == nil || !reflect.DeepEqual(c.Resolver.Servers, []string{"127.0.0.1:53"}) {
+		t.Errorf("Resolver = %+v", c.Resolver)
+	}
 
 	wantUp := []Upstream{{
 		Name:    "app",
 		Balance: "round_robin",
 		HashKey: "uri",
 		Servers: []UpstreamServer{
-			{Addr: "127.0.0.1:9001", TCPAddr: tcp("127.0.0.1", 9001), Weight: 1},
-			{Addr: "127.0.0.1:9002", TCPAddr: tcp("127.0.0.1", 9002), Weight: 2},
-			{Addr: "127.0.0.1:9003", TCPAddr: tcp("127.0.0.1", 9003), Weight: 1, Backup: true},
+			{Addr: "127.0.0.1:9001", TCPAddr: tcp("127.0.0.1", 9001), Weight: 1, Host: "127.0.0.1", Port: 9001},
+			{Addr: "127.0.0.1:9002", TCPAddr: tcp("127.0.0.1", 9002), Weight: 2, Host: "127.0.0.1", Port: 9002},
+			{Addr: "127.0.0.1:9003", TCPAddr: tcp("127.0.0.1", 9003), Weight: 1, Backup: true, Host: "127.0.0.1", Port: 9003},
 		},
 		Keepalive:       256,
 		ConnectTimeout:  2 * time.Second,
@@ -387,6 +395,14 @@ func TestErrors(t *testing.T) {
 		{"hash_key unknown kind", upstreamWith(server + "\nbalance = \"hash\"\nhash_key = \"query:x\""), "upstream[0].hash_key", 0, "is not one of"},
 		{"slow_start negative", upstreamWith(server + "\nslow_start = \"-1s\""), "upstream[0].slow_start", 0, "must be between 0s (off) and 24h0m0s"},
 		{"slow_start too long", upstreamWith(server + "\nslow_start = \"25h\""), "upstream[0].slow_start", 0, "must be between"},
+		{"resolve under a second", upstreamWith(server + "\nresolve = \"500ms\""), "upstream[0].resolve", 0, "must be 0s (off) or between 1s and 24h0m0s, got 500ms"},
+		{"resolve negative", upstreamWith(server + "\nresolve = \"-1s\""), "upstream[0].resolve", 0, "must be 0s (off) or between"},
+		{"resolve not a duration", upstreamWith(server + "\nresolve = \"often\""), "upstream[0].resolve", 0, "duration"},
+		{"resolver server a name", minimal + "[resolver]\nservers = [\"10.0.0.1\", \"dns.example:53\"]\n", "resolver.servers[1]", 0, "is not an IP address with an optional port"},
+		{"resolver server port 0", minimal + "[resolver]\nservers = [\"10.0.0.1:0\"]\n", "resolver.servers[0]", 0, "port 0"},
+		{"resolver no servers", minimal + "[resolver]\nservers = []\n", "resolver.servers", 0, "at least one DNS server is required"},
+		{"resolver servers absent", minimal + "[resolver]\n", "resolver.servers", 0, "at least one DNS server is required"},
+		{"resolver unknown key", minimal + "[resolver]\nserver = [\"10.0.0.1\"]\n", "resolver.server", 0, `did you mean "servers"`},
 		{"bad log level", "[log]\nlevel = \"verbose\"\n", "log.level", 0, "not one of"},
 		{"bad log format", "[log]\nformat = \"xml\"\n", "log.format", 0, "not one of"},
 		{"bad access format", "[log]\naccess_format = \"common\"\n", "log.access_format", 0, "not one of"},
@@ -702,6 +718,57 @@ func TestResolveNames(t *testing.T) {
 	_, err = parse([]byte(upstreamWith(`servers = [{ addr = "gone.internal:80" }]`)), fake)
 	if err == nil || !strings.Contains(err.Error(), `upstream[0].servers[0].addr: "gone.internal:80": host "gone.internal" does not resolve`) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// With resolve set, a server given by name is followed: every address it has at load is kept (sorted,
+// IPv4 first), and a name that does not resolve is no error but a warning; the upstream starts without
+// its servers. An IP address is never followed, and without resolve a name that does not resolve is
+// fatal, as nginx has it (TestResolveNames).
+func TestResolveFollowsNames(t *testing.T) {
+	fake := fakeResolver{"app.internal": {net.ParseIP("fd00::1"), net.ParseIP("10.0.0.9"), net.ParseIP("10.0.0.7")}}
+	c, err := parse([]byte(upstreamWith(`resolve = "30s"
+servers = [{ addr = "app.internal:8080", weight = 2 }, { addr = "127.0.0.1:9000" }, { addr = "gone.internal:80", backup = true }]`)), fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := c.Upstreams[0]
+	if u.Resolve != 30*time.Second {
+		t.Errorf("Resolve = %v", u.Resolve)
+	}
+	app := u.Servers[0]
+	want := []netip.Addr{netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("fd00::1")}
+	if !app.Follow || !reflect.DeepEqual(app.Addrs, want) || app.LookupError != "" || app.Host != "app.internal" || app.Port != 8080 {
+		t.Errorf("app.internal: %+v", app)
+	}
+	if a := app.TCPAddr; a == nil || a.String() != "10.0.0.7:8080" {
+		t.Errorf("app.internal TCPAddr = %v", a)
+	}
+	if lit := u.Servers[1]; lit.Follow || lit.Addrs != nil {
+		t.Errorf("an IP address is followed: %+v", lit)
+	}
+	gone := u.Servers[2]
+	if !gone.Follow || gone.Addrs != nil || gone.TCPAddr != nil || !strings.Contains(gone.LookupError, "no such host") {
+		t.Errorf("gone.internal: %+v", gone)
+	}
+	ws := c.Warnings()
+	if len(ws) != 1 || !strings.Contains(ws[0], `upstream[0].servers[2].addr: host "gone.internal" does not resolve now`) ||
+		!strings.Contains(ws[0], "looks it up again every 30s") {
+		t.Errorf("warnings = %q", ws)
+	}
+}
+
+// [resolver] servers take port 53 when the file leaves it out, as -T then prints them.
+func TestResolverServers(t *testing.T) {
+	c := mustLoad(t, minimal+"[resolver]\nservers = [\"10.0.0.2\", \"[::1]:5353\", \"::2\"]\n")
+	if want := []string{"10.0.0.2:53", "[::1]:5353", "[::2]:53"}; !reflect.DeepEqual(c.ResolverServers(), want) {
+		t.Errorf("servers = %q, want %q", c.ResolverServers(), want)
+	}
+	if !strings.Contains(c.TOML(), "[resolver]\nservers = [\"10.0.0.2:53\", \"[::1]:5353\", \"[::2]:53\"]\n") {
+		t.Errorf("-T:\n%s", c.TOML())
+	}
+	if c := mustLoad(t, minimal); c.Resolver != nil || c.ResolverServers() != nil || strings.Contains(c.TOML(), "[resolver]") {
+		t.Errorf("no [resolver]: %+v", c.Resolver)
 	}
 }
 

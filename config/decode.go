@@ -112,6 +112,12 @@ func (d *decoder) config(root *table) *Config {
 		t.finish()
 		c.Admin = &admin
 	}
+	if t := root.sub("resolver"); t != nil {
+		c.Resolver = &Resolver{}
+		var keys []string // validate names them resolver.servers[i] whatever the form
+		t.stringList("servers", &c.Resolver.Servers, &keys)
+		t.finish()
+	}
 	if t := root.sub("log"); t != nil {
 		t.str("level", &c.Log.Level)
 		t.str("format", &c.Log.Format)
@@ -189,6 +195,7 @@ func (d *decoder) upstream(t *table, u *Upstream) {
 	t.integer("max_fails", &u.MaxFails)
 	t.duration("fail_timeout", &u.FailTimeout)
 	t.integer("retries", &u.Retries)
+	t.duration("resolve", &u.Resolve)
 	if ht := t.sub("health_check"); ht != nil {
 		hc := DefaultHealthCheck()
 		ht.str("path", &hc.Path)

@@ -21,14 +21,18 @@
 // write to it, so a reload builds a new Config and swaps the pointer; readers
 // on any goroutine may share one freely.
 //
-// Dependencies: config imports only the standard library and
-// github.com/BurntSushi/toml. It must not import engine, codec, upstream or
-// any other SwitchFlow package: they depend on config, never the reverse.
+// Dependencies: config imports only the standard library,
+// github.com/BurntSushi/toml and lookup (standard library only: the DNS
+// client that [resolver] configures, shared with the engine's resolver). It
+// must not import engine, codec, upstream or any other SwitchFlow package:
+// they depend on config, never the reverse.
 //
 // Purity: loading does no I/O besides reading the file named to [Load] and
-// resolving upstream server names (net lookups, bounded by a timeout) so
-// that a name that does not resolve fails the check rather than the first
-// request. It opens no sockets, does not read TLS certificate files or
+// resolving upstream server names (net lookups through [resolver] or the
+// system's resolver, bounded by a timeout) so that a name that does not
+// resolve fails the check rather than the first request; in an upstream with
+// resolve set it is a warning instead (Warnings), as the name is looked up
+// again while running. It opens no sockets, does not read TLS certificate files or
 // create access log files (the engine does, at start), and keeps no global
 // mutable state.
 package config

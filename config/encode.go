@@ -41,6 +41,10 @@ func (c *Config) TOML() string {
 		w.table("admin")
 		w.str("listen", a.Listen)
 	}
+	if rs := c.Resolver; rs != nil {
+		w.table("resolver")
+		w.strings("servers", rs.Servers)
+	}
 	w.table("log")
 	w.str("level", c.Log.Level)
 	w.str("format", c.Log.Format)
@@ -70,6 +74,7 @@ func (c *Config) TOML() string {
 		w.int("max_fails", u.MaxFails, "")
 		w.duration("fail_timeout", u.FailTimeout)
 		w.int("retries", u.Retries, "")
+		w.duration("resolve", u.Resolve)
 		if hc := u.HealthCheck; hc != nil {
 			w.table("upstream.health_check")
 			w.str("path", hc.Path)

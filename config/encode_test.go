@@ -21,9 +21,12 @@ large_header_buffers = 7
 [admin]
 [tls]
 certificates = [ { cert = "a.crt", key = "a.key" }, { cert = "b.crt", key = "b.key" } ]
+[resolver]
+servers = ["10.0.0.2", "[::1]:5353"]
 [[upstream]]
 name = "a"
-servers = [ { addr = "127.0.0.1:9", weight = 3 }, { addr = "127.0.0.2:9", backup = true } ]
+resolve = "45s"
+servers = [ { addr = "127.0.0.1:9", weight = 3 }, { addr = "127.0.0.2:9", backup = true }, { addr = "app.internal:80" } ]
 [upstream.health_check]
 [upstream.tls]
 cert = "client.crt"
@@ -57,7 +60,7 @@ upstream = "a"
 		if !reflect.DeepEqual(c, back) {
 			t.Fatalf("-T output parses to another config:\n%s\n%+v\n%+v", out, c, back)
 		}
-		for _, key := range []string{"large_header_buffer = ", "large_header_buffers = ", "max_headers = ", "reuse_port = ", "access_format = ", "max_size = ", "keepalive = ", "retries = ", "hash_key = ", "slow_start = "} {
+		for _, key := range []string{"large_header_buffer = ", "large_header_buffers = ", "max_headers = ", "reuse_port = ", "access_format = ", "max_size = ", "keepalive = ", "retries = ", "hash_key = ", "slow_start = ", "resolve = "} {
 			if !strings.Contains(out, key) {
 				t.Errorf("-T output lacks the default %s:\n%s", key, out)
 			}

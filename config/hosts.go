@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -73,43 +74,69 @@ func covers(w, h string) bool {
 	return false
 }
 
-// resolveBackend turns an upstream server address into a TCP address.
-// Lookups prefer IPv4, as net.ResolveTCPAddr does.
-func resolveBackend(addr string, r resolver) (*net.TCPAddr, string) {
-	host, port, msg := splitHostPort(addr)
+// checkBackend checks an upstream server address: host:port with an IP address or a host name and a
+// port that can be dialled. ip is valid when host is an IP literal.
+func checkBackend(addr string) (host string, port int, ip netip.Addr, msg string) {
+	host, port, msg = splitHostPort(addr)
 	if msg != "" {
-		return nil, msg
+		return "", 0, ip, msg
 	}
 	if host == "" {
-		return nil, fmt.Sprintf("%q has no host", addr)
+		return "", 0, ip, fmt.Sprintf("%q has no host", addr)
 	}
 	if port == 0 {
-		return nil, fmt.Sprintf("%q: port 0 cannot be dialled", addr)
+		return "", 0, ip, fmt.Sprintf("%q: port 0 cannot be dialled", addr)
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return &net.TCPAddr{IP: net.IP(ip.Unmap().AsSlice()), Port: port, Zone: ip.Zone()}, ""
+	if a, err := netip.ParseAddr(host); err == nil {
+		return host, port, a.Unmap(), ""
 	}
 	if !validHostname(host) {
-		return nil, fmt.Sprintf("%q: %q is neither an IP address nor a host name", addr, host)
+		return "", 0, ip, fmt.Sprintf("%q: %q is neither an IP address nor a host name", addr, host)
 	}
+	return host, port, ip, ""
+}
+
+// lookupHost looks host up, bounded by resolveTimeout. The addresses come back unmapped, sorted (IPv4
+// first) and without duplicates; failure is the reason why none came.
+func lookupHost(host string, r resolver) ([]netip.Addr, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
 	defer cancel()
 	ips, err := r.lookupIP(ctx, host)
 	if err != nil || len(ips) == 0 {
-		reason := "no addresses"
 		if err != nil {
-			reason = err.Error()
+			return nil, err.Error()
 		}
-		return nil, fmt.Sprintf("%q: host %q does not resolve: %s", addr, host, reason)
+		return nil, "no addresses"
 	}
-	pick := ips[0]
+	out := make([]netip.Addr, 0, len(ips))
 	for _, ip := range ips {
-		if ip.To4() != nil {
-			pick = ip
-			break
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			out = append(out, a.Unmap())
 		}
 	}
-	return &net.TCPAddr{IP: pick, Port: port}, ""
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out), ""
+}
+
+// resolveBackend turns an upstream server address into a TCP address: a name is looked up once and
+// its first IPv4 address taken (its first address when it has no IPv4 one), as net.ResolveTCPAddr does.
+func resolveBackend(addr string, r resolver) (*net.TCPAddr, string) {
+	host, port, ip, msg := checkBackend(addr)
+	if msg != "" {
+		return nil, msg
+	}
+	if ip.IsValid() {
+		return tcpAddr(ip, port), ""
+	}
+	addrs, why := lookupHost(host, r)
+	if why != "" {
+		return nil, fmt.Sprintf("%q: host %q does not resolve: %s", addr, host, why)
+	}
+	return tcpAddr(addrs[0], port), "" // sorted: an IPv4 address comes first
+}
+
+func tcpAddr(ip netip.Addr, port int) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IP(ip.AsSlice()), Port: port, Zone: ip.Zone()}
 }
 
 // normalizeHost checks a route host pattern and lower-cases it. Accepted:

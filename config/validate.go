@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"switchflow/lookup"
 )
 
 // Validate checks a Config built in code (Parse and Load call it for files)
@@ -14,7 +16,7 @@ import (
 // Route.Host. It returns nil or an *Errors with every problem, keyed as in a
 // file. After it returns nil, treat c as immutable.
 func (c *Config) Validate() error {
-	ps := c.validate(netResolver{}, nil)
+	ps := c.validate(nil, nil)
 	if len(ps) == 0 {
 		return nil
 	}
@@ -41,6 +43,7 @@ const (
 	MaxMaxHeaders = 1000
 )
 
+// validate checks c; r looks the upstreams' names up, nil: through c's [resolver] or the system's.
 func (c *Config) validate(r resolver, listenKeys []string) []Problem {
 	var ps problems
 	type claimed struct{ key, host string }
@@ -150,6 +153,29 @@ func (c *Config) validate(r resolver, listenKeys []string) []Problem {
 		ps.addf("cache.max_size", "must not be negative")
 	}
 
+	var dnsServers []string
+	if rs := c.Resolver; rs != nil {
+		if len(rs.Servers) == 0 {
+			ps.addf("resolver.servers", "at least one DNS server is required")
+		}
+		ok := true
+		for i, a := range rs.Servers {
+			norm, err := lookup.ServerAddr(a)
+			if err != nil {
+				ps.addf(fmt.Sprintf("resolver.servers[%d]", i), "%v", err)
+				ok = false
+				continue
+			}
+			rs.Servers[i] = norm
+		}
+		if ok {
+			dnsServers = rs.Servers
+		}
+	}
+	if r == nil {
+		r = netResolver{lookup.New(dnsServers)}
+	}
+
 	names := map[string]int{}
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]
@@ -206,6 +232,9 @@ func validateUpstream(ps *problems, key string, u *Upstream, r resolver) {
 	if msg := checkHashKey(u.HashKey); msg != "" {
 		ps.addf(key+".hash_key", "%s", msg)
 	}
+	if u.Resolve != 0 && (u.Resolve < minResolve || u.Resolve > maxResolve) {
+		ps.addf(key+".resolve", "must be 0s (off) or between %v and %v, got %v", minResolve, maxResolve, u.Resolve)
+	}
 	if u.SlowStart < 0 || u.SlowStart > maxSlowStart {
 		ps.addf(key+".slow_start", "must be between 0s (off) and %v, got %v", maxSlowStart, u.SlowStart)
 	}
@@ -232,6 +261,22 @@ func validateUpstream(ps *problems, key string, u *Upstream, r resolver) {
 			continue
 		}
 		addrs[srv.Addr] = j
+		host, port, ip, msg := checkBackend(srv.Addr)
+		if msg != "" {
+			ps.addf(skey+".addr", "%s", msg)
+			continue
+		}
+		srv.Host, srv.Port = host, port
+		if u.Resolve > 0 && !ip.IsValid() {
+			// A name followed while running: every address is a server, and one that does not resolve
+			// now is not fatal (Warnings says so); the resolver looks it up again every resolve.
+			srv.Follow = true
+			srv.Addrs, srv.LookupError = lookupHost(host, r)
+			if len(srv.Addrs) > 0 {
+				srv.TCPAddr = tcpAddr(srv.Addrs[0], port)
+			}
+			continue
+		}
 		tcp, msg := resolveBackend(srv.Addr, r)
 		if msg != "" {
 			ps.addf(skey+".addr", "%s", msg)
@@ -296,6 +341,13 @@ func validateUpstreamTLS(ps *problems, key string, ut *UpstreamTLS) {
 	}
 }
 
+// minResolve and maxResolve bound resolve: a name looked up more often than once a second loads the DNS
+// servers for little (answers are not cached), and one looked up less than daily is a mistake.
+const (
+	minResolve = time.Second
+	maxResolve = 24 * time.Hour
+)
+
 // maxSlowStart bounds slow_start: a ramp longer than a day is a mistake, and the bound keeps the ramp's
 // arithmetic (nanoseconds times thousandths) far from overflow.
 const maxSlowStart = 24 * time.Hour
@@ -343,6 +395,12 @@ func quoteList(list []string) string {
 func (c *Config) Warnings() []string {
 	var ws []string
 	for i, u := range c.Upstreams {
+		for j, s := range u.Servers {
+			if s.Follow && s.LookupError != "" {
+				ws = append(ws, fmt.Sprintf("upstream[%d].servers[%d].addr: host %q does not resolve now (%s); with resolve set the upstream starts without its servers and looks it up again every %v",
+					i, j, s.Host, s.LookupError, u.Resolve))
+			}
+		}
 		if u.Balance != BalanceHash && u.HashKey != HashKeyURI {
 			ws = append(ws, fmt.Sprintf("upstream[%d]: hash_key %q has no effect with balance %q; it applies to balance = \"hash\"",
 				i, u.HashKey, u.Balance))

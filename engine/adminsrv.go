@@ -5,7 +5,6 @@ package engine
 
 import (
 	"fmt"
-	"net"
 	"switchflow/admin"
 	"switchflow/config"
 	"time"
@@ -90,7 +89,7 @@ func (s *Server) Snapshot() *admin.Snapshot {
 	}
 	snap.Routes = append(snap.Routes, admin.Route{Name: "none", Requests: routes[0]})
 
-	now := int64(time.Since(s.base))
+	now := s.monoNow()
 	for gi, g := range t.groups {
 		u := admin.Upstream{Name: g.Name}
 		for si, srv := range g.Servers {
@@ -128,10 +127,11 @@ func (s *Server) Snapshot() *admin.Snapshot {
 // startAdmin binds the [admin] listener and starts the access log's writer, for Serve.
 func (s *Server) startAdmin() error {
 	if s.cfg.Admin != nil {
-		ln, err := net.Listen("tcp", s.cfg.Admin.Listen)
+		ln, err := s.listenTCP(adminInherited, s.cfg.Admin.Listen) // handover.go
 		if err != nil {
 			return fmt.Errorf("admin listener: %w", err)
 		}
+		s.adminSock = ln
 		s.adminLn.Store(admin.Serve(ln, s))
 	}
 	if s.alog != nil {

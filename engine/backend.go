@@ -64,7 +64,7 @@ func (ls *loopState) attach(cc *clientConn, be *backendConn) {
 func (be *backendConn) startExchange() {
 	be.gotBytes, be.headDone, be.dechunk, be.keepAlive, be.held = false, false, false, false, false
 	be.interim = 0
-	be.deadline = 0
+	be.deadline = 0 // not on ls.backends: the end of its last exchange took it off (poolOrClose)
 	if !be.counted {
 		be.counted = true
 		be.srv.Begin()
@@ -76,18 +76,7 @@ func (ls *loopState) requestSent(be *backendConn) {
 	if be.headDone || be.state != bsActive {
 		return
 	}
-	ls.awaitBody(be)
-}
-
-// awaitBody arms response_timeout from now, for the backend's next bytes: the response head after
-// requestSent, and between reads of a response body (nginx: proxy_read_timeout), so that a backend that
-// stops in the middle of a body does not hold its client forever; the client sees the body cut short and
-// the connection closed (SPEC 3.4, backend closes mid-body). Called after each read that leaves the body
-// unfinished; a held or spliced body is watched by the sweep instead.
-func (ls *loopState) awaitBody(be *backendConn) {
-	// be.lt, not ls.lt: after a reload the request keeps the settings of the table it was routed by.
-	be.deadline = ls.clock() + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
-	listPush(&ls.backends, be)
+	ls.armBackend(be)
 }
 
 func (ls *loopState) endCount(be *backendConn) {
@@ -200,11 +189,4 @@ func (ls *loopState) backendClosed(be *backendConn, err error) {
 	ls.noteProgress(cc, be) // closeClient records the response
 	// Otherwise the backend died mid-body: closing the client shows a truncated body, never a wrong one.
 	ls.closeClient(cc)
-}
-
-// lost reports whether cc or be went away during the last Write: gnet closes a connection whose write
-// fails inside the Write call itself, so OnClose (and everything it triggers: abandoning the backend, a
-// retry on another server) has already run, and the caller must stop using what it holds.
-func lost(cc *clientConn, be *backendConn) bool {
-	return cc.state == csClosed || cc.be != be || be.state != bsActive
 }

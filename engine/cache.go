@@ -97,7 +97,7 @@ func (ls *loopState) joinWait(cc *clientConn, w *cacheWait) {
 	w.clients = append(w.clients, cc)
 	cc.wait = w
 	cc.state = csCacheWait
-	cc.deadline = ls.clock() + int64(cacheLockTimeout)
+	ls.armClient(cc)
 }
 
 // leaveWait takes a waiting client off its wait list (it closed, or waited too long).
@@ -136,14 +136,10 @@ func (ls *loopState) serveHit(cc *clientConn, e *cache.Entry) {
 	if len(first) > 0 {
 		out = append(out, first)
 	}
-	cc.deadline = 0
 	cc.respStarted = true
 	cc.closeAfterRes = !keep
 	cc.status, cc.respHead, cc.bodySent = uint16(e.Status), int32(len(e.Head)+len(extra)), 0
-	ls.send(cc.gc, out) // clears out: an evicted entry is not kept alive
-	if cc.state == csClosed {
-		return
-	}
+	ls.toClient(cc, out) // clears out: an evicted entry is not kept alive
 	cc.bodySent = int64(len(first))
 	if len(first) < len(body) {
 		cc.hit, cc.hitOff = e, len(first)
@@ -161,17 +157,14 @@ func (ls *loopState) pumpHit(cc *clientConn) {
 	for cc.hitOff < len(body) {
 		if cc.gc.OutboundBuffered() > ls.s.ioBuffer/2 {
 			cc.state = csCacheSend
-			cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
+			ls.armClient(cc)
 			return
 		}
 		end := cc.hitOff + ls.s.ioBuffer
 		if end > len(body) {
 			end = len(body)
 		}
-		if _, _ = cc.gc.Write(body[cc.hitOff:end]); cc.state == csClosed {
-			cc.hit = nil
-			return
-		}
+		cc.write(body[cc.hitOff:end])
 		cc.bodySent += int64(end - cc.hitOff)
 		cc.hitOff = end
 	}
@@ -181,13 +174,11 @@ func (ls *loopState) pumpHit(cc *clientConn) {
 
 // hitDone ends a response served from the cache.
 func (ls *loopState) hitDone(cc *clientConn) {
-	cc.deadline = 0
-	ls.record(cc, int(cc.status), cc.bodySent, int64(cc.respHead)+cc.bodySent)
+	next := nextRequest
 	if cc.closeAfterRes {
-		ls.closeClient(cc)
-	} else {
-		ls.finishClient(cc)
+		next = closeFlushed
 	}
+	ls.endExchange(cc, true, next)
 }
 
 // startCapture runs when the leader's response head arrives: a response that may be kept is collected as
@@ -258,7 +249,7 @@ func (ls *loopState) flightDone(key string, e *cache.Entry) {
 
 // cacheMissGo sends a client that waited in vain to the backend.
 func (ls *loopState) cacheMissGo(cc *clientConn) {
-	cc.deadline = 0
+	cc.deadline = 0 // the wait is over; the request's next state arms its own clock
 	cc.cacheTag = xCacheMiss
 	ls.shard.Misses.Add(1)
 	ls.connect(cc)

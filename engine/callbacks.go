@@ -76,7 +76,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	case *backendConn:
 		a := x.ls.backendTraffic(x)
 		if x.state == bsActive && x.headDone && !x.splicing && !x.held && x.client != nil {
-			x.ls.awaitBody(x) // the body goes on: time the backend's silence until its next bytes
+			x.ls.armBackend(x) // the body goes on: time the backend's silence until its next bytes
 		}
 		x.ls.settle()
 		return a
@@ -119,6 +119,9 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 // every tick for a busy loop and every quietTicks ticks for a quiet one.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	s.tlsLoopsRunning() // tlsconn.go
+	if s.ticks == 0 {
+		close(s.loopsUp) // the ticker starts once every loop runs on its bound listeners
+	}
 	s.ticks++
 	all := s.ticks%quietTicks == 0
 	s.loops.Range(func(_, v any) bool {

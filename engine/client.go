@@ -55,6 +55,7 @@ type clientConn struct {
 	headTimer  bool // deadline is read_header_timeout (else idle_timeout)
 	held       bool // not read until its backend's queue of its body is written out (flow.go)
 	inReadHead bool // readHead is on the stack: finishClient must not re-enter it
+	mute       bool // a write to it failed: gnet closes it once the callback returns (toClient)
 
 	tls *tlsClient // a TLS client: its handshake and real address (tls.go); nil for plain HTTP
 }
@@ -75,8 +76,8 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	if !ls.tlsAttach(c) { // tls.go: a TLS client's bytes go through its record layer from here on
 		return nil, gnet.Close
 	}
-	if ls.s.draining.Load() {
-		return nil, gnet.Close
+	if ls.s.draining.Load() && !ls.s.handedOver.Load() {
+		return nil, gnet.Close // after a handover: a TLS client handed to a loop as the drain began is served
 	}
 	slab, err := ls.s.slabs.Get()
 	if err != nil {
@@ -114,7 +115,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	// byte of it has come yet (SPEC 2: a client must send a whole request head within it); idle_timeout
 	// is for kept-alive connections between requests.
 	cc.headTimer = true
-	cc.deadline = ls.clock() + int64(ls.current().tbl.readHeaderTimeout)
+	ls.armClient(cc)
 	return nil, gnet.None
 }
 
@@ -124,9 +125,7 @@ func (ls *loopState) clientGone(cc *clientConn) {
 		return
 	}
 	cc.state = csClosed
-	// A closed client keeps its exchange (the garbage collector takes both): a callback still on the
-	// stack may read it after a failed write closed the connection.
-	ls.dropRequest(cc)
+	ls.endExchange(cc, false, alreadyGone)
 	listRemove(&ls.clients, cc)
 	ls.clientsOpen.Add(-1)
 	if ls.reqOwner == cc {
@@ -138,35 +137,9 @@ func (ls *loopState) clientGone(cc *clientConn) {
 	cc.slab = nil
 }
 
-// dropRequest lets go of what cc's request holds, if it has one: its backend connection, its place in the
-// cache's bookkeeping, a cache entry being written. Loop only.
-func (ls *loopState) dropRequest(cc *clientConn) {
-	if cc.exchange == nil {
-		return
-	}
-	cc.hit = nil
-	if be := cc.be; be != nil {
-		ls.noteProgress(cc, be)
-		cc.be = nil
-		ls.abandonBackend(be)
-	}
-	ls.recordUnfinished(cc)
-	ls.cacheForget(cc)
-}
-
-// closeClient closes cc once what is queued for it has been written. Loop only.
-func (ls *loopState) closeClient(cc *clientConn) {
-	if cc.state == csClosed || cc.state == csClosing {
-		return
-	}
-	ls.dropRequest(cc)
-	cc.state = csClosing
-	cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
-	if cc.gc.OutboundBuffered() == 0 {
-		_ = cc.gc.Close()
-	}
-	// Otherwise the sweep closes it once gnet has flushed the buffer, or at the deadline.
-}
+// closeClient ends cc's exchange, if it has one, and closes cc once what is queued for it has been
+// written. Loop only.
+func (ls *loopState) closeClient(cc *clientConn) { ls.endExchange(cc, false, closeFlushed) }
 
 // waitHead puts cc back to reading a request head, with the idle timeout running (clientOpened turns it
 // into read_header_timeout for a new connection). Loop only.
@@ -179,7 +152,7 @@ func (ls *loopState) waitHead(cc *clientConn) {
 	cc.idleSince = ls.clock()
 	cc.headLen = 0
 	cc.headTimer = false
-	cc.deadline = ls.clock() + int64(ls.current().tbl.idleTimeout)
+	ls.armClient(cc)
 	if cc.exchange == nil {
 		return // a new connection
 	}
@@ -215,8 +188,7 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 		if cc.reqDone {
 			ls.capPipelined(cc)
 		} else if be := cc.be; be != nil && be.gc != nil {
-			ls.forwardBody(cc, nil)
-			if !cc.reqDone && cc.state == csForwarding && !lost(cc, be) {
+			if ls.forwardBody(cc, nil) && !cc.reqDone && cc.state == csForwarding {
 				ls.holdClientForBackend(cc, be)
 			}
 		}
@@ -238,16 +210,12 @@ func (ls *loopState) clientTraffic(cc *clientConn) gnet.Action {
 
 // dropClient closes cc and its backend at once, dropping what is queued for cc: for a client that is
 // flooding, whose queued bytes could not be delivered in order anyway (closeClient lets them drain).
-func (ls *loopState) dropClient(cc *clientConn) {
-	ls.dropRequest(cc)
-	cc.state = csClosing
-	_ = cc.gc.Close()
-}
+func (ls *loopState) dropClient(cc *clientConn) { ls.endExchange(cc, false, closeNow) }
 
 // finishClient ends the current exchange on a kept-alive client and starts on the next pipelined request.
 func (ls *loopState) finishClient(cc *clientConn) {
-	if cc.state == csClosed {
-		return // the response's last Write failed and closed it
+	if cc.state == csClosed || cc.mute {
+		return // a write to it failed: its close is queued, and no next request starts meanwhile
 	}
 	// Move what followed the request (the next pipelined request) to the front of the slab.
 	rest := copy(cc.buf(), cc.buf()[cc.pos:cc.filled])

@@ -38,6 +38,7 @@ func (ls *loopState) connect(cc *clientConn) {
 	be := &backendConn{ls: ls, lt: lt, group: cc.route.group, srv: srv, state: bsDialing, client: cc}
 	cc.be = be
 	cc.state = csConnecting
+	ls.armClient(cc) // the dial's clock runs instead
 	be.dialDeadline = ls.clock() + int64(g.ConnectTimeout)
 	ls.dialStarted(be)
 	if lt.dials[cc.route.group][srv.Index] >= maxDials {

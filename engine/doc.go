@@ -8,8 +8,8 @@
 // per loop, and new ones are opened onto the client's loop (upstream.Dialer, EventLoop.Enroll). So a
 // request and its response never cross goroutines, and everything in loopState, clientConn and
 // backendConn is loop only. The only state shared between loops is the routing table (an atomic pointer,
-// swapped whole on SIGHUP), the header slab pool (taken once per connection), and the servers' health
-// (atomics). gnet's ticker goroutine only schedules each loop's sweep, which enforces every timeout and
+// swapped whole on SIGHUP and when a name an upstream follows changes its addresses: resolve.go), the
+// header slab pool (taken once per connection), and the servers' health (atomics). gnet's ticker goroutine only schedules each loop's sweep, which enforces every timeout and
 // refreshes the prebuilt responses' Date once a second.
 //
 // An HTTPS backend connection ([upstream.tls]) is the same backendConn: the dialer worker runs its
@@ -43,7 +43,7 @@
 // Server.OnSpliced ends the exchange once the last byte has left the backend, and the pipe's rest
 // counts as the client's queue. capPipelined (2 × io_buffer + header_buffer) and capTunnel
 // (8 × io_buffer one way) remain as last bounds behind the pauses. The tests decide: a 32 MiB stream
-// to a slow side grows the heap by well under 2 MiB in each direction (backpressure_test.go,
+// to a slow side grows the heap by well under 2 MiB in each direction (flow_test.go,
 // tunnel_test.go, streaming_test.go).
 //
 // # Timeouts
@@ -60,17 +60,24 @@
 //     a close once the response began); a client that reads nothing of its response: idle_timeout from
 //     the last time its queue shrank (watchSlowClient, for a held or spliced backend);
 //   - a dial: connect_timeout (next server, then 502); a response head: response_timeout from the request
-//     sent (504); a response body that stops coming: response_timeout between reads (awaitBody,
-//     spliceWatch; the client's connection closes, the body cut short);
+//     sent (504); a response body that stops coming: response_timeout between reads (armBackend after
+//     each read, spliceWatch; the client's connection closes, the body cut short);
 //   - a backend that reads nothing of an upload: idle_timeout from the last time its queue shrank
-//     (watchSlowBackend, 504); a tunnel: both sides
-//     silent for idle_timeout.
+//     (watchSlowBackend, 504); a tunnel: both sides silent for idle_timeout.
 //
-// # Writes can close
+// Which of these runs on a connection is derived from its state in one place (deadline.go:
+// clientTimeout, backendTimeout); state changes and progress call armClient or armBackend, and nothing
+// else sets a deadline but the end of an exchange and a deadline that fired, which disarm it.
 //
-// gnet closes a connection whose write fails inside Write itself, so OnClose and all it triggers may run
-// in the middle of a callback of this package. Every Write on the request and response paths is followed
-// by lost(cc, be) before the loop touches either connection again.
+// # A failed write
+//
+// Stock gnet closes a connection whose write fails inside Write itself, so OnClose and all it triggers
+// would run in the middle of a callback of this package. Our gnet (patch 14) only marks the connection
+// and queues its close, which runs once the callback has returned: a connection never closes under the
+// code using it, so no write needs a check after it for safety. The client is left mute (toClient):
+// finishClient starts no next request on it. Writes to a backend are checked only where it changes the
+// outcome: a request head or body that did not go out consumes nothing, so the backend's close may still
+// retry the request (forwardBody).
 //
 // # Running out of descriptors
 //
@@ -79,11 +86,21 @@
 // answers 503 without marking the server (dialFailed). Serve returns an error whenever the loops end
 // without Shutdown having stopped them, so that main exits non-zero (SPEC 1).
 //
+// # Handing the listeners to another process
+//
+// A binary upgrade (SIGUSR2, handover.go): Server.Inherit makes Serve take listening sockets from the
+// process before (gnet patch 13's WithListenerFDs; fdListener for [tls] and [admin]); DupListeners gives
+// them to the next one; HandOver lets go of them without taking them out of listening (ReleaseListeners,
+// not StopAccepting) and drains, keeping a waiting client a second for the request it may be sending
+// (loopState.drain). Ready closes at the first tick, when every loop runs on a bound listener.
+//
 // # Metrics and the access log
 //
-// Every response to a client ends in loopState.record (stats.go), once, wherever it was made: a
-// forwarded response (finishExchange), a cache hit (hitDone), a prebuilt answer (reject, failRequest,
-// abortRequest), or a request cut short, a tunnel's end included (dropRequest). It counts into
+// Every exchange ends in endExchange (end.go), whatever ended it: a forwarded response (finishExchange),
+// a cache hit (hitDone), a prebuilt answer (reject, failRequest, abortRequest), a request cut short by
+// either side, a tunnel's end included (closeClient, dropClient, clientGone). Its response is recorded
+// there once by loopState.record (stats.go); a prebuilt answer records itself as it is written
+// (recordPrebuilt), before endExchange, since it knows its own sizes. record counts into
 // the loop's own atomic counters (only that loop writes them; Server.Snapshot sums them for the admin
 // listener) and formats the access log line into the loop's buffer, which one writer goroutine drains
 // (accesslog.go). The loop reads the clock at most once per callback (loopState.clock). Nothing of this

@@ -1,6 +1,8 @@
-// The end of an exchange: the proxy's own answers instead of the backend's (reject, failRequest,
-// abortRequest), a response completed (finishExchange), and a backend that failed it (backendBroken,
-// backendTimedOut).
+// The end of an exchange. endExchange is the one function that ends one, whatever ended it. Around it:
+// the proxy's own answers instead of the backend's (reject, failRequest, abortRequest), a response
+// completed (finishExchange; hitDone in cache.go), a backend that failed it (backendBroken,
+// backendTimedOut; the failure table is failure.go), and the client's own end (closeClient, dropClient,
+// clientGone in client.go).
 
 package engine
 
@@ -9,12 +11,69 @@ import (
 	"switchflow/codec"
 )
 
+// clientNext is what becomes of the client when its exchange ends.
+type clientNext uint8
+
+const (
+	nextRequest  clientNext = iota // a kept-alive client goes on to its next (pipelined) request
+	closeFlushed                   // closed once what is queued for it is written
+	closeNow                       // closed at once, its queue dropped
+	alreadyGone                    // its OnClose runs: the connection is closed already
+)
+
+// endExchange ends cc's exchange, if it has one, then deals with the client as next says. The response is
+// recorded once (the metrics, and the access log with its termination cause): the status, head and body
+// bytes the exchange says went out, or 499 when nothing did. What the request held in the micro-cache is
+// settled: a complete response fills it, anything else lets its waiters go to the backend. The backend
+// connection goes back to the pool when it delivered the whole response and may carry another, and is
+// closed otherwise. Running it again for the same exchange does nothing more. Loop only.
+func (ls *loopState) endExchange(cc *clientConn, complete bool, next clientNext) {
+	if cc.exchange != nil {
+		cc.hit = nil
+		be := cc.be
+		cc.be = nil
+		ls.noteProgress(cc, be)
+		ls.recordExchange(cc)
+		if complete {
+			ls.finishCapture(cc)
+		} else {
+			ls.cacheForget(cc)
+		}
+		if be != nil {
+			if complete && be.keepAlive && cc.reqDone && be.gc.InboundBuffered() == 0 {
+				ls.poolOrClose(be)
+			} else {
+				ls.abandonBackend(be)
+			}
+		}
+	}
+	switch next {
+	case nextRequest:
+		ls.finishClient(cc)
+	case closeFlushed:
+		if cc.state == csClosed || cc.state == csClosing {
+			return
+		}
+		cc.state = csClosing
+		ls.armClient(cc)
+		if cc.gc.OutboundBuffered() == 0 {
+			_ = cc.gc.Close()
+		}
+		// Otherwise the sweep closes it once gnet has flushed the buffer, or at the deadline.
+	case closeNow:
+		if cc.state != csClosed {
+			cc.state = csClosing
+			_ = cc.gc.Close()
+		}
+	}
+}
+
 // reject answers a request the proxy refuses itself, with the prebuilt response, and closes.
 func (ls *loopState) reject(cc *clientConn, status int) {
 	b := ls.rs.get(status, false, cc.headRequest())
 	ls.recordPrebuilt(cc, status, b, false)
-	_, _ = cc.gc.Write(b)
-	ls.closeClient(cc)
+	cc.write(b)
+	ls.endExchange(cc, false, closeFlushed)
 }
 
 // failRequest answers a request with a prebuilt response, without (or instead of) the backend's. The
@@ -22,52 +81,39 @@ func (ls *loopState) reject(cc *clientConn, status int) {
 // next request; otherwise the client is closed.
 func (ls *loopState) failRequest(cc *clientConn, status int) {
 	if cc.respStarted {
-		ls.closeClient(cc)
+		ls.endExchange(cc, false, closeFlushed)
 		return
 	}
 	keep := !cc.bodyFromConn && cc.reqBody == codec.BodyNone && cc.keepAlive && !ls.s.draining.Load()
 	b := ls.rs.get(status, keep, cc.headRequest())
 	ls.recordPrebuilt(cc, status, b, keep)
-	_, _ = cc.gc.Write(b)
+	cc.write(b)
+	next := closeFlushed
 	if keep {
-		ls.finishClient(cc)
-		return
+		next = nextRequest
 	}
-	ls.closeClient(cc)
+	ls.endExchange(cc, false, next)
 }
 
 // abortRequest gives up on a request whose body turned out bad: the backend connection is closed (it has
-// a partial request), and the client gets status and a close.
+// a partial request), and the client gets status, unless its response began, and a close.
 func (ls *loopState) abortRequest(cc *clientConn, status int) {
-	if be := cc.be; be != nil {
-		cc.be = nil
-		ls.abandonBackend(be)
-	}
 	if !cc.respStarted {
 		b := ls.rs.get(status, false, cc.headRequest())
 		ls.recordPrebuilt(cc, status, b, false)
-		_, _ = cc.gc.Write(b)
+		cc.write(b)
 	}
-	ls.closeClient(cc)
+	ls.endExchange(cc, false, closeFlushed)
 }
 
-// finishExchange completes a response: the backend connection goes back to the pool if it can carry
-// another request, and the client goes on to its next request or closes.
+// finishExchange completes a response forwarded from be: be goes back to the pool if it can carry another
+// request, and the client goes on to its next request or closes.
 func (ls *loopState) finishExchange(be *backendConn, cc *clientConn) {
-	ls.noteProgress(cc, be)
-	ls.record(cc, int(cc.status), cc.bodySent, int64(cc.respHead)+cc.bodySent)
-	cc.be = nil
-	ls.finishCapture(cc)
-	if be.keepAlive && cc.reqDone && be.gc.InboundBuffered() == 0 {
-		ls.poolOrClose(be)
-	} else {
-		ls.closeBackend(be)
-	}
+	next := nextRequest
 	if cc.closeAfterRes || !cc.reqDone {
-		ls.closeClient(cc)
-		return
+		next = closeFlushed
 	}
-	ls.finishClient(cc)
+	ls.endExchange(cc, true, next)
 }
 
 // backendBroken handles a response the proxy refuses: one malformed, too large or of the wrong shape.

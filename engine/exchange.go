@@ -73,10 +73,16 @@ func (ls *loopState) attachExchange(cc *clientConn) {
 // stack can find cc.exchange gone. Loop only.
 func (ls *loopState) settle() {
 	ls.clockOK = false // the next callback reads the clock afresh
-	ls.reqOwner = nil  // the parse scratch never outlives the callback that filled it
-	if len(ls.idled) == 0 {
-		return
+	if ls.reqOwner != nil {
+		ls.reqOwner = nil // the parse scratch never outlives the callback that filled it
 	}
+	if len(ls.idled) != 0 {
+		ls.freeIdled()
+	}
+}
+
+// freeIdled takes the exchanges back from the connections settle found waiting for a next request.
+func (ls *loopState) freeIdled() {
 	for i, cc := range ls.idled {
 		ls.idled[i] = nil
 		ex := cc.exchange

@@ -33,11 +33,10 @@ func (ls *loopState) holdBackend(be *backendConn, cc *clientConn) bool {
 	}
 	_ = be.gc.PauseRead()
 	if !be.held {
-		be.held = true
-		be.deadline = 0 // the wait is the client's now: response_timeout is off
+		be.held = true // the wait is the client's now: response_timeout is off
 		be.clientQueued = q
-		cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
-		listPush(&ls.backends, be) // the sweep watches the client's progress
+		ls.armBackend(be) // on ls.backends: the sweep watches the client's progress
+		ls.armClient(cc)
 	}
 	return true
 }
@@ -53,7 +52,7 @@ func (ls *loopState) holdClientForBackend(cc *clientConn, be *backendConn) {
 	if !cc.held {
 		cc.held = true
 		cc.backendQueued = q
-		cc.deadline = ls.clock() + int64(cc.lt.tbl.idleTimeout) // a backend that stops reading: 504
+		ls.armClient(cc) // a backend that stops reading: 504
 	}
 }
 
@@ -61,11 +60,8 @@ func (ls *loopState) holdClientForBackend(cc *clientConn, be *backendConn) {
 // runs from the last time the client's queue shrank. It returns that queue's length.
 func (ls *loopState) watchSlowClient(be *backendConn, cc *clientConn) int {
 	q := cc.gc.OutboundBuffered()
-	switch {
-	case q == 0:
-		cc.deadline = 0
-	case cc.deadline == 0 || q < be.clientQueued:
-		cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
+	if q == 0 || cc.deadline == 0 || q < be.clientQueued {
+		ls.armClient(cc)
 	}
 	be.clientQueued = q
 	return q
@@ -80,7 +76,7 @@ func (ls *loopState) watchSlowBackend(cc *clientConn) {
 	}
 	if q := be.gc.OutboundBuffered(); q < cc.backendQueued {
 		cc.backendQueued = q
-		cc.deadline = ls.clock() + int64(cc.lt.tbl.idleTimeout)
+		ls.armClient(cc)
 	}
 }
 
@@ -110,10 +106,8 @@ func (ls *loopState) clientDrained(cc *clientConn) {
 	case csForwarding:
 		if be := cc.be; cc.exchange != nil && be != nil && be.held && be.state == bsActive {
 			be.held = false
-			if cc.reqDone {
-				cc.deadline = 0
-			}
-			ls.awaitBody(be) // response_timeout again, from now
+			ls.armClient(cc)
+			ls.armBackend(be) // response_timeout again, from now
 			_ = be.gc.ResumeRead()
 			if be.gc.InboundBuffered() > 0 {
 				ls.backendTraffic(be)
@@ -133,7 +127,7 @@ func (ls *loopState) backendDrained(be *backendConn) {
 		_ = cc.gc.ResumeRead()
 	case be.state == bsActive && cc.held:
 		cc.held = false
-		cc.deadline = ls.clock() + int64(cc.lt.tbl.idleTimeout) // the body's own idle clock again
+		ls.armClient(cc) // the body's own idle clock again
 		ls.resumeClient(cc)
 		if cc.gc.InboundBuffered() > 0 {
 			ls.clientTraffic(cc)

@@ -100,15 +100,24 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 	return ls
 }
 
-// current returns this loop's state for the newest table, rebuilding it after a reload. The idle pools of
-// the old table are closed: their servers may be gone from the new one. Loop only.
+// current returns this loop's state for the newest table, rebuilding it after a reload or a change of
+// a followed name's addresses (swapTable). The old table's idle connections move to the new table's
+// pools where their server stays (same upstream, same name, same address); the others are closed,
+// their servers gone. Loop only.
 func (ls *loopState) current() *loopTable {
 	if t := ls.s.tbl.Load(); t != ls.lt.tbl {
 		old := ls.lt
 		ls.lt = newLoopTable(t)
 		ls.bindTable(ls.lt)
-		for _, p := range old.pools {
+		for gi, p := range old.pools {
+			ng, _ := ls.lt.groupNamed(old.tbl.groups[gi].Name)
 			p.Each(func(_ int, be *backendConn) {
+				if ng >= 0 {
+					if srv := ls.lt.tbl.groups[ng].ServerLike(be.srv); srv != nil && ls.lt.pools[ng].Put(srv.Index, be) {
+						be.lt, be.group, be.srv = ls.lt, ng, srv
+						return
+					}
+				}
 				be.state = bsClosing
 				_ = be.gc.Close()
 			})
@@ -121,9 +130,8 @@ func (ls *loopState) current() *loopTable {
 // ticks while the loop is quiet (OnTick).
 func (ls *loopState) sweep() {
 	ls.sweeps.Add(1)
-	wall := time.Now()
-	ls.clockNow, ls.clockOK = max(int64(wall.Sub(ls.s.base)), 1), true
-	ls.rs.refreshDate(wall)
+	ls.clockNow, ls.clockOK = max(ls.s.monoNow(), 1), true
+	ls.rs.refreshDate(time.Now())
 	ls.current()
 	now := ls.clockNow
 	if now-ls.lastCacheSweep >= int64(time.Second) {
@@ -170,11 +178,23 @@ func (ls *loopState) sweep() {
 }
 
 // drain closes idle keep-alive clients and makes busy ones close after their response. Loop only.
-func (ls *loopState) drain() {
+//
+// With grace > 0 (a handover, handover.go: another process serves new connections) a client waiting for
+// a head is closed only once it has waited that long, since it was accepted or its last response went
+// out: a keep-alive client that sends its next request meanwhile gets it answered with a close, instead
+// of meeting a close, or a reset, as its request arrives; a connection the old process accepted just
+// before it let go of its listeners gets its request served, not closed unanswered.
+func (ls *loopState) drain(grace time.Duration) {
+	now := ls.clock()
 	for cc := ls.clients.head; cc != nil; {
 		next := cc.next
 		if cc.state == csHead && cc.filled == 0 {
-			ls.closeClient(cc)
+			if now < cc.idleSince+int64(grace) {
+				cc.headTimer = false // closed quietly at the end of the grace, like an idle one, not answered 408
+				ls.armClient(cc)     // deadline.go: what is left of the grace
+			} else {
+				ls.closeClient(cc)
+			}
 		}
 		cc = next
 	}
@@ -195,6 +215,12 @@ type connList[T any] struct {
 type linked[T any] interface {
 	node() *listNode[T]
 }
+
+// Both connection types go on lists (and node is used through this interface only).
+var (
+	_ linked[clientConn]  = (*clientConn)(nil)
+	_ linked[backendConn] = (*backendConn)(nil)
+)
 
 func listPush[T any, P interface {
 	*T
@@ -243,19 +269,19 @@ const coalesceMax = 4 << 10
 // headers). When what follows the first comes to at most coalesceMax bytes, all are copied into the
 // loop's head buffer and go out with one write; otherwise as one writev. bufs[0] may be the head buffer's
 // own content (the head just built there). bufs, a slice of ls.iov, is cleared after, so that it keeps
-// nothing alive. Loop only.
-func (ls *loopState) send(c gnet.Conn, bufs [][]byte) {
+// nothing alive. It returns the write's error (see toClient for what one means). Loop only.
+func (ls *loopState) send(c gnet.Conn, bufs [][]byte) (err error) {
 	switch len(bufs) {
 	case 0:
 	case 1:
-		_, _ = c.Write(bufs[0])
+		_, err = c.Write(bufs[0])
 	default:
 		rest := 0
 		for _, b := range bufs[1:] {
 			rest += len(b)
 		}
 		if rest > coalesceMax {
-			_, _ = c.Writev(bufs)
+			_, err = c.Writev(bufs)
 			break
 		}
 		joined := ls.headBuf[:0]
@@ -263,9 +289,27 @@ func (ls *loopState) send(c gnet.Conn, bufs [][]byte) {
 			joined = append(joined, b...)
 		}
 		ls.headBuf = joined[:0]
-		_, _ = c.Write(joined)
+		_, err = c.Write(joined)
 	}
 	clear(bufs)
+	return err
+}
+
+// toClient sends bufs to cc as send does, and cc.write sends one buffer. A write that fails leaves cc
+// mute: our gnet queues the connection's close for after the running callback (patch 14), so cc and its
+// exchange stay valid until then, and nothing new starts on it meanwhile (finishClient). No caller has to
+// check anything after a write: a mute client only gets writes that go nowhere until OnClose releases it.
+// Loop only.
+func (ls *loopState) toClient(cc *clientConn, bufs [][]byte) {
+	if ls.send(cc.gc, bufs) != nil {
+		cc.mute = true
+	}
+}
+
+func (cc *clientConn) write(b []byte) {
+	if _, err := cc.gc.Write(b); err != nil {
+		cc.mute = true
+	}
 }
 
 // discard drops n bytes from c's inbound buffer. gnet's Discard treats n <= 0 as "everything", so a
@@ -280,7 +324,7 @@ func discard(c gnet.Conn, n int) {
 // each callback returns, so requests answered in one callback share one clock read. Loop only.
 func (ls *loopState) clock() int64 {
 	if !ls.clockOK {
-		ls.clockNow = max(int64(time.Since(ls.s.base)), 1)
+		ls.clockNow = max(ls.s.monoNow(), 1)
 		ls.clockOK = true
 	}
 	return ls.clockNow

@@ -138,6 +138,17 @@ func startProxy(t *testing.T, loops int, toml string) (string, *Server) {
 	return addr, srv
 }
 
+// waitFor polls cond until it holds, for up to 10 s; what says what was awaited, for the failure.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // testLog is the log of an engine under test: discarded, or on stderr with -v.
 func testLog() *slog.Logger {
 	if testing.Verbose() {
@@ -150,9 +161,18 @@ func testLog() *slog.Logger {
 // Serve returned (and is closed after), for tests of how the engine ends.
 func serveEngine(t *testing.T, cfg *config.Config, log *slog.Logger) (srv *Server, done <-chan error) {
 	t.Helper()
+	return serveEngineWith(t, cfg, log, nil)
+}
+
+// serveEngineWith is serveEngine with prepare, when not nil, run on the engine before it serves.
+func serveEngineWith(t *testing.T, cfg *config.Config, log *slog.Logger, prepare func(*Server)) (srv *Server, done <-chan error) {
+	t.Helper()
 	srv, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(srv)
 	}
 	ch := make(chan error, 1)
 	go func() { ch <- srv.Serve(); close(ch) }()

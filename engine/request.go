@@ -40,7 +40,7 @@ func (ls *loopState) readHead(cc *clientConn) {
 			// Empty lines before it (skipped by the parser, RFC 9112 2.2) leave the idle clock running;
 			// they still fill the slab, so a flood of them ends in 431.
 			cc.headTimer = true
-			cc.deadline = ls.clock() + int64(ls.current().tbl.readHeaderTimeout)
+			ls.armClient(cc)
 		}
 		if cc.large != nil && cc.filled < len(cc.buf()) && !headEndIn(cc.buf()[:cc.filled], before) {
 			return
@@ -62,7 +62,7 @@ func (ls *loopState) readHead(cc *clientConn) {
 			return
 		}
 		cc.headLen, cc.pos = n, n
-		cc.deadline = 0
+		cc.deadline = 0 // the head is whole: its clock stops, and what the request does next arms its own
 		if cc.exchange == nil {
 			ls.attachExchange(cc)
 		}
@@ -159,7 +159,11 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 	cc.reqLength = req.ContentLength
 	cc.reqRemaining = req.ContentLength
 	cc.chunked.Reset()
-	authority, path, ok := ls.originForm(req.Target)
+	var authority []byte
+	path, ok := req.Target, true
+	if !isOriginForm(path) {
+		authority, path, ok = ls.otherForm(path)
+	}
 	if !ok {
 		ls.reject(cc, 400)
 		return
@@ -245,7 +249,10 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 		ls.failRequest(cc, 500) // cannot happen: the same bytes parsed before
 		return
 	}
-	_, target, _ := ls.originForm(req.Target) // it routed: the form is valid
+	target := req.Target
+	if !isOriginForm(target) {
+		_, target, _ = ls.otherForm(target) // it routed: the form is valid
+	}
 	if cc.route.stripPrefix {
 		ls.pathBuf = appendStripped(ls.pathBuf[:0], target, cc.route.prefix)
 		target = ls.pathBuf
@@ -258,8 +265,8 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 	cc.state = csForwarding
 	be.startExchange()
 	if cc.reqBody == codec.BodyNone {
-		if _, _ = be.gc.Write(head); lost(cc, be) {
-			return
+		if _, err := be.gc.Write(head); err != nil {
+			return // the backend's close follows this callback (patch 14): it retries or fails the request
 		}
 		cc.reqDone = true
 		ls.requestSent(be)
@@ -271,10 +278,15 @@ func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 
 var protoHTTP = []byte("http")
 
-// originForm splits a request target into the authority of an absolute form (nil for the origin form)
-// and the origin-form path the backend gets: "http://a.example?q" becomes "/?q", in the loop's pathBuf
-// (valid until its next use). ok is false for an absolute form without a valid authority (400).
-func (ls *loopState) originForm(target []byte) (authority, path []byte, ok bool) {
+// isOriginForm reports whether a request target is in the origin form ("/path?query"), as nearly every
+// one is; otherForm deals with the others. Inlined where it is asked.
+func isOriginForm(target []byte) bool { return len(target) > 0 && target[0] == '/' }
+
+// otherForm splits a request target not in the origin form into the authority of an absolute form (nil
+// for "*" and the like) and the origin-form path the backend gets: "http://a.example?q" becomes "/?q", in
+// the loop's pathBuf (valid until its next use). ok is false for an absolute form without a valid
+// authority (400).
+func (ls *loopState) otherForm(target []byte) (authority, path []byte, ok bool) {
 	authority, path, ok = codec.OriginForm(target)
 	if ok && authority != nil && (len(path) == 0 || path[0] != '/') {
 		ls.pathBuf = append(append(ls.pathBuf[:0], '/'), path...)
@@ -288,9 +300,12 @@ var methodGET = []byte("GET")
 // forwardBody streams request body bytes to the backend: those already in the slab, then those in gnet's
 // buffer, each cut where the body ends, in one write; head, when not nil, goes first in the same write (the
 // start of an exchange). A chunked body's trailer section goes without the fields that must not travel in
-// trailers (codec.ChunkedReader.Forward): its kept lines are copied into ls.trailers and written last. One write instead of one per piece: a small upload reaches the backend in one
-// segment with its head, a large one no longer goes out in slab-sized and buffer-sized parts. Loop only.
-func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
+// trailers (codec.ChunkedReader.Forward): its kept lines are copied into ls.trailers and written last. One
+// write instead of one per piece: a small upload reaches the backend in one segment with its head, a large
+// one no longer goes out in slab-sized and buffer-sized parts. It reports false when the request ended
+// here (a bad body) or the write failed: then nothing was consumed, and the backend's close, which follows
+// this callback (patch 14), may retry the request from the slab. Loop only.
+func (ls *loopState) forwardBody(cc *clientConn, head []byte) bool {
 	be := cc.be
 	out := ls.iov[:0]
 	if head != nil {
@@ -326,14 +341,14 @@ func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
 			if err != nil {
 				clear(ls.iov[:])
 				ls.abortRequest(cc, 400)
-				return
+				return false
 			}
 			cc.reqDone = done
 			cc.reqSeen += payload
 			if max := cc.lt.tbl.maxBodySize; max > 0 && cc.reqSeen > max {
 				clear(ls.iov[:])
 				ls.abortRequest(cc, 413)
-				return
+				return false
 			}
 		default:
 			cc.reqDone = true
@@ -354,9 +369,8 @@ func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
 		// The slab's trailer bytes, then gnet's: a trailer line split between them was put together.
 		out = append(out, ls.trailers)
 	}
-	ls.send(be.gc, out)
-	if lost(cc, be) {
-		return // nothing consumed: a retry rewinds and replays what it may
+	if ls.send(be.gc, out) != nil {
+		return false
 	}
 	cc.pos += fromSlab
 	if fromConn > 0 {
@@ -364,12 +378,11 @@ func (ls *loopState) forwardBody(cc *clientConn, head []byte) {
 		discard(cc.gc, fromConn)
 		ls.st.bytesIn.Add(uint64(fromConn))
 	}
-	if cc.reqDone {
-		cc.deadline = 0
-		ls.requestSent(be)
-		return
-	}
 	// A body that stops coming must not hold the client's slot and a backend connection forever
 	// (nginx: client_body_timeout, 408): idle_timeout runs from the last bytes forwarded.
-	cc.deadline = ls.clock() + int64(cc.lt.tbl.idleTimeout)
+	ls.armClient(cc)
+	if cc.reqDone {
+		ls.requestSent(be)
+	}
+	return true
 }

@@ -72,9 +72,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 					}
 					head := codec.AppendProxyResponse(ls.headBuf[:0], resp, cc.minor, false, false, true)
 					ls.headBuf = head[:0]
-					if _, _ = cc.gc.Write(head); lost(cc, be) {
-						return gnet.None
-					}
+					cc.write(head)
 					discard(be.gc, n)
 					ls.startTunnel(cc, be)
 					return gnet.None
@@ -90,16 +88,12 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 				if cc.minor == 1 {
 					head := codec.AppendProxyResponse(ls.headBuf[:0], resp, 1, true, false, false)
 					ls.headBuf = head[:0]
-					if _, _ = cc.gc.Write(head); lost(cc, be) {
-						return gnet.None
-					}
+					cc.write(head)
 				}
 				discard(be.gc, n)
 				continue
 			}
-			be.headDone = true
-			be.deadline = 0
-			listRemove(&ls.backends, be)
+			be.headDone = true // response_timeout runs on from the request: OnTraffic re-arms it for a body that goes on
 			be.body = resp.Body(cc.isHead && !cc.headAsGet)
 			be.remaining = resp.ContentLength
 			be.chunked.Reset()
@@ -138,14 +132,12 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		}
 		if be.dechunk {
 			if head != nil {
-				if _, _ = cc.gc.Write(head); lost(cc, be) {
-					return gnet.None
-				}
+				cc.write(head)
 			}
 			discard(be.gc, consumed)
 			if ls.dechunkBody(be, cc) {
 				ls.finishExchange(be, cc)
-			} else if !lost(cc, be) {
+			} else if be.state == bsActive {
 				ls.holdBackend(be, cc)
 			}
 			return gnet.None
@@ -183,7 +175,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 		if cc.headAsGet {
 			// A HEAD whose GET fills the cache: the client gets the head, the body goes to the capture.
 			if head != nil {
-				_, _ = cc.gc.Write(head)
+				cc.write(head)
 			}
 		} else {
 			out := ls.iov[:0]
@@ -200,10 +192,7 @@ func (ls *loopState) backendTraffic(be *backendConn) gnet.Action {
 			if len(ls.trailers) > 0 {
 				out = append(out, ls.trailers)
 			}
-			ls.send(cc.gc, out)
-		}
-		if lost(cc, be) {
-			return gnet.None
+			ls.toClient(cc, out)
 		}
 		if cc.capture != nil && k > 0 {
 			cc.capture.Write(data[:k])
@@ -233,9 +222,7 @@ func (ls *loopState) dechunkBody(be *backendConn, cc *clientConn) bool {
 			return false
 		}
 		if len(piece) > 0 {
-			if _, _ = cc.gc.Write(piece); lost(cc, be) {
-				return false
-			}
+			cc.write(piece)
 		}
 		discard(be.gc, n)
 		if done {

@@ -36,6 +36,10 @@ type Server struct {
 	dialer     *upstream.Dialer
 	cache      *cache.Store // the micro-cache, shared by the loops; bounded by [cache] max_size
 	base       time.Time    // origin of the monotonic nanoseconds every loop uses
+	// elapsed, when set (before Serve), replaces the time since base that every deadline, the sweep and
+	// the servers' health read: tests move such a clock, so that a timeout fires at the instant it must
+	// and not a nanosecond before, without waiting for it. nil: the real clock, with no indirect call.
+	elapsed func() time.Duration
 
 	tbl      atomic.Pointer[table]
 	loops    sync.Map // gnet.EventLoop -> *loopState
@@ -43,7 +47,8 @@ type Server struct {
 	nloops   int
 	draining atomic.Bool
 	engine   gnet.Engine
-	booted   chan struct{}
+	booted   chan struct{} // OnBoot ran: s.engine is set (the loops are not started yet)
+	loopsUp  chan struct{} // the first OnTick ran: every loop runs, every listener is bound
 	stopped  chan struct{}
 
 	stopAsked atomic.Bool // Shutdown stopped the loops: any other end of gnet.Rotate is an error
@@ -54,9 +59,10 @@ type Server struct {
 	alog    *accessLog                     // nil: log.access is off (accesslog.go)
 	adminLn atomic.Pointer[admin.Listener] // the [admin] listener while Serve runs
 
-	healthMu sync.Mutex        // orders starting and stopping the checkers with Reload
+	healthMu sync.Mutex        // orders the table swaps (Reload, the resolver) and the checkers' starts and stops
 	checker  *upstream.Checker // active health checks of the live table, under healthMu
 	serving  bool              // under healthMu: Serve runs, so the live table's checks run too
+	resolver *resolverLoop     // looks up the names upstreams follow while Serve runs (resolve.go); under healthMu
 
 	headerBuffer int
 	maxHeaders   int // header lines in a request or response head: the size of each loop's header indexes
@@ -66,6 +72,12 @@ type Server struct {
 	splice            bool // large response bodies go backend to client by splice(2); SWITCHFLOW_SPLICE=0 turns it off
 
 	tls *tlsTerm // HTTPS termination (tls.go, tlsconn.go); nil without [tls]
+
+	inherited  *Listeners   // listening sockets from the process before (handover.go); nil: open them
+	handedOver atomic.Bool  // another process serves the listeners: Shutdown lets go of them (handover.go)
+	adminSock  net.Listener // the [admin] socket, under admin.Serve's wrapping; for DupListeners
+	// tlsAcceptorsDone is closed once a handover's TLS accept goroutines have ended (handover.go).
+	tlsAcceptorsDone chan struct{}
 }
 
 // Check reports what New would refuse in a configuration that passed its own checks (config.Load), for
@@ -104,7 +116,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if errs := unservable(cfg); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	t, err := newTable(cfg, log)
+	t, err := newTable(cfg, log, configAnswers(cfg, nil))
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +134,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		base:              time.Now(),
 		nloops:            loops,
 		booted:            make(chan struct{}),
+		loopsUp:           make(chan struct{}),
 		stopped:           make(chan struct{}),
 		headerBuffer:      cfg.Server.HeaderBuffer,
 		maxHeaders:        cfg.Server.MaxHeaders,
@@ -155,6 +168,8 @@ func (s *Server) Serve() error {
 		return err
 	}
 	s.startHealth()
+	listenerFDs := s.listenerFDs() // handover.go
+	s.closeUninherited()
 	addrs := make([]string, len(s.cfg.Server.Listen))
 	for i, a := range s.cfg.Server.Listen {
 		addrs[i] = "tcp://" + a
@@ -174,6 +189,7 @@ func (s *Server) Serve() error {
 		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithReadBufferCap(readBufferFor(s.ioBuffer)),
 		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithListenerFDs(listenerFDs), // our gnet copy (patch 13): sockets inherited on an upgrade
 	)
 	s.stopHealth()
 	s.stopTLS() // tlsconn.go
@@ -215,26 +231,53 @@ func listenError(addrs []string, err error) error {
 	return fmt.Errorf("listen %s: %w", strings.Join(addrs, ", "), err)
 }
 
-// startHealth starts the active health checks of the live table, for Serve.
+// startHealth starts the active health checks of the live table and the resolver of the names its
+// upstreams follow, for Serve.
 func (s *Server) startHealth() {
 	s.healthMu.Lock()
 	defer s.healthMu.Unlock()
 	s.serving = true
 	s.checker = upstream.StartChecker(s.tbl.Load().groups, s.monoNow, s.log)
+	s.resolver = startResolver(s)
 }
 
-// stopHealth stops the checks when the loops have stopped (Shutdown or a failed start); a later Reload
-// starts none.
+// stopHealth stops the checks and the resolver when the loops have stopped (Shutdown or a failed
+// start); a later Reload starts none.
 func (s *Server) stopHealth() {
 	s.healthMu.Lock()
-	defer s.healthMu.Unlock()
+	r := s.resolver
 	s.serving = false
+	s.resolver = nil
 	s.checker.Stop()
 	s.checker = nil
+	s.healthMu.Unlock()
+	r.stopAndWait() // outside the lock: a lookup in flight may be about to swap a table
+}
+
+// swapTable makes t the live table: t's servers that the live table has too (same upstream, same
+// name) take over their health state, new ones join at now (slow_start ramps them up), and the loops
+// move to t at their next callback (loopState.current), where the idle connections to servers t no
+// longer has are closed. The one way an upstream's servers change: a reload, and the resolver when a
+// name's addresses change. The old table's health checks stop before the state is carried over, and
+// t's start after. Under healthMu.
+func (s *Server) swapTable(t *table) {
+	if s.serving {
+		s.checker.Stop() // its last results are written before the state is carried over
+	}
+	t.adoptHealth(s.tbl.Load(), s.monoNow())
+	s.tbl.Store(t)
+	if s.serving {
+		s.checker = upstream.StartChecker(t.groups, s.monoNow, s.log)
+	}
 }
 
 // monoNow is the clock of upstream.Server.Up: monotonic nanoseconds since s.base, as the loops' now.
-func (s *Server) monoNow() int64 { return int64(time.Since(s.base)) }
+func (s *Server) monoNow() int64 {
+	if s.elapsed != nil {
+		return int64(s.elapsed())
+	}
+	return int64(time.Since(s.base))
+}
 
 // socketBufferFor is the receive buffer SwitchFlow fixes on backend sockets (the kernel doubles it).
 // Left to autotuning it grew to megabytes after one fast transfer, and a slow client later served on
@@ -255,8 +298,9 @@ func readBufferFor(ioBuffer int) int {
 	return min(max(ioBuffer, 16<<10), 1<<20)
 }
 
-// Ready is closed once the listeners accept connections.
-func (s *Server) Ready() <-chan struct{} { return s.booted }
+// Ready is closed once the listeners accept connections: the event loops run on every listener (gnet's
+// OnBoot comes before the loops are started and their listeners bound, which may still fail).
+func (s *Server) Ready() <-chan struct{} { return s.loopsUp }
 
 // Reload swaps in a new configuration for new requests: routes, upstreams, per-request settings and the
 // cache's bound (a smaller [cache] max_size evicts down to it at once). What RestartOnly names keeps the
@@ -264,31 +308,26 @@ func (s *Server) Ready() <-chan struct{} { return s.booted }
 // ones staying.
 // The new table's servers are new objects; those that stay (same upstream name, same address as
 // configured) take over the old ones' health state (a server that was down stays down), new ones start
-// up. The old table's health checks stop before the state is carried over, and the new one's start
-// after. Each call counts as a reload applied or refused (/metrics). Safe from any goroutine.
+// up (swapTable). A name an upstream follows (resolve) that the file's check could not look up keeps
+// its last good addresses. Each call counts as a reload applied or refused (/metrics). Safe from any
+// goroutine.
 func (s *Server) Reload(cfg *config.Config) error {
 	certs, err := s.tlsReloadCerts(cfg) // tls.go
 	if err != nil {
 		s.RefuseReload()
 		return err
 	}
-	t, err := newTable(cfg, s.log)
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	t, err := newTable(cfg, s.log, configAnswers(cfg, s.tbl.Load().answers))
 	if err != nil {
 		s.RefuseReload()
 		return err
 	}
-	s.healthMu.Lock()
-	defer s.healthMu.Unlock()
-	if s.serving {
-		s.checker.Stop() // its last results are written before the state is carried over
-	}
-	t.adoptHealth(s.tbl.Load(), s.monoNow())
-	s.tbl.Store(t)
+	s.swapTable(t)
 	s.tlsSwapCerts(certs) // tls.go
 	s.cache.Resize(cfg.Cache.MaxSize)
-	if s.serving {
-		s.checker = upstream.StartChecker(t.groups, s.monoNow, s.log)
-	}
+	s.resolver.kick() // names, intervals or [resolver] may have changed
 	s.reloadApplied()
 	return nil
 }
@@ -330,16 +369,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// SPEC 1: stop accepting. New connections are refused from here on (our gnet copy's StopAccepting);
-	// those already open finish what they carry.
-	if err := s.engine.StopAccepting(); err != nil {
-		s.log.Warn("cannot stop accepting; new connections are closed instead", "error", err)
+	if !s.handedOver.Load() {
+		s.stopAccepting() // handover.go; HandOver has done it already
 	}
-	s.tlsStopAccepting() // tlsconn.go
-	s.eachLoop(func(ls *loopState) { ls.drain() })
+	grace := time.Duration(0)
+	if s.handedOver.Load() {
+		grace = handoverGrace
+	}
+	s.eachLoop(func(ls *loopState) { ls.drain(grace) })
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for s.clientsOpen() > 0 {
+	for s.clientsOpen() > 0 || s.tlsLeft() > 0 {
 		select {
 		case <-ctx.Done():
 			open := s.clientsOpen() // before the loops stop: stopping closes them

@@ -398,7 +398,7 @@ func TestSmugglingAndMalformedRequests(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
 		o := startRawOrigin(t, nil)
 		// large_header_buffer = header_buffer: one tier, so a head past 8 KiB is refused (the large slabs:
-		// largehead_test.go).
+		// slabs_test.go).
 		addr, srv := startProxy(t, loops, fmt.Sprintf(`max_body_size = "1KiB"
 large_header_buffer = "8KiB"
 [[upstream]]

@@ -24,9 +24,9 @@ func (ls *loopState) trySplice(be *backendConn, cc *clientConn) bool {
 		return false
 	}
 	be.splicing = true
-	be.clientQueued, be.splicedSeen, be.deadline = 0, 0, 0
+	be.clientQueued, be.splicedSeen = 0, 0
 	ls.splices++
-	listPush(&ls.backends, be) // the sweep watches the client's progress (spliceWatch)
+	ls.armBackend(be) // on ls.backends: the sweep watches the client's progress (spliceWatch)
 	return true
 }
 
@@ -37,13 +37,12 @@ func (ls *loopState) spliced(be *backendConn) {
 		return
 	}
 	be.splicing = false
-	listRemove(&ls.backends, be)
+	ls.armBackend(be)
 	cc := be.client
 	if be.state != bsActive || cc == nil || cc.be != be {
 		return
 	}
 	be.remaining = 0
-	cc.deadline = 0
 	ls.finishExchange(be, cc)
 }
 
@@ -59,7 +58,7 @@ func (ls *loopState) spliceWatch(be *backendConn) {
 	// (with bytes queued for the client, the wait is the client's, timed above).
 	if sent := be.gc.SplicedBytes(); sent != be.splicedSeen || q > 0 || be.deadline == 0 {
 		be.splicedSeen = sent
-		be.deadline = ls.clock() + int64(be.lt.tbl.groups[be.group].ResponseTimeout)
+		ls.armBackend(be)
 	} else if ls.clock() >= be.deadline {
 		ls.backendTimedOut(be)
 	}

@@ -269,10 +269,11 @@ func (ls *loopState) recordPrebuilt(cc *clientConn, status int, b []byte, keepAl
 	ls.record(cc, status, int64(len(b)-ls.rs.headLen(status, keepAlive)), int64(len(b)))
 }
 
-// recordUnfinished records a request that ends without its response being complete (a client or
-// backend gone mid-response, a tunnel's end, a request never answered): the status sent, else 499, and
-// the body bytes known to have been sent. Nothing if the request was recorded already.
-func (ls *loopState) recordUnfinished(cc *clientConn) {
+// recordExchange records cc's request as it ends (endExchange): the status sent, else 499, and the head
+// and body bytes known to have been sent, whether the response completed or not (a client or backend
+// gone mid-response, a tunnel's end, a request never answered). Nothing if the request was recorded
+// already (a prebuilt answer: recordPrebuilt).
+func (ls *loopState) recordExchange(cc *clientConn) {
 	if cc.exchange == nil || cc.start == 0 {
 		return
 	}

@@ -628,7 +628,7 @@ func buildProxy(t *testing.T) string {
 	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		gobin = "/usr/local/go/bin/go" // where the README's toolchain goes; make puts it on PATH
 	}
 	bin := filepath.Join(t.TempDir(), "switchflow")
 	cmd := exec.Command(gobin, "build", "-o", bin, "switchflow")
@@ -1172,7 +1172,7 @@ func goroutineSnapshot() map[string]string {
 }
 
 // leakBase is what a warmed-up, idle proxy and its origin hold: goroutines (gnet's worker pool aside),
-// file descriptors (stableFdCount, faults_test.go) and header slabs (none). It is taken once per proxy
+// file descriptors (stableFdCount, failure_test.go) and header slabs (none). It is taken once per proxy
 // rather than per case as leakCheck does, to keep the settling out of every case.
 type leakBase struct {
 	srv        *Server

@@ -53,6 +53,10 @@ type tlsTerm struct {
 	wg    sync.WaitGroup
 	quit  chan struct{} // closed by stop
 
+	// acceptors: the accept goroutines alone, for a handover's drain (handover.go), which waits for the
+	// handshakes of the connections they took.
+	acceptors sync.WaitGroup
+
 	// running is closed at the first OnTick: gnet calls OnBoot before it registers its loops, and the
 	// ticker starts after, so Engine.Register may pick a loop only from then on.
 	running     chan struct{}
@@ -120,7 +124,7 @@ func (s *Server) startTLS() error {
 		return nil
 	}
 	for _, a := range t.addrs {
-		ln, err := net.Listen("tcp", a)
+		ln, err := s.listenTCP(tlsInherited, a) // handover.go: the socket of the process before, if any
 		if err != nil {
 			for _, l := range t.lns {
 				_ = l.Close()
@@ -132,6 +136,7 @@ func (s *Server) startTLS() error {
 	}
 	for _, ln := range t.lns {
 		t.wg.Add(1)
+		t.acceptors.Add(1)
 		go t.accept(ln)
 	}
 	return nil
@@ -188,6 +193,7 @@ func (s *Server) tlsLoopsRunning() {
 
 func (t *tlsTerm) accept(ln net.Listener) {
 	defer t.wg.Done()
+	defer t.acceptors.Done()
 	select {
 	case <-t.running:
 	case <-t.quit:

@@ -8,12 +8,11 @@ import "github.com/panjf2000/gnet/v2"
 // backend connection is spent: it is closed with the tunnel, never pooled. The tunnel lives until either
 // side closes or both stay silent for idle_timeout.
 func (ls *loopState) startTunnel(cc *clientConn, be *backendConn) {
-	listRemove(&ls.backends, be)
 	ls.endCount(be)
-	be.deadline = 0
 	be.headDone = true
 	be.state = bsTunnel
 	be.held = false
+	ls.armBackend(be) // no clock: the tunnel's is the client's
 	cc.state = csTunnel
 	cc.respStarted = true
 	cc.status = 101 // recorded when the tunnel ends
@@ -53,7 +52,7 @@ func (ls *loopState) tunnelCopy(from, to gnet.Conn, cc *clientConn) {
 			ls.st.bytesIn.Add(uint64(len(in)))
 		}
 	}
-	cc.deadline = ls.clock() + int64(ls.lt.tbl.idleTimeout)
+	ls.armClient(cc)
 }
 
 // holdTunnel stops reading from while more than half of io_buffer waits to be written to to (SPEC 3.3:

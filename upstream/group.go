@@ -41,7 +41,11 @@ type Group struct {
 
 // ServerSpec describes one server of a group, as validated configuration gives it.
 type ServerSpec struct {
-	Name   string // "host:port" as configured
+	// Name tells the server apart in logs, metrics and reloads: "host:port" as configured, and for an
+	// address of a name that is followed (resolve), "host:port (address)".
+	Name string
+	// Host is the "host:port" that a request without Host and the health checks send; "" = Name.
+	Host   string
 	Addr   *net.TCPAddr
 	Weight int
 	Backup bool
@@ -68,11 +72,9 @@ type Settings struct {
 }
 
 // NewGroup builds a Group. upstream does not import config (dependencies point from engine to both), so
-// the engine copies the validated settings in.
+// the engine copies the validated settings in. A group may have no servers (an upstream whose names
+// have no address yet): every request to it finds none up.
 func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
-	if len(servers) == 0 {
-		return nil, fmt.Errorf("upstream %q: no servers", name)
-	}
 	if len(servers) > MaxServers {
 		return nil, fmt.Errorf("upstream %q: %d servers, at most %d", name, len(servers), MaxServers)
 	}
@@ -99,12 +101,16 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 		if w < 1 {
 			w = 1
 		}
+		host := s.Host
+		if host == "" {
+			host = s.Name
+		}
 		srv := &Server{
 			Index:       i,
 			Upstream:    name,
 			Addr:        s.Addr,
 			Name:        s.Name,
-			HostHeader:  []byte(s.Name),
+			HostHeader:  []byte(host),
 			Weight:      w,
 			Backup:      s.Backup,
 			seed:        serverSeed(s.Name),
@@ -116,7 +122,7 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 		}
 		srv.tls = serverTLS(set.TLS, string(srv.HostHeader)) // the host:port as configured
 		if g.Health != nil {
-			srv.healthReq = healthRequest(g.Health.Path, s.Name)
+			srv.healthReq = healthRequest(g.Health.Path, host)
 		}
 		srv.upSince.Store(math.MinInt64 / 4) // up since long before: no ramp at a fresh start
 		g.Servers = append(g.Servers, srv)
@@ -159,6 +165,17 @@ func (g *Group) AdoptAt(old *Group, now int64, join bool) {
 	}
 }
 
+// ServerLike returns g's server that is the same as s, a server of another table's group of the same
+// name: the same name and the same address. nil when g has none (s is gone).
+func (g *Group) ServerLike(s *Server) *Server {
+	for _, o := range g.Servers {
+		if o.Name == s.Name && o.Addr.IP.Equal(s.Addr.IP) && o.Addr.Port == s.Addr.Port && o.Addr.Zone == s.Addr.Zone {
+			return o
+		}
+	}
+	return nil
+}
+
 // noneUpEvery bounds the "no server up" lines to one per upstream per second.
 const noneUpEvery = int64(time.Second)
 
@@ -180,6 +197,9 @@ func (g *Group) NoneUp(now int64) {
 	for _, s := range g.Servers {
 		h := s.Health(now)
 		down = append(down, s.Name+": "+h.DownReason)
+	}
+	if len(down) == 0 {
+		down = append(down, "none: its names have no address yet (resolve)")
 	}
 	g.log.Warn("no server up: requests answered 503", "upstream", g.Name, "servers", strings.Join(down, "; "))
 }

@@ -29,7 +29,8 @@ type options struct {
 
 func main() {
 	var o options
-	scen := flag.String("scenarios", names(allScenarios), "comma-separated scenarios")
+	scen := flag.String("scenarios", "plain", "comma-separated scenarios, groups (plain: "+names(plainScenarios)+
+		"; https: "+names(httpsScenarios())+"; all) or patterns (https-*-rsa)")
 	prox := flag.String("proxies", strings.Join(allProxies, ","), "comma-separated proxies")
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; each metric is the median over rounds")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured wrk run per proxy, scenario and round (whole seconds)")
@@ -114,19 +115,17 @@ type runner struct {
 	origin     *proc
 	originAddr string
 	hz         float64
+	certs      map[string]certFiles // HTTPS scenarios: certificate kind → its files
+	https      bool                 // an HTTPS scenario is selected: hsload is built
 }
 
 func run(ctx context.Context, o options) (err error) {
 	if o.rounds < 1 {
 		return errors.New("-rounds must be at least 1")
 	}
-	var scens []scenario
-	for _, n := range o.scenarios {
-		s, ok := findScenario(n)
-		if !ok {
-			return fmt.Errorf("unknown scenario %q (have %s)", n, names(allScenarios))
-		}
-		scens = append(scens, s)
+	scens, err := selectScenarios(o.scenarios)
+	if err != nil {
+		return err
 	}
 	for _, p := range o.proxies {
 		if !contains(allProxies, p) && !contains(floorProxies, p) {
@@ -159,8 +158,14 @@ func run(ctx context.Context, o options) (err error) {
 	if err := r.prepareTools(); err != nil {
 		return err
 	}
+	r.https = hasHTTPS(scens)
 	if err := r.build(); err != nil {
 		return err
+	}
+	if r.https {
+		if r.certs, err = makeCerts(filepath.Join(out, "certs")); err != nil {
+			return fmt.Errorf("making the HTTPS scenarios' certificates: %w", err)
+		}
 	}
 	for _, p := range o.proxies {
 		if !contains(cachingProxies, p) {
@@ -189,6 +194,9 @@ func run(ctx context.Context, o options) (err error) {
 			c := &cell{Scenario: s.name, Proxy: p, Skipped: r.skip[p]}
 			if c.Skipped == "" && s.cache {
 				c.Skipped = r.skipCache[p]
+			}
+			if c.Skipped == "" && s.tls != "" && !contains(tlsProxies, p) {
+				c.Skipped = "no TLS termination in this harness"
 			}
 			res.cells[s.name+"/"+p] = c
 			res.Cells = append(res.Cells, c)
@@ -248,6 +256,15 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Fprintf(os.Stderr, "bench: wrote %s and %s\n", filepath.Join(out, "results.json"), filepath.Join(out, "chart.png"))
 	return nil
+}
+
+func hasHTTPS(scens []scenario) bool {
+	for _, s := range scens {
+		if s.tls != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func hasCache(scens []scenario) bool {
@@ -410,9 +427,13 @@ func (r *runner) build() error {
 		"fastproxy": "./benchmarks/peers/fastproxy",
 		"stdproxy":  "./benchmarks/peers/stdproxy",
 		"gnetfwd":   "./benchmarks/peers/gnetfwd",
+		"hsload":    "./benchmarks/cmd/hsload",
 	}
-	for _, name := range []string{"origin", "idleconns", "fastproxy", "stdproxy", "gnetfwd"} {
-		if name != "origin" && name != "idleconns" && !contains(r.opt.proxies, name) {
+	for _, name := range []string{"origin", "idleconns", "fastproxy", "stdproxy", "gnetfwd", "hsload"} {
+		if name != "origin" && name != "idleconns" && name != "hsload" && !contains(r.opt.proxies, name) {
+			continue
+		}
+		if name == "hsload" && !r.https {
 			continue
 		}
 		dst := filepath.Join(bin, name)

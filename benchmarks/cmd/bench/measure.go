@@ -20,7 +20,14 @@ func (r *runner) measure(round int, s scenario, name string) (sample, error) {
 			return smp, err
 		}
 	}
-	p, cleanup, err := r.startProxy(name, addr, s.cache)
+	var tr *tlsRun
+	if s.tls != "" {
+		var err error
+		if tr, err = r.newTLSRun(name, s); err != nil {
+			return smp, err
+		}
+	}
+	p, cleanup, err := r.startProxy(name, addr, s.cache, tr)
 	defer cleanup() // deferred first: runs after the proxy is stopped
 	if err != nil {
 		return smp, err
@@ -29,6 +36,9 @@ func (r *runner) measure(round int, s scenario, name string) (sample, error) {
 	target := p
 	if target == nil {
 		target = r.origin // direct: the origin is the process under test
+	}
+	if tr != nil {
+		return r.measureTLS(smp, s, name, tr, target)
 	}
 	if err := s.check(addr); err != nil {
 		return smp, fmt.Errorf("response check through %s failed: %w", name, err)

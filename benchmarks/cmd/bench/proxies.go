@@ -22,6 +22,23 @@ var allProxies = []string{"switchflow", "nginx", "haproxy", "fastproxy", "stdpro
 // runtime and the kernel.
 var floorProxies = []string{"gnetfwd"}
 
+// tlsProxies are the proxies that run the HTTPS scenarios: those that terminate TLS themselves.
+var tlsProxies = []string{"switchflow", "nginx", "haproxy"}
+
+// tlsRun is an HTTPS scenario's side of one proxy run: the proxy listens for TLS on Listen besides its
+// plain listener (which the readiness check uses), with Cert.
+type tlsRun struct {
+	Listen string
+	Cert   certFiles
+	// Admin is SwitchFlow's admin listener, for its handshake counters.
+	Admin string
+	// StatsSocket is HAProxy's stats socket, for its handshake counters.
+	StatsSocket string
+	// ProbeLog is set in the handshake scenarios: nginx then logs the TLS version, cipher and
+	// $ssl_session_reused of the requests that carry probeHeader (the warm-up's) there.
+	ProbeLog string
+}
+
 // maxConns is the connection limit every proxy is configured with.
 const maxConns = 20000
 
@@ -35,6 +52,9 @@ type templateData struct {
 	CacheDir    string
 	CachePrefix string
 	CacheTTL    int
+	// TLS is set in the HTTPS scenarios only: the templates then add the TLS listener and its
+	// settings, and nothing else changes.
+	TLS *tlsRun
 }
 
 // cachingProxies are the proxies that run the cache scenarios; the others
@@ -43,11 +63,12 @@ var cachingProxies = []string{"switchflow", "nginx", "haproxy", "direct"}
 
 // startProxy starts a fresh instance of the named proxy on listen, pinned to
 // the proxy CPU, forwarding to the origin, and waits until it answers.
-// With cache set, the proxy's response cache is on for cachePrefix. The
+// With cache set, the proxy's response cache is on for cachePrefix; with
+// tr set, it also terminates TLS as tr says. The
 // returned cleanup removes what the run left outside the out dir (nginx's
 // cache directory on tmpfs); call it after stopping the proxy. direct starts
 // nothing and returns a nil proc.
-func (r *runner) startProxy(name, listen string, cache bool) (p *proc, cleanup func(), err error) {
+func (r *runner) startProxy(name, listen string, cache bool, tr *tlsRun) (p *proc, cleanup func(), err error) {
 	cleanup = func() {}
 	dir := filepath.Join(r.outDir, "run", name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -56,12 +77,13 @@ func (r *runner) startProxy(name, listen string, cache bool) (p *proc, cleanup f
 	logPath := filepath.Join(dir, name+".log")
 	goEnv := []string{"GOMAXPROCS=1"}
 	td := r.templateData(dir, listen)
+	td.TLS = tr
 	switch name {
 	case "direct":
 		return nil, cleanup, nil
 	case "switchflow":
 		cfg := filepath.Join(dir, "switchflow.toml")
-		if err := os.WriteFile(cfg, []byte(switchflowConfig(listen, r.originAddr, cache, r.opt.loops)), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(switchflowConfig(listen, r.originAddr, cache, r.opt.loops, tr)), 0o644); err != nil {
 			return nil, cleanup, err
 		}
 		// No GOMAXPROCS: SwitchFlow sets its own (loops + 1, see main.go's spareProc), as it does for users.
@@ -168,7 +190,7 @@ func (r *runner) checkHAProxyCache() string {
 	return ""
 }
 
-func switchflowConfig(listen, origin string, cache bool, loops int) string {
+func switchflowConfig(listen, origin string, cache bool, loops int, tr *tlsRun) string {
 	cfg := fmt.Sprintf(`# written by benchmarks/cmd/bench
 [server]
 listen = %q
@@ -178,6 +200,17 @@ max_connections = %d
 [log]
 level = "warn"
 `, listen, loops, maxConns)
+	if tr != nil {
+		cfg += fmt.Sprintf(`
+# The HTTPS scenarios: TLS on a second listener; the admin listener serves the handshake counters.
+[tls]
+listen = %q
+certificates = [ { cert = %q, key = %q } ]
+
+[admin]
+listen = %q
+`, tr.Listen, tr.Cert.Cert, tr.Cert.Key, tr.Admin)
+	}
 	if cache {
 		cfg += `
 [cache]

@@ -45,7 +45,20 @@ type sample struct {
 	OriginRequests  int64   `json:"origin_requests,omitempty"`
 	OriginRPSPerKey float64 `json:"origin_rps_per_key,omitempty"`
 	XCache          string  `json:"x_cache,omitempty"`
-	Failed          string  `json:"failed,omitempty"`
+	// HTTPS scenarios only. TLS is what the client negotiated ("TLSv1.3 TLS_AES_128_GCM_SHA256
+	// X25519"): openssl s_client's view for wrk's scenarios, hsload's own in the handshake ones.
+	// ClientResumed and ClientFull are hsload's handshakes that resumed (DidResume) or not;
+	// LoadCPUPercent is hsload's own CPU over the run (of one core). ServerHandshakes and
+	// ServerResumed are what the proxy itself counted (ServerResumed -1: it does not tell), and
+	// ServerCount says where the counts come from and over which run.
+	TLS              string  `json:"tls,omitempty"`
+	ClientResumed    int64   `json:"client_resumed,omitempty"`
+	ClientFull       int64   `json:"client_full,omitempty"`
+	LoadCPUPercent   float64 `json:"load_cpu_percent,omitempty"`
+	ServerHandshakes int64   `json:"server_handshakes,omitempty"`
+	ServerResumed    int64   `json:"server_resumed,omitempty"`
+	ServerCount      string  `json:"server_count,omitempty"`
+	Failed           string  `json:"failed,omitempty"`
 }
 
 // ratios compare a proxy's medians with nginx's in the same scenario:
@@ -70,6 +83,8 @@ type cell struct {
 	Samples  []sample `json:"samples"`
 	Median   *sample  `json:"median,omitempty"`
 	VsNginx  *ratios  `json:"vs_nginx,omitempty"`
+	// VsHAProxy is VsNginx against HAProxy, in the HTTPS scenarios only.
+	VsHAProxy *ratios `json:"vs_haproxy,omitempty"`
 }
 
 type meta struct {
@@ -158,6 +173,12 @@ func (r *runner) meta(scens []scenario) meta {
 	version("nginx", "-v")
 	version("haproxy", "-v")
 	version("wrk", "-v")
+	if hasHTTPS(scens) {
+		// The TLS library of nginx, HAProxy and wrk, as this machine runs it.
+		if out, err := exec.Command("openssl", "version").Output(); err == nil {
+			m.Versions["openssl"] = firstLine(strings.TrimSpace(string(out)))
+		}
+	}
 	return m
 }
 
@@ -191,6 +212,7 @@ func (res *results) summarize() {
 			OriginRPSPerKey: median(ok, func(s sample) float64 { return s.OriginRPSPerKey }),
 			XCache:          mostCommon(ok, func(s sample) string { return s.XCache }),
 		}
+		medianTLS(m, ok)
 		c.Median = m
 	}
 	for _, c := range res.Cells {
@@ -208,6 +230,9 @@ func (res *results) summarize() {
 			// every earlier scenario's buffers: no fair comparison.
 			c.VsNginx.RSS = 0
 		}
+	}
+	for _, c := range res.Cells {
+		res.vsHAProxy(c)
 	}
 }
 
@@ -341,6 +366,7 @@ func (res *results) markdown() string {
 	b.WriteString("\n")
 	res.slowMarkdown(&b)
 	res.cacheMarkdown(&b)
+	res.tlsMarkdown(&b)
 	return b.String()
 }
 
@@ -349,12 +375,6 @@ func (res *results) markdown() string {
 func isSlowRead(name string) bool {
 	sc, ok := findScenario(name)
 	return ok && sc.slow > 0
-}
-
-// isMemory tells whether the named scenario measures memory only (no
-// requests/s): idle10k and slowread.
-func isMemory(name string) bool {
-	return strings.HasPrefix(name, "idle") || isSlowRead(name)
 }
 
 // slowMarkdown adds, for slowread, the RSS before, the peak while the slow

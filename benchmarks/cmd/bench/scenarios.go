@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -30,6 +32,14 @@ type scenario struct {
 	// (1 s TTL); proxies without a cache are skipped, and the harness
 	// reports how many requests reached the origin on s.path.
 	cache bool
+	// tls names the certificate of an HTTPS scenario ("ecdsa": P-256, "rsa": 2048 bits): the proxy
+	// also listens for TLS with it, and the load goes there. Empty in the plain scenarios.
+	tls string
+	// hsload: the load is benchmarks/cmd/hsload, not wrk: a new TLS connection per request, resuming
+	// sessions when resume is set; tlsMax is the highest version it offers ("1.2"; empty: 1.3).
+	hsload bool
+	resume bool
+	tlsMax string
 }
 
 // cachePrefix is the path prefix that the cache scenarios' proxy configs
@@ -40,7 +50,11 @@ const cachePrefix = "/cached/"
 // cacheTTL is the TTL every proxy is configured with in the cache scenarios.
 const cacheTTL = time.Second
 
-var allScenarios = []scenario{
+// allScenarios are the plain scenarios, then the HTTPS ones.
+var allScenarios = append(plainScenarios, httpsScenarios()...)
+
+// plainScenarios are plain HTTP between the client and the proxy: what -scenarios runs by default.
+var plainScenarios = []scenario{
 	{name: "hello", desc: "GET /, 13-byte body, keep-alive, 64 connections", path: "/", conns: 64},
 	{name: "json4k", desc: "GET /json, 4 KiB body, keep-alive, 64 connections", path: "/json", conns: 64},
 	{name: "big1m", desc: "GET /big, 1 MiB body, keep-alive, 16 connections", path: "/big", conns: 16},
@@ -54,6 +68,84 @@ var allScenarios = []scenario{
 	{name: "idle10k", desc: "RSS growth while holding 10,000 idle keep-alive connections (one GET each)", path: "/", idle: 10000},
 	{name: "slowread", desc: fmt.Sprintf("peak RSS growth while %d clients each GET a %d MiB body (/huge) and read it at %g MiB/s with a %d KiB SO_RCVBUF for the run's duration",
 		slowClients, slowBodyMiB, float64(slowRate)/(1<<20), slowRcvBuf>>10), path: fmt.Sprintf("/huge?mb=%d", slowBodyMiB), slow: slowClients},
+}
+
+// httpsScenarios are the HTTPS scenarios: TLS between the client and the proxy, plain HTTP from the
+// proxy to the origin, for each certificate kind; the two handshake scenarios once more over TLS 1.2
+// with the ECDSA certificate. They run when named (the group "https" names them all).
+func httpsScenarios() []scenario {
+	var out []scenario
+	for _, k := range certKinds {
+		cert := map[string]string{"ecdsa": "ECDSA P-256", "rsa": "RSA 2048"}[k]
+		out = append(out,
+			scenario{name: "https-keepalive-13b-" + k, desc: "HTTPS GET /, 13-byte body, keep-alive, 64 connections, " + cert + " certificate (wrk)",
+				path: "/", conns: 64, tls: k},
+			scenario{name: "https-keepalive-4k-" + k, desc: "HTTPS GET /json, 4 KiB body, keep-alive, 64 connections, " + cert + " certificate (wrk)",
+				path: "/json", conns: 64, tls: k},
+			scenario{name: "https-full-" + k, desc: "HTTPS GET /, a new TLS 1.3 connection with a full handshake per request, 64 at once, " + cert + " certificate (hsload)",
+				path: "/", conns: 64, tls: k, hsload: true},
+			scenario{name: "https-resumed-" + k, desc: "HTTPS GET /, a new TLS 1.3 connection resuming the client's session (PSK with ECDHE) per request, 64 at once, " + cert + " certificate (hsload)",
+				path: "/", conns: 64, tls: k, hsload: true, resume: true},
+		)
+	}
+	out = append(out,
+		scenario{name: "https-full-ecdsa-tls12", desc: "https-full-ecdsa over TLS 1.2 (the client offers at most 1.2)",
+			path: "/", conns: 64, tls: "ecdsa", hsload: true, tlsMax: "1.2"},
+		scenario{name: "https-resumed-ecdsa-tls12", desc: "https-resumed-ecdsa over TLS 1.2, resuming with session tickets",
+			path: "/", conns: 64, tls: "ecdsa", hsload: true, resume: true, tlsMax: "1.2"},
+	)
+	return out
+}
+
+// scenarioGroups are the names -scenarios takes for several scenarios at once, besides patterns
+// ("https-*-rsa", path.Match).
+var scenarioGroups = map[string]func() []scenario{
+	"plain": func() []scenario { return plainScenarios },
+	"https": httpsScenarios,
+	"all":   func() []scenario { return allScenarios },
+}
+
+// selectScenarios turns -scenarios' names, groups and patterns into scenarios, each once, in the
+// order named.
+func selectScenarios(list []string) ([]scenario, error) {
+	var out []scenario
+	add := func(s scenario) {
+		for _, o := range out {
+			if o.name == s.name {
+				return
+			}
+		}
+		out = append(out, s)
+	}
+	for _, n := range list {
+		if g, ok := scenarioGroups[n]; ok {
+			for _, s := range g() {
+				add(s)
+			}
+			continue
+		}
+		if strings.ContainsAny(n, "*?[") {
+			matched := false
+			for _, s := range allScenarios {
+				if ok, err := path.Match(n, s.name); err != nil {
+					return nil, fmt.Errorf("scenario pattern %q: %w", n, err)
+				} else if ok {
+					add(s)
+					matched = true
+				}
+			}
+			if !matched {
+				return nil, fmt.Errorf("scenario pattern %q matches none of %s", n, names(allScenarios))
+			}
+			continue
+		}
+		s, ok := findScenario(n)
+		if !ok {
+			return nil, fmt.Errorf("unknown scenario %q (have %s, and the groups plain, https, all)", n, names(allScenarios))
+		}
+		add(s)
+	}
+	return out, nil
 }
 
 // The slowread scenario: how many slow clients, the body each asks for,
@@ -107,12 +199,16 @@ wrk.headers["Content-Type"] = "application/octet-stream"
 // check sends the scenario's request once through addr and verifies the
 // answer is the origin's, byte for byte, so that a proxy that answers
 // quickly but wrongly is not measured.
-func (s scenario) check(addr string) error {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true}}
+func (s scenario) check(addr string) error { return s.checkVia("http://"+addr, nil) }
+
+// checkVia is check against base ("http://ADDR" or "https://ADDR"), with tc as
+// the client's TLS configuration for https.
+func (s scenario) checkVia(base string, tc *tls.Config) error {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true, TLSClientConfig: tc}}
 	defer client.CloseIdleConnections()
-	url := "http://" + addr + s.path
+	url := base + s.path
 	if s.slow > 0 {
-		url = "http://" + addr + slowCheckPath
+		url = base + slowCheckPath
 	}
 	var want []byte
 	var resp *http.Response

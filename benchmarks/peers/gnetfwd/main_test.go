@@ -44,6 +44,7 @@ func TestForwardsBothWaysAndCloses(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(addr, back.Addr().String(), 1) }()
 	defer func() {
+		//lint:ignore SA1019 run keeps its Engine to itself, and this process runs only that one
 		_ = gnet.Stop(context.Background(), "tcp://"+addr)
 		<-done
 	}()

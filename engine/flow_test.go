@@ -2,12 +2,16 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +34,11 @@ func TestSlowReaderHoldsBackend(t *testing.T) {
 	t.Cleanup(func() { _ = osrv.Shutdown() })
 
 	forLoops(t, func(t *testing.T, loops int) {
-		addr, srv := startProxy(t, loops, upstreamConfig("io_buffer = \"64KiB\"\n", ln.Addr().String()))
+		// The origin copies 32 MiB before its first byte: on a loaded machine under -race that can take
+		// longer than the harness's 2 s response_timeout, which this test is not about.
+		cfg := strings.Replace(upstreamConfig("io_buffer = \"64KiB\"\n", ln.Addr().String()),
+			`response_timeout = "2s"`, `response_timeout = "60s"`, 1)
+		addr, srv := startProxy(t, loops, cfg)
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -359,4 +367,303 @@ func readSlowly(r io.Reader, limit int) (got int, sum []byte, peak uint64) {
 		}
 	}
 	return got, h.Sum(nil), peak
+}
+
+// pathOrigin answers every request with a 200 whose body is body and whose X-Path header is the request
+// target (plus a padding header of pad bytes), and counts the requests it answered.
+func pathOrigin(t *testing.T, body []byte, pad int, count *atomic.Int64) string {
+	t.Helper()
+	padding := strings.Repeat("p", pad)
+	return serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		bw := bufio.NewWriterSize(c, 64<<10)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			count.Add(1)
+			fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nX-Path: %s\r\nX-Pad: %s\r\nContent-Length: %d\r\n\r\n", req.RequestURI, padding, len(body))
+			_, _ = bw.Write(body)
+			if br.Buffered() == 0 {
+				if err := bw.Flush(); err != nil {
+					return
+				}
+			}
+		}
+	})
+}
+
+// TestPipelinedUnreadResponsesBounded guards against a client that pipelines requests and never reads
+// making the proxy hold every response: one connection sending 10,000 GETs for 60 KB responses and
+// reading nothing drove RSS from 10 MB to 769 MB, because the next pipelined request was taken whatever
+// was queued for the client. Once about io_buffer of responses waits for a client, the proxy stops
+// reading it (SPEC 3.3: about 2 × io_buffer per connection). Heap bound while the client does not read:
+// the live heap (after collection) may grow by at most 16 MiB with io_buffer 64 KiB (60 KB responses),
+// 4 MiB with io_buffer 16 KiB (13-byte responses): 2 × io_buffer, plus a response and the request bytes
+// held back, is well under 1 MiB, the rest is slack for the loop's buffers and the test's own. Then the
+// client reads: every response arrives complete and in order, and once it leaves the heap goes back down.
+func TestPipelinedUnreadResponsesBounded(t *testing.T) {
+	cases := []struct {
+		name     string
+		n        int
+		body     []byte
+		pad      int
+		ioBuffer string
+		bound    int64
+	}{
+		{"60 KB responses", 2000, bigBody(60000), 0, "64KiB", 16 << 20},
+		{"13-byte responses", 40000, []byte("Hello, World!"), 150, "16KiB", 4 << 20},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var answered atomic.Int64
+			originAddr := pathOrigin(t, tc.body, tc.pad, &answered)
+			addr, srv := startProxy(t, 1, upstreamConfig(fmt.Sprintf("io_buffer = %q\n", tc.ioBuffer), originAddr))
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10) // keep the kernel from absorbing the test
+			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+			var reqs bytes.Buffer
+			for i := 0; i < tc.n; i++ {
+				fmt.Fprintf(&reqs, "GET /p/%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+			}
+			before := settledHeap()
+			stop := heapPeak()
+			wrote := make(chan error, 1)
+			go func() { _, err := c.Write(reqs.Bytes()); wrote <- err }()
+
+			// The client reads nothing until the proxy stops taking its requests (the origin has seen no
+			// new one for 500 ms) or the origin has answered them all.
+			last, since := answered.Load(), time.Now()
+			for deadline := time.Now().Add(30 * time.Second); last < int64(tc.n) && time.Since(since) < 500*time.Millisecond; {
+				if time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+				if n := answered.Load(); n != last {
+					last, since = n, time.Now()
+				}
+			}
+			held := int64(settledHeap().HeapInuse) - int64(before.HeapInuse)
+			peak := int64(stop()) - int64(before.HeapInuse)
+			t.Logf("the origin answered %d of %d pipelined requests while the client read nothing; proxy heap +%.1f MiB live (peak +%.1f MiB); bound +%.0f MiB",
+				last, tc.n, float64(held)/(1<<20), float64(peak)/(1<<20), float64(tc.bound)/(1<<20))
+			if held > tc.bound {
+				t.Errorf("the heap grew %.1f MiB while a client pipelined %d requests and read nothing (%d answered by the origin); bound %.0f MiB",
+					float64(held)/(1<<20), tc.n, last, float64(tc.bound)/(1<<20))
+			}
+
+			// Now the client reads everything: nothing lost, nothing out of order.
+			br := bufio.NewReaderSize(c, 64<<10)
+			for i := 0; i < tc.n; i++ {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("response %d of %d: %v", i, tc.n, err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Path") != fmt.Sprintf("/p/%d", i) || !bytes.Equal(body, tc.body) {
+					t.Fatalf("response %d of %d: %d for %q, %d body bytes (intact %v), err %v",
+						i, tc.n, resp.StatusCode, resp.Header.Get("X-Path"), len(body), bytes.Equal(body, tc.body), err)
+				}
+			}
+			if err := <-wrote; err != nil {
+				t.Fatalf("writing the pipelined requests: %v", err)
+			}
+			c.Close()
+			if n := slabsInUseSettled(srv); n != 0 {
+				t.Errorf("%d slabs in use after the client left", n)
+			}
+			after := int64(settledHeap().HeapInuse) - int64(before.HeapInuse)
+			if after > tc.bound {
+				t.Errorf("the heap is still %.1f MiB above its start after the client left", float64(after)/(1<<20))
+			}
+		})
+	}
+}
+
+// scriptOrigin accepts connections and runs script on each; it reports on closed when a connection's
+// script saw the proxy close it (a read returned EOF or an error).
+func scriptOrigin(t *testing.T, script func(c net.Conn)) (addr string, closed chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed = make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				script(c)
+				// Wait for the proxy to let go of the connection.
+				if _, err := io.Copy(io.Discard, c); err == nil || !strings.Contains(err.Error(), "use of closed") {
+					closed <- struct{}{}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String(), closed
+}
+
+// readHeadOf reads a request head from c (the body, if any, is left unread).
+func readHeadOf(c net.Conn) string {
+	br := bufio.NewReader(c)
+	var head strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		head.WriteString(line)
+		if err != nil || line == "\r\n" {
+			return head.String()
+		}
+	}
+}
+
+func waitClosed(t *testing.T, closed chan struct{}, within time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-closed:
+	case <-time.After(within):
+		t.Fatalf("%s: the proxy never closed its backend connection", what)
+	}
+}
+
+// TestUploadStallTimesOut: a client that stops sending its request body must not hold its slot and a
+// backend connection forever (nginx: client_body_timeout). After idle_timeout without body bytes the
+// client gets 408 and a close, and the backend connection, which holds a partial request, is closed.
+func TestUploadStallTimesOut(t *testing.T) {
+	oaddr, closed := scriptOrigin(t, func(c net.Conn) { readHeadOf(c) })
+	addr, srv := startProxy(t, 1, "idle_timeout = \"1s\"\n"+upstreamConfig("", oaddr))
+	c, br := dial(t, addr)
+	start := time.Now()
+	if _, err := io.WriteString(c, "POST /up HTTP/1.1\r\nHost: s.test\r\nContent-Length: 100\r\n\r\n0123456789"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, body := readResponse(t, br, false)
+	if resp.StatusCode != 408 || !resp.Close {
+		t.Fatalf("stalled upload: %d close=%v %q", resp.StatusCode, resp.Close, body)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("408 after %v, want about idle_timeout (1s)", d)
+	}
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the connection stayed open after the 408: %d %v", n, err)
+	}
+	waitClosed(t, closed, 2*time.Second, "stalled upload")
+	if n := slabsInUseSettled(srv); n != 0 {
+		t.Fatalf("%d slabs still in use", n)
+	}
+}
+
+// TestUploadTricklingIsNotCut: the body timer runs from the last bytes, not from the head: a body that
+// keeps coming, slower than idle_timeout in all, is forwarded whole.
+func TestUploadTricklingIsNotCut(t *testing.T) {
+	oaddr, _ := scriptOrigin(t, func(c net.Conn) {
+		readHeadOf(c)
+		buf := make([]byte, 10)
+		for got := 0; got < 50; {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			got += n
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngot!")
+	})
+	addr, _ := startProxy(t, 1, "idle_timeout = \"1s\"\n"+upstreamConfig("", oaddr))
+	c, br := dial(t, addr)
+	io.WriteString(c, "POST /up HTTP/1.1\r\nHost: s.test\r\nContent-Length: 50\r\n\r\n")
+	for i := 0; i < 5; i++ { // 2 s in all, 400 ms apart
+		time.Sleep(400 * time.Millisecond)
+		if _, err := io.WriteString(c, "0123456789"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, body := readResponse(t, br, false); resp.StatusCode != 200 || string(body) != "got!" {
+		t.Fatalf("trickled upload: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestDownloadStallTimesOut: a backend that stops in the middle of a body (copied, or spliced for a large
+// one) must not hold its client forever (nginx: proxy_read_timeout). After response_timeout without
+// bytes from it the client has what was sent, sees the close, and the backend connection is closed.
+func TestDownloadStallTimesOut(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		length     int
+		sent       int
+		stallAfter time.Duration // when the last bytes are sent
+	}{
+		{"copied", 100, 10, 0},
+		{"spliced", 1 << 20, 128 << 10, 0},
+		{"trickle then stall", 100, 30, time.Second}, // 10 bytes at 0, 500 and 1000 ms, then silence
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			oaddr, closed := scriptOrigin(t, func(c net.Conn) {
+				readHeadOf(c)
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", tc.length)
+				if tc.stallAfter > 0 {
+					for i := 0; i < tc.sent; i += 10 {
+						if i > 0 {
+							time.Sleep(500 * time.Millisecond)
+						}
+						io.WriteString(c, "0123456789")
+					}
+					return
+				}
+				c.Write(make([]byte, tc.sent))
+			})
+			addr, srv := startProxy(t, 1, strings.Replace(upstreamConfig("", oaddr), `response_timeout = "2s"`, `response_timeout = "1s"`, 1))
+			c, br := dial(t, addr)
+			start := time.Now()
+			io.WriteString(c, "GET /down HTTP/1.1\r\nHost: s.test\r\n\r\n")
+			c.SetReadDeadline(time.Now().Add(8 * time.Second))
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("head: %v %v", resp, err)
+			}
+			got, err := io.Copy(io.Discard, resp.Body)
+			if err != io.ErrUnexpectedEOF {
+				t.Fatalf("after %d body bytes: %v (want the body cut short by a close)", got, err)
+			}
+			if got != int64(tc.sent) {
+				t.Fatalf("client got %d body bytes, the backend sent %d", got, tc.sent)
+			}
+			if d := time.Since(start); d < tc.stallAfter+800*time.Millisecond || d > tc.stallAfter+4*time.Second {
+				t.Fatalf("closed after %v, want about response_timeout (1s) after the last bytes", d)
+			}
+			waitClosed(t, closed, 2*time.Second, tc.name)
+			if n := slabsInUseSettled(srv); n != 0 {
+				t.Fatalf("%d slabs still in use", n)
+			}
+		})
+	}
 }

@@ -11,7 +11,80 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// TestAbsoluteFormTargetRoutedAsItsAuthority guards against an absolute-form target bypassing host
+// routing: a request routed by the authority of "http://public.example/reset" must reach the backend as
+// that request (origin-form target, Host and X-Forwarded-Host from the authority, RFC 9112 3.2.2), not
+// with the client's own Host header (here evil.com), which the route never matched and which must not
+// reach the backend at all.
+func TestAbsoluteFormTargetRoutedAsItsAuthority(t *testing.T) {
+	forLoops(t, func(t *testing.T, loops int) {
+		heads := make(chan string, 16)
+		o := startRawOrigin(t, func(c net.Conn, n int64, req *rawReq) bool {
+			heads <- req.head
+			return writeOr(c, okResponse)
+		})
+		addr, _ := startProxy(t, loops, fmt.Sprintf(`
+[[upstream]]
+name = "app"
+servers = [ { addr = %q } ]
+connect_timeout = "1s"
+response_timeout = "2s"
+[[route]]
+host = "public.example"
+path_prefix = "/"
+upstream = "app"
+`, o.addr))
+		cases := []struct {
+			name, target, wantLine, wantHost string
+		}{
+			{"path", "http://public.example/reset", "GET /reset HTTP/1.1", "public.example"},
+			{"port in the authority", "http://public.example:8080/x?y=1", "GET /x?y=1 HTTP/1.1", "public.example:8080"},
+			{"no path", "http://public.example", "GET / HTTP/1.1", "public.example"},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				c, br := dial(t, addr)
+				resp, body := roundTrip(t, c, br, "GET "+tc.target+" HTTP/1.1\r\nHost: evil.com\r\n\r\n")
+				if resp.StatusCode != 200 || string(body) != "ok" {
+					t.Fatalf("%s: %d %q, want the backend's 200", tc.target, resp.StatusCode, body)
+				}
+				var head string
+				select {
+				case head = <-heads:
+				default:
+					t.Fatalf("the origin answered without recording the head")
+				}
+				lines := strings.Split(strings.TrimSuffix(head, "\r\n\r\n"), "\r\n")
+				if lines[0] != tc.wantLine {
+					t.Errorf("request line at the backend %q, want %q", lines[0], tc.wantLine)
+				}
+				var hosts, xfh []string
+				for _, l := range lines[1:] {
+					name, value, _ := strings.Cut(l, ":")
+					switch strings.ToLower(name) {
+					case "host":
+						hosts = append(hosts, strings.TrimSpace(value))
+					case "x-forwarded-host":
+						xfh = append(xfh, strings.TrimSpace(value))
+					}
+				}
+				if len(hosts) != 1 || hosts[0] != tc.wantHost {
+					t.Errorf("Host at the backend %q, want exactly [%s]", hosts, tc.wantHost)
+				}
+				if len(xfh) != 1 || xfh[0] != tc.wantHost {
+					t.Errorf("X-Forwarded-Host at the backend %q, want exactly [%s]", xfh, tc.wantHost)
+				}
+				if strings.Contains(strings.ToLower(head), "evil.com") {
+					t.Errorf("the client's Host evil.com reached the backend:\n%s", head)
+				}
+			})
+		}
+	})
+}
 
 // TestRequestNeverSentForAnotherClient guards against one client's request being forwarded as another
 // client's: the loop parses every connection's head into one scratch Request, and a client whose backend
@@ -176,4 +249,66 @@ func TestRequestNeverSentForAnotherClient(t *testing.T) {
 			t.Errorf("%d requests reached the origin that must not have; the first: %v", n, firstViolation.Load())
 		}
 	})
+}
+
+// An upload that arrived with its head goes to the backend in one write: the head and the body bytes,
+// whether they sit in the header slab or still in gnet's buffer, leave in one sendmsg and so in one TCP
+// segment. The test reads the backend socket's count of data segments received (TCP_INFO's
+// tcpi_data_segs_in), which one write per piece (head, slab, buffer) makes 2 or 3.
+
+// segmentOrigin is a rawOrigin (smuggling_test.go) that, for every request it reads whole, sends on
+// segs the number of data segments its connection had received by then.
+func segmentOrigin(t *testing.T) (string, <-chan uint32) {
+	t.Helper()
+	segs := make(chan uint32, 16)
+	o := startRawOrigin(t, func(c net.Conn, _ int64, _ *rawReq) bool {
+		segs <- dataSegsIn(c)
+		_, err := io.WriteString(c, okResponse)
+		return err == nil
+	})
+	return o.addr, segs
+}
+
+// dataSegsIn is the number of segments with data that c has received (0 when it cannot be read).
+func dataSegsIn(c net.Conn) uint32 {
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n uint32
+	_ = rc.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			n = info.Data_segs_in
+		}
+	})
+	return n
+}
+
+func TestUploadHeadAndBodyInOneWrite(t *testing.T) {
+	backend, segs := segmentOrigin(t)
+	// header_buffer 1 KiB: a 5,000-byte body is partly in the slab and partly in gnet's buffer.
+	for _, hb := range []string{"8KiB", "1KiB"} {
+		t.Run("header_buffer="+hb, func(t *testing.T) {
+			addr, _ := startProxy(t, 1, upstreamConfig(fmt.Sprintf("header_buffer = %q\n", hb), backend))
+			c, br := dial(t, addr)
+			for i, body := range []string{`{"a":1}`, strings.Repeat("u", 5000)} {
+				// Head and body in one write, as clients send a small upload.
+				raw := fmt.Sprintf("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				resp, got := roundTrip(t, c, br, raw)
+				if resp.StatusCode != 200 || string(got) != "ok" {
+					t.Fatalf("request %d: %d %q", i, resp.StatusCode, got)
+				}
+				var n uint32
+				select {
+				case n = <-segs:
+				case <-time.After(5 * time.Second):
+					t.Fatal("backend saw no request")
+				}
+				// The backend connection is pooled: its count grows by one per request.
+				if want := uint32(i + 1); n != want {
+					t.Errorf("request %d (%d-byte body): backend connection has %d data segments in, want %d (one write per request)", i, len(body), n, want)
+				}
+			}
+		})
+	}
 }

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The HTTPS scenarios: every proxy terminates TLS on a second listener with a certificate the harness
+// makes at start, and forwards in plain HTTP to the same origin as in the plain scenarios.
+
+// tlsServerName is the name the certificates are made for, sent as SNI and verified by the response
+// check.
+const tlsServerName = "bench.example"
+
+// certKinds are the certificate kinds a scenario may name.
+var certKinds = []string{"ecdsa", "rsa"}
+
+// certFiles are one kind's files, in the out dir: the leaf certificate, its key, both in one PEM for
+// HAProxy, and the CA that signed the leaf (for the response check; the proxies send the leaf alone).
+type certFiles struct {
+	Cert, Key, Combined, CA string
+}
+
+// certLife is how long the certificates are valid: made at every run, but over 30 days, so that
+// SwitchFlow does not warn that they expire soon.
+const certLife = 90 * 24 * time.Hour
+
+// makeCerts writes, for each kind, a CA and a leaf for tlsServerName and 127.0.0.1 signed by it:
+// ECDSA P-256 (both) or RSA 2048 (both). They are made at every run.
+func makeCerts(dir string) (map[string]certFiles, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	out := map[string]certFiles{}
+	for _, kind := range certKinds {
+		newKey := func() (crypto.Signer, error) {
+			if kind == "rsa" {
+				return rsa.GenerateKey(rand.Reader, 2048)
+			}
+			return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		}
+		caKey, err := newKey()
+		if err != nil {
+			return nil, err
+		}
+		leafKey, err := newKey()
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		ca := &x509.Certificate{
+			SerialNumber:          big.NewInt(1),
+			Subject:               pkix.Name{CommonName: "SwitchFlow benchmark CA (" + kind + ")"},
+			NotBefore:             now.Add(-time.Hour),
+			NotAfter:              now.Add(certLife),
+			IsCA:                  true,
+			BasicConstraintsValid: true,
+			KeyUsage:              x509.KeyUsageCertSign,
+		}
+		caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, caKey.Public(), caKey)
+		if err != nil {
+			return nil, err
+		}
+		if ca, err = x509.ParseCertificate(caDER); err != nil {
+			return nil, err
+		}
+		leaf := &x509.Certificate{
+			SerialNumber: big.NewInt(2),
+			Subject:      pkix.Name{CommonName: tlsServerName},
+			DNSNames:     []string{tlsServerName},
+			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(certLife),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+		if kind == "rsa" {
+			leaf.KeyUsage |= x509.KeyUsageKeyEncipherment
+		}
+		leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, leafKey.Public(), caKey)
+		if err != nil {
+			return nil, err
+		}
+		keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
+		if err != nil {
+			return nil, err
+		}
+		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})
+		keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+		f := certFiles{
+			Cert:     filepath.Join(dir, kind+".crt"),
+			Key:      filepath.Join(dir, kind+".key"),
+			Combined: filepath.Join(dir, kind+".pem"),
+			CA:       filepath.Join(dir, kind+"-ca.crt"),
+		}
+		for path, b := range map[string][]byte{
+			f.Cert:     certPEM,
+			f.Key:      keyPEM,
+			f.Combined: append(append([]byte{}, certPEM...), keyPEM...),
+			f.CA:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		} {
+			// The proxies' workers may run as another user (nginx as nobody when the harness is root).
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				return nil, err
+			}
+		}
+		out[kind] = f
+	}
+	return out, nil
+}
+
+// tlsClientConfig is the response check's client: it verifies the proxy's certificate against the
+// kind's CA for tlsServerName, and offers TLS 1.2 to maxVersion.
+func tlsClientConfig(cf certFiles, maxVersion string) (*tls.Config, error) {
+	b, err := os.ReadFile(cf.CA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no certificate", cf.CA)
+	}
+	c := &tls.Config{RootCAs: pool, ServerName: tlsServerName, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13}
+	if maxVersion == "1.2" {
+		c.MaxVersion = tls.VersionTLS12
+	}
+	return c, nil
+}
+
+// opensslProbe connects once with `openssl s_client`, the library wrk uses, and returns what it
+// negotiated: "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519". A keep-alive scenario's wrk negotiates the same.
+func opensslProbe(ctx context.Context, addr, caFile string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "openssl", "s_client", "-connect", addr, "-servername", tlsServerName,
+		"-CAfile", caFile, "-verify_return_error", "-brief")
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	var proto, cipher, group string
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch strings.TrimSpace(k) {
+		case "Protocol version":
+			proto = v
+		case "Ciphersuite":
+			cipher = v
+		case "Server Temp Key", "Negotiated TLS1.3 group":
+			group, _, _ = strings.Cut(v, ",")
+		}
+	}
+	if proto == "" {
+		if err == nil {
+			err = fmt.Errorf("no protocol version in its output")
+		}
+		return "", fmt.Errorf("openssl s_client: %v: %s", err, lastLine(string(out)))
+	}
+	return strings.TrimSpace(proto + " " + cipher + " " + group), nil
+}
+
+// hsCounts are the TLS handshakes a proxy itself counted. Resumed is -1 when the proxy does not tell
+// resumed handshakes from full ones.
+type hsCounts struct {
+	Total, Resumed int64
+	By             string // where the counts come from
+}
+
+func (a hsCounts) minus(b hsCounts) hsCounts {
+	d := hsCounts{Total: a.Total - b.Total, Resumed: a.Resumed - b.Resumed, By: a.By}
+	if a.Resumed < 0 || b.Resumed < 0 {
+		d.Resumed = -1
+	}
+	return d
+}
+
+// serverHandshakes reads the handshake counters of a running proxy, for the difference over a measured
+// run: SwitchFlow's switchflow_tls_handshakes_total{result="ok"} on its admin listener (it does not
+// count resumptions) and HAProxy's ssl_sess and ssl_reused_sess of frontend fe on its stats socket.
+// nginx has no such counter: its handshakes are counted from the warm-up's access log (nginxProbeLog).
+// ok is false for a proxy without counters.
+func serverHandshakes(name string, t *tlsRun) (c hsCounts, ok bool, err error) {
+	switch name {
+	case "switchflow":
+		c, err = switchflowHandshakes(t.Admin)
+		return c, true, err
+	case "haproxy":
+		c, err = haproxyHandshakes(t.StatsSocket)
+		return c, true, err
+	}
+	return hsCounts{}, false, nil
+}
+
+func switchflowHandshakes(admin string) (hsCounts, error) {
+	c := hsCounts{Resumed: -1, By: "switchflow_tls_handshakes_total over the measured run (resumptions not counted)"}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return c, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "switchflow_tls_handshakes_total{") || !strings.Contains(line, `result="ok"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		n, err := strconv.ParseInt(f[len(f)-1], 10, 64)
+		if err != nil {
+			return c, fmt.Errorf("metrics: %q: %w", line, err)
+		}
+		c.Total += n
+	}
+	return c, sc.Err()
+}
+
+func haproxyHandshakes(socket string) (hsCounts, error) {
+	c := hsCounts{By: "HAProxy's ssl_sess + ssl_reused_sess of the frontend over the measured run"}
+	conn, err := net.DialTimeout("unix", socket, 5*time.Second)
+	if err != nil {
+		return c, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "show stat\n"); err != nil {
+		return c, err
+	}
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		return c, err
+	}
+	lines := strings.Split(string(b), "\n")
+	hdr := strings.Split(strings.TrimPrefix(lines[0], "# "), ",")
+	col := func(name string) int {
+		for i, h := range hdr {
+			if h == name {
+				return i
+			}
+		}
+		return -1
+	}
+	iSess, iReused := col("ssl_sess"), col("ssl_reused_sess")
+	if iSess < 0 || iReused < 0 {
+		return c, fmt.Errorf("haproxy show stat has no ssl_sess or ssl_reused_sess column")
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		if len(f) > max(iSess, iReused) && f[0] == "fe" && f[1] == "FRONTEND" {
+			full, _ := strconv.ParseInt(f[iSess], 10, 64)
+			reused, _ := strconv.ParseInt(f[iReused], 10, 64)
+			c.Total, c.Resumed = full+reused, reused
+			return c, nil
+		}
+	}
+	return c, fmt.Errorf("haproxy show stat: no FRONTEND line for fe")
+}
+
+// probeHeader marks the warm-up's requests in the handshake scenarios: nginx logs the TLS
+// version, cipher and whether the session was reused for those requests only (nginx.conf.tmpl), so the
+// measured run pays for no log.
+const probeHeader = "X-Bench-Probe: 1"
+
+// nginxProbeLog counts the handshakes in nginx's probe log: every line is one request, in these
+// scenarios one connection; "r" in the last field marks a reused session. It also returns the most
+// common "protocol cipher" seen.
+func nginxProbeLog(path string) (hsCounts, string, error) {
+	c := hsCounts{By: "nginx's $ssl_session_reused in the warm-up's access log"}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, "", err
+	}
+	seen := map[string]int{}
+	best := ""
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			continue
+		}
+		c.Total++
+		if f[2] == "r" {
+			c.Resumed++
+		}
+		k := f[0] + " " + f[1]
+		seen[k]++
+		if seen[k] > seen[best] {
+			best = k
+		}
+	}
+	return c, best, nil
+}
+
+// hsloadResult is what benchmarks/cmd/hsload prints.
+type hsloadResult struct {
+	Requests         int64   `json:"requests"`
+	Errors           int64   `json:"errors"`
+	Seconds          float64 `json:"seconds"`
+	RPS              float64 `json:"rps"`
+	P50ms            float64 `json:"p50_ms"`
+	P99ms            float64 `json:"p99_ms"`
+	Resumed          int64   `json:"resumed"`
+	Full             int64   `json:"full"`
+	Version          string  `json:"version"`
+	Cipher           string  `json:"cipher"`
+	Group            string  `json:"group"`
+	ClientCPUPercent float64 `json:"client_cpu_percent"`
+	LastError        string  `json:"last_error"`
+}
