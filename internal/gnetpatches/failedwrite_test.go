@@ -1,6 +1,6 @@
-// Package patchtest checks behaviours of our gnet patch series that the engine relies on, against gnet
+// Package gnetpatches checks behaviours of our gnet patch series that the engine relies on, against gnet
 // itself, with no engine in between.
-package patchtest
+package gnetpatches
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package patchtest
+package gnetpatches
 
 import (
 	"io"
