@@ -1,13 +1,10 @@
 package engine
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -128,35 +125,7 @@ func TestUpstreamTLSSlowReaderHoldsBackend(t *testing.T) {
 	addr, srv, _, _ := startTLSBackendProxy(t, 1, upstreamTLSConfig("io_buffer = \"64KiB\"\n", "",
 		fmt.Sprintf("server_name = \"backend.example\"\nca = %q", p.rootPEM(t)), o.addr))
 	huge := hugeBody() // made before the request: under -race on a loaded machine it takes seconds
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.(*net.TCPConn).SetReadBuffer(64 << 10) // keep the kernel from absorbing the test
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-	fmt.Fprintf(c, "GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
-	br := bufio.NewReaderSize(c, 16<<10)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("response: %v %v", resp, err)
-	}
-	before := settledHeap()
-	got, sum, peak := readSlowly(resp.Body, len(huge))
-	if got != len(huge) || string(sum) != string(sha256Sum(huge)) {
-		t.Fatalf("got %d bytes (want %d), intact=%v", got, len(huge), got == len(huge))
-	}
-	growth := int64(peak) - int64(before.HeapInuse)
-	t.Logf("heap growth while a slow client read 32 MiB from a TLS backend: %.1f MiB", float64(growth)/(1<<20))
-	// As TestSlowReaderHoldsBackend: the origin, its TLS and the test share the heap; without holding,
-	// the proxy would hold most of the 32 MiB.
-	if growth > 8<<20 {
-		t.Fatalf("heap grew %.1f MiB while a slow client read a 32 MiB response", float64(growth)/(1<<20))
-	}
-	c.Close()
-	if n := slabsInUseSettled(srv); n != 0 {
-		t.Fatalf("%d slabs in use", n)
-	}
+	slowReaderHeldBack(t, srv, addr, "/huge", huge, " from a TLS backend")
 }
 
 // TestUpstreamTLSHealthChecks: active checks run over TLS and verify: a server whose certificate names
