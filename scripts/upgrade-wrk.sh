@@ -6,10 +6,13 @@
 # sleeps); the next one follows at once. It prints both wrk reports, and exits 1 if wrk counted any
 # socket error or non-2xx response, or an upgrade failed.
 #
-#   make build tools && scripts/upgrade-wrk.sh [UPGRADES=10] [SECONDS=20]
+# MODE=copy replaces the proxy the way that needs no SIGUSR2, for comparison: a second copy started on
+# the same address (reuse_port), and SIGTERM to the old one once the copy has written the pid file.
+#
+#   make build tools && [MODE=copy] scripts/upgrade-wrk.sh [UPGRADES=10] [SECONDS=20]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-upgrades=${1:-10} duration=${2:-20}
+upgrades=${1:-10} duration=${2:-20} mode=${MODE:-usr2}
 for bin in ./switchflow ./bin/origin; do
 	[ -x "$bin" ] || { echo "upgrade-wrk: $bin is missing; make build tools" >&2; exit 1; }
 done
@@ -65,8 +68,13 @@ cl=$!
 failed=0
 for i in $(seq "$upgrades"); do
 	old=$(cat "$dir/sf.pid")
-	kill -USR2 "$old"
+	if [ "$mode" = copy ]; then
+		taskset -c 0 "$dir/switchflow" -config "$dir/sf.toml" 2>>"$dir/log" >/dev/null &
+	else
+		kill -USR2 "$old"
+	fi
 	if ! waitfor 30 pidnot "$old"; then echo "upgrade $i: no new process" >&2; failed=1; break; fi
+	if [ "$mode" = copy ]; then kill -TERM "$old"; fi
 	waitfor 30 gone "$old" || { echo "upgrade $i: the old process $old did not exit" >&2; failed=1; break; }
 	echo "upgrade $i: pid $old -> $(cat "$dir/sf.pid")"
 done
