@@ -73,7 +73,9 @@ func TestFailedWriteClosesAfterCallback(t *testing.T) {
 	addr := freeLoopback(t)
 	done := make(chan error, 1)
 	go func() {
-		done <- gnet.Run(h, "tcp://"+addr, gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true))
+		err := gnet.Run(h, "tcp://"+addr, gnet.WithNumEventLoop(1), gnet.WithReuseAddr(true))
+		done <- err
+		close(done) // a second receive (the cleanup's, after the start-up select took the error) returns
 	}()
 	t.Cleanup(func() {
 		if h.eng.Validate() == nil {
