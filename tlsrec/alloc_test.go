@@ -5,7 +5,6 @@ package tlsrec
 import (
 	"context"
 	"crypto/tls"
-	"net"
 	"testing"
 	"time"
 )
@@ -16,20 +15,7 @@ func memPair(t testing.TB, version uint16) (client, server *Conn) {
 	t.Helper()
 	sconf, cconf := testConfigs(t)
 	cconf.MaxVersion = version
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cr, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sr, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cr.Close(); sr.Close() })
+	cr, sr := tcpPair(t)
 	_ = cr.SetDeadline(time.Now().Add(10 * time.Second))
 	_ = sr.SetDeadline(time.Now().Add(10 * time.Second))
 	client, server = Client(cr, cconf), Server(sr, sconf)

@@ -79,26 +79,33 @@ type pair struct {
 	serr   chan error // the server's handshake, while the client's Finished is held
 }
 
+// tcpPair returns the two ends of a loopback TCP connection, closed when the test ends.
+func tcpPair(t testing.TB) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
 // newPair handshakes a crypto/tls client with a record layer over loopback TCP; the client's writes
 // after the handshake are held until hold.flush when hold is set.
 func newPair(t testing.TB, hold bool, version uint16) *pair {
 	t.Helper()
 	sconf, cconf := testConfigs(t)
 	cconf.MaxVersion = version
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cr, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sr, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cr.Close(); sr.Close() })
+	cr, sr := tcpPair(t)
 	h := &holdConn{Conn: cr, hold: hold}
 	p := &pair{rec: Server(sr, sconf), raw: sr, hold: h, client: tls.Client(h, cconf)}
 	_ = sr.SetDeadline(time.Now().Add(10 * time.Second))
