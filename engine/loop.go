@@ -25,21 +25,23 @@ type loopState struct {
 	rs   *responseSet
 
 	// Scratch space reused by every connection of the loop inside one callback; nothing keeps it.
-	// req is written by parseHead only and read through request(cc) only, which parses cc's head again
-	// unless req holds it from this very callback (reqOwner: see parseHead).
-	req      codec.Request
-	reqOwner *clientConn
-	tlsBufs  tlsrec.Buffers // the record layers' scratch of its TLS clients and TLS backends (tlsrec): what they return lives until the next call
-	resp     codec.Response
-	headBuf  []byte        // outgoing request or response head
-	pathBuf  []byte        // rewritten target (strip_prefix)
-	ipBuf    []byte        // a client's address as text, for X-Forwarded-For
-	freeEx   []*exchange   // exchanges of connections that went idle, for the next to need one
-	idled    []*clientConn // connections whose response ended in this callback (settle)
-	iov      [4][]byte     // what send writes: a head, its body pieces and kept trailers; or a cache hit's head, headers, body
-	trailers []byte        // the kept trailer bytes of a chunked body being forwarded (codec.ChunkedReader.Forward)
-	hitBuf   []byte        // a cache hit's per-response headers
-	keyBuf   []byte        // a cache key being looked up
+	// req is written by parseHead and request(cc) only and read through request(cc) only, which gives
+	// it back to cc from the offsets cc's exchange kept (keepHead) unless req holds cc's head from this
+	// very callback (reqOwner: see parseHead).
+	req       codec.Request
+	reqOwner  *clientConn
+	tlsBufs   tlsrec.Buffers // the record layers' scratch of its TLS clients and TLS backends (tlsrec): what they return lives until the next call
+	resp      codec.Response
+	headBuf   []byte             // outgoing request or response head
+	pathBuf   []byte             // rewritten target (strip_prefix)
+	ipBuf     []byte             // a client's address as text, for X-Forwarded-For
+	freeEx    []*exchange        // exchanges of connections that went idle, for the next to need one
+	freeHeads []*codec.HeadIndex // kept heads of requests that ended, for the next to wait (keepHead)
+	idled     []*clientConn      // connections whose response ended in this callback (settle)
+	iov       [4][]byte          // what send writes: a head, its body pieces and kept trailers; or a cache hit's head, headers, body
+	trailers  []byte             // the kept trailer bytes of a chunked body being forwarded (codec.ChunkedReader.Forward)
+	hitBuf    []byte             // a cache hit's per-response headers
+	keyBuf    []byte             // a cache key being looked up
 
 	shard          *cache.Shard          // this loop's view of the micro-cache
 	waits          map[string]*cacheWait // clients waiting for a fetch, by key
@@ -55,6 +57,7 @@ type loopState struct {
 	clientsOpen atomic.Int64 // mirrors clients.len for other goroutines
 	quiet       atomic.Bool  // the last sweep found nothing to time: OnTick sweeps it every quietTicks
 	sweeps      atomic.Int64 // sweeps run, for tests
+	reparses    atomic.Int64 // heads parsed a second time (request: a retry after the head went out), for tests
 
 	// Metrics and the access log (stats.go, accesslog.go).
 	st       loopStats                    // only this loop writes; the admin goroutine reads

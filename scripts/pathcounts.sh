@@ -5,7 +5,8 @@
 # how long a run lasts, stays out; 64 keep-alive connections, wrk for 5 s after 2 s of warm-up, the proxy
 # on CPU 0 and wrk and the origin on CPU 1. Alternate the two builds over a few runs: a count moves by
 # about 1-2 % from run to run. Then a per-function diff of self cost per request, largest growth first
-# (scripts/lib/cgself.py: callgrind_annotate mixes up Go's recursion cycles).
+# (scripts/lib/cgself.py: callgrind_annotate mixes up Go's recursion cycles). SF_KEEPALIVE=0 measures the
+# path that dials a backend connection for every request (scripts/lib/peers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$1 new=$2 path=${3:-/}
