@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"switchflow/internal/dnstest"
+	"switchflow/internal/sockettest"
 )
 
 func TestVersionAndConfigCheck(t *testing.T) {
@@ -94,7 +95,8 @@ func TestSignals(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	a, b := testOrigin(t, "a"), testOrigin(t, "b")
-	addr := freeAddr(t)
+	sk := sockettest.NewSet(t)
+	addr := sk.AddListen()
 	cfgPath := filepath.Join(dir, "sf.toml")
 	write := func(origin string, extra ...string) {
 		os.WriteFile(cfgPath, []byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 2\nshutdown_timeout = \"5s\"\n[[upstream]]\nname = \"o\"\nservers = [ { addr = %q } ]\n[[route]]\nupstream = \"o\"\n", addr, origin)+strings.Join(extra, "")), 0o644)
@@ -103,11 +105,13 @@ func TestSignals(t *testing.T) {
 	cmd := exec.Command(bin, "-config", cfgPath)
 	var logs lockedBuffer
 	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	err := sk.Start(cmd) // returns once it serves the socket
+	if cmd.Process != nil {
+		defer cmd.Process.Kill()
 	}
-	defer cmd.Process.Kill()
-	waitListening(t, addr)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
 
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
@@ -239,6 +243,10 @@ func testOrigin(t *testing.T, name string) string {
 	return ln.Addr().String()
 }
 
+// freeAddr is a loopback address nothing listens on, found free and closed again. Only for a listener
+// that the proxy must open itself without SO_REUSEPORT (an address added by an upgrade): anything else
+// gets its socket from internal/sockettest, bound before the proxy starts, since a closed port can be
+// taken by another process before the proxy binds it.
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -10,13 +10,14 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"switchflow/config"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"switchflow/internal/sockettest"
 )
 
 // The timeouts on a clock the test moves: each fires exactly when its wait has lasted the configured
@@ -42,14 +43,11 @@ func (c *testClock) install() func(*Server) { return func(s *Server) { s.elapsed
 // startProxyOnClock is startProxy with the engine's clock replaced by a testClock.
 func startProxyOnClock(t *testing.T, loops int, toml string) (string, *Server, *testClock) {
 	t.Helper()
-	addr := freeAddr(t)
-	full := fmt.Sprintf("[server]\nlisten = %q\nloops = %d\n", addr, loops) + toml
-	cfg, err := config.Parse([]byte(full))
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, full)
-	}
+	sk := sockettest.NewSet(t)
+	cfg, addr := proxyConfig(t, sk, loops, toml)
 	clock := newTestClock()
-	srv, _ := serveEngineWith(t, cfg, testLog(), clock.install())
+	install := clock.install()
+	srv, _ := serveEngineWith(t, cfg, testLog(), func(s *Server) { inherit(sk)(s); install(s) })
 	return addr, srv, clock
 }
 

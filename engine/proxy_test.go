@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"switchflow/config"
+	"switchflow/internal/sockettest"
 )
 
 // origin is a real fasthttp server on a loopback socket that records what reached it.
@@ -93,20 +94,19 @@ func (o *origin) head() string {
 	return string(o.lastHead)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// inherit hands sk's sockets to the engine (Server.Inherit, the way a binary upgrade passes its
+// listeners), which serves them from Serve on and closes them when it ends: serveEngineWith's prepare.
+// The port is the engine's from the moment the test knows it (internal/sockettest).
+func inherit(sk *sockettest.Set) func(*Server) {
+	return func(srv *Server) {
+		sk.Handed()
+		srv.Inherit(&Listeners{Listen: sk.Listen, TLS: sk.TLS, Admin: sk.Admin})
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // refusedAddr is a loopback address where connections are refused, for a dead backend: a socket bound to
-// it and never listening holds the port for the test. A port from freeAddr is free again at once, and
-// may be handed to the next listener (the proxy's own, which then proxies to itself until
-// max_connections answers 503).
+// it and never listening holds the port for the test. A port found free and closed again may be handed
+// to the next listener (the proxy's own, which then proxies to itself until max_connections answers 503).
 func refusedAddr(t *testing.T) string {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
@@ -128,14 +128,27 @@ func refusedAddr(t *testing.T) string {
 // and loops keys are filled in) and stops it when the test ends.
 func startProxy(t *testing.T, loops int, toml string) (string, *Server) {
 	t.Helper()
-	addr := freeAddr(t)
+	return startProxyWith(t, loops, sockettest.NewSet(t), toml)
+}
+
+// startProxyWith is startProxy for a toml that names sockets of sk (an [admin] listen).
+func startProxyWith(t *testing.T, loops int, sk *sockettest.Set, toml string) (string, *Server) {
+	t.Helper()
+	cfg, addr := proxyConfig(t, sk, loops, toml)
+	srv, _ := serveEngineWith(t, cfg, testLog(), inherit(sk))
+	return addr, srv
+}
+
+// proxyConfig parses toml with [server] listen (a socket of sk) and loops filled in.
+func proxyConfig(t *testing.T, sk *sockettest.Set, loops int, toml string) (*config.Config, string) {
+	t.Helper()
+	addr := sk.AddListen()
 	full := fmt.Sprintf("[server]\nlisten = %q\nloops = %d\n", addr, loops) + toml
 	cfg, err := config.Parse([]byte(full))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, full)
 	}
-	srv, _ := serveEngine(t, cfg, testLog())
-	return addr, srv
+	return cfg, addr
 }
 
 // waitFor polls cond until it holds, for up to 10 s; what says what was awaited, for the failure.

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"switchflow/config"
+	"switchflow/internal/sockettest"
 )
 
 // Tests of HTTPS termination (issue 22): tls.go, tlsconn.go. Certificates are made at run time: an ECDSA
@@ -238,7 +239,8 @@ func startTLSProxy(t *testing.T, loops int, serverExtra, tlsExtra, upstream stri
 	ts.aCert, ts.aKey = p.leaf(t, "a", []string{"a.example"}, time.Now().Add(24*time.Hour), false)
 	ts.wildCert, ts.wildKy = p.leaf(t, "wild", []string{"*.wild.example", "wild.example"}, time.Now().Add(24*time.Hour), true)
 	ts.accessLog = filepath.Join(p.dir, "access.log")
-	ts.plain = freeAddr(t)
+	sk := sockettest.NewSet(t)
+	ts.plain = sk.AddListen()
 	ts.cfgText = fmt.Sprintf("[server]\nlisten = %q\nloops = %d\n%s\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = %q\naccess_format = \"json\"\n"+
 		"[tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [ { cert = %q, key = %q }, { cert = %q, key = %q } ]\n%s\n",
 		ts.plain, loops, serverExtra, ts.accessLog, ts.aCert, ts.aKey, ts.wildCert, ts.wildKy, tlsExtra) + upstream
@@ -246,7 +248,7 @@ func startTLSProxy(t *testing.T, loops int, serverExtra, tlsExtra, upstream stri
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, ts.cfgText)
 	}
-	srv, _ := serveEngine(t, cfg, testLog())
+	srv, _ := serveEngineWith(t, cfg, testLog(), inherit(sk))
 	ts.srv = srv
 	ts.tlsAddr = srv.TLSAddrs()[0]
 	return ts
