@@ -517,61 +517,6 @@ upstream = "app"
 	})
 }
 
-func TestRoutingByHostAndPrefix(t *testing.T) {
-	forLoops(t, func(t *testing.T, loops int) {
-		a, b, w, d := startOrigin(t, "a"), startOrigin(t, "b"), startOrigin(t, "w"), startOrigin(t, "d")
-		addr, _ := startProxy(t, loops, fmt.Sprintf(`
-[[upstream]]
-name = "a"
-servers = [ { addr = %q } ]
-[[upstream]]
-name = "b"
-servers = [ { addr = %q } ]
-[[upstream]]
-name = "w"
-servers = [ { addr = %q } ]
-[[upstream]]
-name = "d"
-servers = [ { addr = %q } ]
-[[route]]
-host = "api.example.com"
-path_prefix = "/"
-upstream = "a"
-[[route]]
-host = "api.example.com"
-path_prefix = "/v2/"
-upstream = "b"
-strip_prefix = true
-[[route]]
-host = "*.example.com"
-path_prefix = "/"
-upstream = "w"
-[[route]]
-path_prefix = "/static/"
-upstream = "d"
-`, a.addr, b.addr, w.addr, d.addr))
-		c, br := dial(t, addr)
-		cases := []struct{ host, target, origin, path string }{
-			{"api.example.com", "/x", "a", "/x"},
-			{"API.example.com:8080", "/v2/users?id=1", "b", "/users?id=1"},
-			{"api.example.com", "/v2", "a", "/v2"},
-			{"www.example.com", "/v2/users", "w", "/v2/users"},
-			{"other.test", "/static/app.js", "d", "/static/app.js"},
-		}
-		for _, tc := range cases {
-			resp, _ := roundTrip(t, c, br, "GET "+tc.target+" HTTP/1.1\r\nHost: "+tc.host+"\r\n\r\n")
-			if resp.StatusCode != 200 || resp.Header.Get("X-Origin") != tc.origin || resp.Header.Get("X-Path") != tc.path {
-				t.Errorf("%s%s: %d via %q as %q, want %s as %s", tc.host, tc.target, resp.StatusCode,
-					resp.Header.Get("X-Origin"), resp.Header.Get("X-Path"), tc.origin, tc.path)
-			}
-		}
-		resp, body := roundTrip(t, c, br, "GET /nothing HTTP/1.1\r\nHost: other.test\r\n\r\n")
-		if resp.StatusCode != 404 || !strings.Contains(string(body), "404") {
-			t.Fatalf("unrouted request: %d %q, want 404", resp.StatusCode, body)
-		}
-	})
-}
-
 func TestMaxConnectionsRefusal(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
 		o := startOrigin(t, "a")
