@@ -139,52 +139,31 @@ func TestDialedRequestParsedOnce(t *testing.T) {
 		o := startOrigin(t, "a")
 		addr, srv := startProxy(t, loops, strings.Replace(simpleConfig("", o), `connect_timeout = "1s"`, "connect_timeout = \"1s\"\nkeepalive = 0", 1))
 		const clients, requests = 16, 10
-		var wg sync.WaitGroup
-		errs := make(chan error, clients)
-		for i := 0; i < clients; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-				if err != nil {
-					errs <- err
-					return
-				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for j := 0; j < requests; j++ {
-					id := fmt.Sprintf("%d-%d", i, j)
-					var want string
-					if j%2 == 0 {
-						fmt.Fprintf(c, "GET /d/%s HTTP/1.1\r\nHost: x\r\nX-Id: %s\r\n\r\n", id, id)
-					} else {
-						fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(id), id)
-						want = id
-					}
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						errs <- fmt.Errorf("request %s: %v", id, err)
-						return
-					}
-					body, err := io.ReadAll(resp.Body)
-					switch {
-					case err != nil || resp.StatusCode != 200:
-						errs <- fmt.Errorf("request %s: %d %v", id, resp.StatusCode, err)
-						return
-					case want == "" && (resp.Header.Get("X-Path") != "/d/"+id || string(body) != "Hello, World!"):
-						errs <- fmt.Errorf("GET %s came back for path %q: %q", id, resp.Header.Get("X-Path"), body)
-						return
-					case want != "" && string(body) != want:
-						errs <- fmt.Errorf("POST %s echoed %q", id, body)
-						return
-					}
-				}
-			}(i)
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
+		errs := keepAliveClients(addr, clients, requests, 10*time.Second, func(c net.Conn, br *bufio.Reader, i, j int) error {
+			id := fmt.Sprintf("%d-%d", i, j)
+			var want string
+			if j%2 == 0 {
+				fmt.Fprintf(c, "GET /d/%s HTTP/1.1\r\nHost: x\r\nX-Id: %s\r\n\r\n", id, id)
+			} else {
+				fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(id), id)
+				want = id
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return err
+			}
+			body, err := io.ReadAll(resp.Body)
+			switch {
+			case err != nil || resp.StatusCode != 200:
+				return fmt.Errorf("%d %v", resp.StatusCode, err)
+			case want == "" && (resp.Header.Get("X-Path") != "/d/"+id || string(body) != "Hello, World!"):
+				return fmt.Errorf("GET %s came back for path %q: %q", id, resp.Header.Get("X-Path"), body)
+			case want != "" && string(body) != want:
+				return fmt.Errorf("POST %s echoed %q", id, body)
+			}
+			return nil
+		})
+		for _, err := range errs {
 			t.Fatal(err)
 		}
 		if got := o.hits.Load(); got != clients*requests {

@@ -279,6 +279,41 @@ func readResponse(t *testing.T, br *bufio.Reader, head bool) (*http.Response, []
 	return resp, body
 }
 
+// keepAliveClients opens clients connections to addr at once, each sending each requests one after
+// another on its connection (round writes request k of client i and checks its answer), and returns
+// every error once all have ended: a client stops at its first.
+func keepAliveClients(addr string, clients, each int, deadline time.Duration, round func(c net.Conn, br *bufio.Reader, i, k int) error) []error {
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(deadline))
+			br := bufio.NewReader(c)
+			for k := 0; k < each; k++ {
+				if err := round(c, br, i, k); err != nil {
+					errs <- fmt.Errorf("client %d request %d: %w", i, k, err)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	var out []error
+	for err := range errs {
+		out = append(out, err)
+	}
+	return out
+}
+
 // forLoops runs a test with one event loop and with four.
 func forLoops(t *testing.T, fn func(t *testing.T, loops int)) {
 	for _, n := range []int{1, 4} {
@@ -567,42 +602,22 @@ func TestConcurrencyBeyondKeepalive(t *testing.T) {
 		cfg := strings.Replace(simpleConfig("", o), `connect_timeout = "1s"`, "connect_timeout = \"1s\"\nkeepalive = 2", 1)
 		addr, srv := startProxy(t, loops, cfg)
 		const clients, each = 64, 40
-		var wg sync.WaitGroup
-		errs := make(chan error, clients)
-		for i := 0; i < clients; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-				if err != nil {
-					errs <- err
-					return
-				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-				br := bufio.NewReader(c)
-				for k := 0; k < each; k++ {
-					target := fmt.Sprintf("/c%d/r%d", i, k)
-					if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target); err != nil {
-						errs <- err
-						return
-					}
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						errs <- fmt.Errorf("client %d request %d: %v", i, k, err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					if resp.StatusCode != 200 || resp.Header.Get("X-Path") != target {
-						errs <- fmt.Errorf("client %d request %d: %d for %q", i, k, resp.StatusCode, resp.Header.Get("X-Path"))
-						return
-					}
-				}
-			}(i)
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
+		errs := keepAliveClients(addr, clients, each, 20*time.Second, func(c net.Conn, br *bufio.Reader, i, k int) error {
+			target := fmt.Sprintf("/c%d/r%d", i, k)
+			if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target); err != nil {
+				return err
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != 200 || resp.Header.Get("X-Path") != target {
+				return fmt.Errorf("%d for %q", resp.StatusCode, resp.Header.Get("X-Path"))
+			}
+			return nil
+		})
+		for _, err := range errs {
 			t.Fatal(err)
 		}
 		if got := o.hits.Load(); got != clients*each {
