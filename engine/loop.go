@@ -28,20 +28,21 @@ type loopState struct {
 	// req is written by parseHead and request(cc) only and read through request(cc) only, which gives
 	// it back to cc from the offsets cc's exchange kept (keepHead) unless req holds cc's head from this
 	// very callback (reqOwner: see parseHead).
-	req       codec.Request
-	reqOwner  *clientConn
-	tlsBufs   tlsrec.Buffers // the record layers' scratch of its TLS clients and TLS backends (tlsrec): what they return lives until the next call
-	resp      codec.Response
-	headBuf   []byte             // outgoing request or response head
-	pathBuf   []byte             // rewritten target (strip_prefix)
-	ipBuf     []byte             // a client's address as text, for X-Forwarded-For
-	freeEx    []*exchange        // exchanges of connections that went idle, for the next to need one
-	freeHeads []*codec.HeadIndex // kept heads of requests that ended, for the next to wait (keepHead)
-	idled     []*clientConn      // connections whose response ended in this callback (settle)
-	iov       [4][]byte          // what send writes: a head, its body pieces and kept trailers; or a cache hit's head, headers, body
-	trailers  []byte             // the kept trailer bytes of a chunked body being forwarded (codec.ChunkedReader.Forward)
-	hitBuf    []byte             // a cache hit's per-response headers
-	keyBuf    []byte             // a cache key being looked up
+	req      codec.Request
+	reqOwner *clientConn
+	tlsBufs  tlsrec.Buffers // the record layers' scratch of its TLS clients and TLS backends (tlsrec): what they return lives until the next call
+	resp     codec.Response
+	headBuf  []byte        // outgoing request or response head
+	pathBuf  []byte        // rewritten target (strip_prefix)
+	ipBuf    []byte        // a client's address as text, for X-Forwarded-For
+	freeEx   []*exchange   // exchanges of connections that went idle, for the next to need one
+	idled    []*clientConn // connections whose response ended in this callback (settle)
+	iov      [4][]byte     // what send writes: a head, its body pieces and kept trailers; or a cache hit's head, headers, body
+	trailers []byte        // the kept trailer bytes of a chunked body being forwarded (codec.ChunkedReader.Forward)
+	hitBuf   []byte        // a cache hit's per-response headers
+	keyBuf   []byte        // a cache key being looked up
+
+	freeHeads []*codec.HeadIndex // storage of kept heads whose requests ended, for the next to wait (keepHead)
 
 	shard          *cache.Shard          // this loop's view of the micro-cache
 	waits          map[string]*cacheWait // clients waiting for a fetch, by key
