@@ -25,7 +25,8 @@ func TestSocketBuffersFixed(t *testing.T) {
 		var rcv int
 		var seen bool
 		onLoops(t, srv, func(ls *loopState) {
-			for cc := ls.clients.head; cc != nil; cc = cc.next {
+			for n := ls.clients.head; n != nil; n = n.next {
+				cc := n.owner
 				if cc.exchange == nil || cc.be == nil || cc.be.gc == nil {
 					continue
 				}
