@@ -12,6 +12,16 @@ import (
 	"time"
 )
 
+// otherKind is the certificate kind that is not kind: its root is the wrong root of checkChain.
+func otherKind(kind string) string {
+	for _, k := range certKinds {
+		if k != kind {
+			return k
+		}
+	}
+	return kind
+}
+
 // newTLSRun chooses the addresses of one HTTPS run of the named proxy.
 func (r *runner) newTLSRun(name string, s scenario) (*tlsRun, error) {
 	cf, ok := r.certs[s.tls]
@@ -57,6 +67,9 @@ func (r *runner) measureTLS(smp sample, s scenario, name string, tr *tlsRun, tar
 	}
 	if err := s.checkVia("https://"+tr.Listen, tc); err != nil {
 		return smp, fmt.Errorf("response check over TLS through %s failed: %w", name, err)
+	}
+	if err := checkChain(tr.Listen, tr.Cert, r.certs[otherKind(s.tls)].CA); err != nil {
+		return smp, fmt.Errorf("certificate chain of %s: %w", name, err)
 	}
 	if !s.hsload {
 		// What wrk's OpenSSL negotiates; hsload reports its own.
@@ -136,12 +149,12 @@ func (r *runner) measureTLS(smp sample, s scenario, name string, tr *tlsRun, tar
 	return smp, nil
 }
 
-// runHsload runs benchmarks/cmd/hsload pinned to the load CPU against the TLS address for d and
-// returns its report, also written to rawPath when that is not empty. probe adds probeHeader to its
+// runHsload runs benchmarks/cmd/hsload pinned to the load CPU against the TLS address for d, verifying
+// the proxy's chain against the scenario's root, and returns its report, also written to rawPath when that is not empty. probe adds probeHeader to its
 // requests.
 func (r *runner) runHsload(s scenario, addr string, d time.Duration, rawPath string, probe bool) (*hsloadResult, error) {
 	args := []string{"-c", r.opt.loadCPU, r.bins["hsload"], "-addr", addr, "-server-name", tlsServerName,
-		"-conns", strconv.Itoa(s.conns), "-duration", d.String(), "-path", s.path}
+		"-conns", strconv.Itoa(s.conns), "-duration", d.String(), "-path", s.path, "-ca", r.certs[s.tls].CA}
 	if s.resume {
 		args = append(args, "-resume")
 	}
