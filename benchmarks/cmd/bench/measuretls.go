@@ -71,9 +71,10 @@ func (r *runner) measureTLS(smp sample, s scenario, name string, tr *tlsRun, tar
 	if err := checkChain(tr.Listen, tr.Cert, r.certs[otherKind(s.tls)].CA); err != nil {
 		return smp, fmt.Errorf("certificate chain of %s: %w", name, err)
 	}
+	env := wrkEnv(s, tr.Cert)
 	if !s.hsload {
 		// What wrk's OpenSSL negotiates; hsload reports its own.
-		if smp.TLS, err = opensslProbe(r.ctx, tr.Listen, tr.Cert.CA); err != nil {
+		if smp.TLS, err = opensslProbe(r.ctx, tr.Listen, tr.Cert.CA, env); err != nil {
 			return smp, fmt.Errorf("TLS probe of %s: %w", name, err)
 		}
 	}
@@ -83,7 +84,7 @@ func (r *runner) measureTLS(smp sample, s scenario, name string, tr *tlsRun, tar
 			h, err := r.runHsload(s, tr.Listen, d, raw, probe)
 			return wrkResult{}, h, err
 		}
-		w, err := runWrk(r.ctx, r.opt.loadCPU, url, s, "", d, raw)
+		w, err := runWrk(r.ctx, r.opt.loadCPU, url, s, "", d, raw, env)
 		return w, nil, err
 	}
 	if r.opt.warmup > 0 {

@@ -35,7 +35,21 @@ var certKinds = []string{"ecdsa", "rsa"}
 // the root the clients verify against (it signed the intermediate, never the leaf).
 type certFiles struct {
 	Cert, Key, Combined, CA string
+	// TLS12Conf is an OPENSSL_CONF file that caps an OpenSSL client (wrk, openssl s_client) at TLS 1.2,
+	// for the keep-alive scenario over TLS 1.2: wrk has no option for it.
+	TLS12Conf string
 }
+
+// openSSLTLS12 is TLS12Conf's content: OpenSSL 3 reads it at its start and applies the system_default
+// section to every SSL_CTX the program makes.
+const openSSLTLS12 = `openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MaxProtocol = TLSv1.2
+`
 
 // certLife is how long the certificates are valid: made at every run, but over 30 days, so that
 // SwitchFlow does not warn that they expire soon.
@@ -69,12 +83,16 @@ func makeCerts(dir string) (map[string]certFiles, error) {
 			Key:      filepath.Join(dir, kind+".key"),
 			Combined: filepath.Join(dir, kind+".pem"),
 			CA:       filepath.Join(dir, kind+"-root.crt"),
+
+			TLS12Conf: filepath.Join(dir, "openssl-tls12.cnf"),
 		}
 		for path, b := range map[string][]byte{
 			f.Cert:     chainPEM,
 			f.Key:      keyPEM,
 			f.Combined: append(append([]byte{}, chainPEM...), keyPEM...),
 			f.CA:       ca.RootPEM(),
+
+			f.TLS12Conf: []byte(openSSLTLS12),
 		} {
 			// The proxies' workers may run as another user (nginx as nobody when the harness is root).
 			if err := os.WriteFile(path, b, 0o644); err != nil {
@@ -104,16 +122,19 @@ func tlsClientConfig(cf certFiles, maxVersion string) (*tls.Config, error) {
 	return c, nil
 }
 
-// opensslProbe connects once with `openssl s_client`, the library wrk uses,
+// opensslProbe connects once with `openssl s_client`, the library wrk uses, with wrk's environment env,
 // verifying the proxy's chain against caFile (it fails when the proxy does not send the intermediate,
 // or the chain does not lead to caFile), and returns what it negotiated:
 // "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519". A keep-alive scenario's wrk negotiates the same.
-func opensslProbe(ctx context.Context, addr, caFile string) (string, error) {
+func opensslProbe(ctx context.Context, addr, caFile string, env []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "openssl", "s_client", "-connect", addr, "-servername", tlsServerName,
 		"-CAfile", caFile, "-verify_return_error", "-brief")
 	cmd.Stdin = strings.NewReader("")
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	out, err := cmd.CombinedOutput()
 	var proto, cipher, group string
 	for _, line := range strings.Split(string(out), "\n") {
@@ -138,6 +159,15 @@ func opensslProbe(ctx context.Context, addr, caFile string) (string, error) {
 		return "", fmt.Errorf("openssl s_client: %v: %s", err, lastLine(string(out)))
 	}
 	return strings.TrimSpace(proto + " " + cipher + " " + group), nil
+}
+
+// wrkEnv is the environment wrk and its probe get in scenario s: OPENSSL_CONF capping them at TLS 1.2
+// when s asks for it, else nothing.
+func wrkEnv(s scenario, cf certFiles) []string {
+	if s.tlsMax == "1.2" {
+		return []string{"OPENSSL_CONF=" + cf.TLS12Conf}
+	}
+	return nil
 }
 
 // checkChain connects to a proxy's TLS listener twice: trusting the kind's root only, the proxy must

@@ -82,7 +82,7 @@ func TestMakeCerts(t *testing.T) {
 
 // The clients verify for real: against a server sending the chain, checkChain, openssl s_client and
 // hsload accept the right root and refuse the other kind's; against one sending the leaf alone,
-// checkChain and s_client refuse (the root did not sign the leaf).
+// checkChain and s_client refuse (the root did not sign the leaf). OPENSSL_CONF caps s_client at TLS 1.2.
 func TestClientsVerifyChain(t *testing.T) {
 	dir := t.TempDir()
 	certs, err := makeCerts(dir)
@@ -120,13 +120,16 @@ func TestClientsVerifyChain(t *testing.T) {
 	}
 	if lookTool("openssl") != "" {
 		ctx := context.Background()
-		if got, err := opensslProbe(ctx, whole, cf.CA); err != nil || !strings.HasPrefix(got, "TLSv1.3 ") {
+		if got, err := opensslProbe(ctx, whole, cf.CA, nil); err != nil || !strings.HasPrefix(got, "TLSv1.3 ") {
 			t.Errorf("s_client, the whole chain: %q, %v", got, err)
 		}
-		if got, err := opensslProbe(ctx, whole, wrong); err == nil {
+		if got, err := opensslProbe(ctx, whole, cf.CA, wrkEnv(scenario{tlsMax: "1.2"}, cf)); err != nil || !strings.HasPrefix(got, "TLSv1.2 ") {
+			t.Errorf("s_client capped at TLS 1.2: %q, %v", got, err)
+		}
+		if got, err := opensslProbe(ctx, whole, wrong, nil); err == nil {
 			t.Errorf("s_client with the wrong root: %q", got)
 		}
-		if got, err := opensslProbe(ctx, alone, cf.CA); err == nil {
+		if got, err := opensslProbe(ctx, alone, cf.CA, nil); err == nil {
 			t.Errorf("s_client, the leaf alone: %q", got)
 		}
 	}
@@ -233,7 +236,7 @@ func TestSelectScenarios(t *testing.T) {
 	if g := got("plain"); g != names(plainScenarios) {
 		t.Errorf("plain: %s", g)
 	}
-	if g := got("https"); !strings.HasPrefix(g, "https-keepalive-13b-ecdsa,") || strings.Contains(g, "hello") || len(strings.Split(g, ",")) != 10 {
+	if g := got("https"); !strings.HasPrefix(g, "https-keepalive-13b-ecdsa,") || strings.Contains(g, "hello") || len(strings.Split(g, ",")) != 11 {
 		t.Errorf("https: %s", g)
 	}
 	if g := got("https-*-rsa"); g != "https-keepalive-13b-rsa,https-keepalive-4k-rsa,https-full-rsa,https-resumed-rsa" {
@@ -242,7 +245,7 @@ func TestSelectScenarios(t *testing.T) {
 	if g := got("hello", "https-full-ecdsa", "hello"); g != "hello,https-full-ecdsa" {
 		t.Errorf("a name twice: %s", g)
 	}
-	if g := got("all"); len(strings.Split(g, ",")) != len(plainScenarios)+10 {
+	if g := got("all"); len(strings.Split(g, ",")) != len(plainScenarios)+11 {
 		t.Errorf("all: %s", g)
 	}
 	for _, bad := range []string{"https-nope", "nope-*", "[", "HELLO"} {
