@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"switchflow/benchmarks/hsreport"
 )
 
 // otherKind is the certificate kind that is not kind: its root is the wrong root of checkChain.
@@ -79,7 +81,7 @@ func (r *runner) measureTLS(smp sample, s scenario, name string, tr *tlsRun, tar
 		}
 	}
 	url := "https://" + tr.Listen + s.path
-	load := func(d time.Duration, raw string, probe bool) (wrkResult, *hsloadResult, error) {
+	load := func(d time.Duration, raw string, probe bool) (wrkResult, *hsreport.Result, error) {
 		if s.hsload {
 			h, err := r.runHsload(s, tr.Listen, d, raw, probe)
 			return wrkResult{}, h, err
@@ -153,7 +155,7 @@ func (r *runner) measureTLS(smp sample, s scenario, name string, tr *tlsRun, tar
 // runHsload runs benchmarks/cmd/hsload pinned to the load CPU against the TLS address for d, verifying
 // the proxy's chain against the scenario's root, and returns its report, also written to rawPath when that is not empty. probe adds probeHeader to its
 // requests.
-func (r *runner) runHsload(s scenario, addr string, d time.Duration, rawPath string, probe bool) (*hsloadResult, error) {
+func (r *runner) runHsload(s scenario, addr string, d time.Duration, rawPath string, probe bool) (*hsreport.Result, error) {
 	args := []string{"-c", r.opt.loadCPU, r.bins["hsload"], "-addr", addr, "-server-name", tlsServerName,
 		"-conns", strconv.Itoa(s.conns), "-duration", d.String(), "-path", s.path, "-ca", r.certs[s.tls].CA}
 	if s.resume {
@@ -174,7 +176,7 @@ func (r *runner) runHsload(s scenario, addr string, d time.Duration, rawPath str
 	if rawPath != "" {
 		_ = os.WriteFile(rawPath, []byte(strings.Join(cmd.Args, " ")+"\n\n"+string(out)+stderr.String()), 0o644)
 	}
-	var h hsloadResult
+	var h hsreport.Result
 	if jerr := json.Unmarshal([]byte(lastLine(string(out))), &h); jerr != nil {
 		if err == nil {
 			err = jerr

@@ -334,20 +334,3 @@ func nginxProbeLog(path string) (hsCounts, string, error) {
 	}
 	return c, best, nil
 }
-
-// hsloadResult is what benchmarks/cmd/hsload prints.
-type hsloadResult struct {
-	Requests         int64   `json:"requests"`
-	Errors           int64   `json:"errors"`
-	Seconds          float64 `json:"seconds"`
-	RPS              float64 `json:"rps"`
-	P50ms            float64 `json:"p50_ms"`
-	P99ms            float64 `json:"p99_ms"`
-	Resumed          int64   `json:"resumed"`
-	Full             int64   `json:"full"`
-	Version          string  `json:"version"`
-	Cipher           string  `json:"cipher"`
-	Group            string  `json:"group"`
-	ClientCPUPercent float64 `json:"client_cpu_percent"`
-	LastError        string  `json:"last_error"`
-}
