@@ -16,7 +16,8 @@
 #   json       the same with GET /json (4 KiB)
 #   full       a new connection with a full TLS 1.3 handshake per request (hsload), 16 at once
 #   resumed    the same, each client resuming its own session (hsload -resume)
-# CERT: ecdsa (P-256, default) or rsa (2048), the benchmark's chain. For full and resumed, callgrind
+# CERT: ecdsa (P-256, default) or rsa (2048), the benchmark's chain. MAX_VERSION=1.2: the client offers
+# at most TLS 1.2 (default 1.3). For full and resumed, callgrind
 # counts a run of 2 s and one of 2 + SECS s, each with new connections, after a warm-up: per request =
 # the difference of their counts / the difference of their requests, so that one-time work cancels;
 # give RSA under callgrind SECS=20. System calls: a 3 s run under strace after a 1 s warm-up. Callgrind
@@ -89,7 +90,7 @@ stop() {
 # hsload ARGS... runs the load on CPU 1 against the proxy, verifying its chain.
 hsload() {
 	local t=(-plain)
-	[ "$tls" = 1 ] && t=(-ca "$tls_root")
+	[ "$tls" = 1 ] && t=(-ca "$tls_root" -max-version "${MAX_VERSION:-1.3}")
 	taskset -c 1 bin/hsload -addr "127.0.0.1:$lp" "${t[@]}" "$@"
 }
 
@@ -159,7 +160,7 @@ syscalls() {
 	echo "$(awk '$NF == "total" {print $4}' "$dir/st.out") $m"
 }
 
-echo "counts: TLS=$tls$([ "$tls" = 1 ] && echo ", ${CERT:-ecdsa} certificate"); $*; $(date -u +%FT%TZ); $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "counts: TLS=$tls$([ "$tls" = 1 ] && echo ", ${CERT:-ecdsa} certificate, at most TLS ${MAX_VERSION:-1.3}"); $*; $(date -u +%FT%TZ); $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for l in $loads; do
 	case $l in
 	keepalive) path=/ ;;
