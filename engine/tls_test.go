@@ -4,15 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -29,89 +24,48 @@ import (
 	"time"
 
 	"switchflow/config"
+	"switchflow/internal/pki"
 )
 
-// Tests of HTTPS termination (issue 22): tls.go, tlsconn.go. Certificates are made at run time: an ECDSA
-// P-256 root, an intermediate, and leaves for a.example (from the root) and *.wild.example (from the
-// intermediate, its file holding the chain).
+// Tests of HTTPS termination (issue 22): tls.go, tlsconn.go. Certificates are made at run time
+// (internal/pki): an ECDSA P-256 root, an intermediate, and leaves for a.example (from the root) and
+// *.wild.example (from the intermediate, its file holding the chain).
 
 type testPKI struct {
-	dir     string
-	root    *x509.Certificate
-	rootKey *ecdsa.PrivateKey
-	inter   *x509.Certificate
-	interK  *ecdsa.PrivateKey
-	pool    *x509.CertPool
-	serial  int64
+	dir    string
+	ca     *pki.Authority
+	root   *x509.Certificate
+	pool   *x509.CertPool
+	serial int64 // the last certificate's serial number
 }
 
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
-	p := &testPKI{dir: t.TempDir(), pool: x509.NewCertPool()}
-	p.root, p.rootKey = p.make(t, "test root", nil, time.Now().Add(24*time.Hour), nil, nil, true)
-	p.inter, p.interK = p.make(t, "test intermediate", nil, time.Now().Add(24*time.Hour), p.root, p.rootKey, true)
+	ca, err := pki.New(pki.ECDSA, "test", time.Now().Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testPKI{dir: t.TempDir(), ca: ca, root: ca.Root, pool: x509.NewCertPool()}
 	p.pool.AddCert(p.root)
 	return p
-}
-
-func (p *testPKI) make(t *testing.T, cn string, names []string, notAfter time.Time, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, ca bool) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: notAfter,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{p.usage(cn)},
-	}
-	for _, n := range names { // an IP address goes where crypto/tls verifies IP addresses
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	if ca {
-		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage = true, true, x509.KeyUsageCertSign|x509.KeyUsageDigitalSignature
-		tmpl.ExtKeyUsage = nil
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, key
 }
 
 // leaf writes a leaf certificate for names (and its chain when viaInter) and its key, and returns the
 // paths.
 func (p *testPKI) leaf(t *testing.T, file string, names []string, notAfter time.Time, viaInter bool) (certPath, keyPath string) {
 	t.Helper()
-	parent, pk := p.root, p.rootKey
-	if viaInter {
-		parent, pk = p.inter, p.interK
+	l, err := p.ca.Leaf(names, notAfter, viaInter, p.usage(names[0]))
+	if err != nil {
+		t.Fatal(err)
 	}
-	c, key := p.make(t, names[0], names, notAfter, parent, pk, false)
-	var certPEM bytes.Buffer
-	_ = pem.Encode(&certPEM, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	if viaInter {
-		_ = pem.Encode(&certPEM, &pem.Block{Type: "CERTIFICATE", Bytes: p.inter.Raw})
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
+	p.serial = p.ca.LastSerial()
+	keyPEM, err := l.KeyPEM()
 	if err != nil {
 		t.Fatal(err)
 	}
 	certPath, keyPath = filepath.Join(p.dir, file+".crt"), filepath.Join(p.dir, file+".key")
-	writeFile(t, certPath, certPEM.Bytes())
-	writeFile(t, keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+	writeFile(t, certPath, l.ChainPEM())
+	writeFile(t, keyPath, keyPEM)
 	return certPath, keyPath
 }
 
@@ -142,7 +96,7 @@ func (p *testPKI) pair(t *testing.T, file string, names []string, notAfter time.
 
 func (p *testPKI) rootPEM(t *testing.T) string {
 	path := filepath.Join(p.dir, "root.pem")
-	writeFile(t, path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw}))
+	writeFile(t, path, p.ca.RootPEM())
 	return path
 }
 
