@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -690,6 +691,69 @@ func TestTLSCurlAndOpenSSL(t *testing.T) {
 		s := string(out)
 		if !strings.Contains(s, "ALPN protocol: http/1.1") || !strings.Contains(s, "Verify return code: 0 (ok)") || !strings.Contains(s, "hello https") {
 			t.Fatalf("openssl s_client:\n%s", s)
+		}
+	}
+}
+
+// TestTLSPicksKeyTypeTheClientSupports: an ECDSA and an RSA certificate for the same name, as nginx and
+// HAProxy serve them: a client that can use the first (ECDSA) gets it, one limited to RSA cipher suites
+// gets the RSA one; listed the other way round, the RSA one is preferred by every client that can use it.
+func TestTLSPicksKeyTypeTheClientSupports(t *testing.T) {
+	o := startTLSOrigin(t)
+	p := newTestPKI(t)
+	ecCert, ecKey := p.leaf(t, "ec", []string{"dual.example"}, time.Now().Add(24*time.Hour), true)
+	rsaCA, err := pki.New(pki.RSA, "rsa test", time.Now().Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := rsaCA.Leaf([]string{"dual.example"}, time.Now().Add(24*time.Hour), true, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := l.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaCert, rsaKey := filepath.Join(p.dir, "rsa.crt"), filepath.Join(p.dir, "rsa.key")
+	writeFile(t, rsaCert, l.ChainPEM())
+	writeFile(t, rsaKey, keyPEM)
+	pool := p.pool.Clone()
+	pool.AddCert(rsaCA.Root)
+
+	ecOnly := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+	rsaOnly := []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	for _, order := range []string{"ecdsa first", "rsa first"} {
+		first, second := [2]string{ecCert, ecKey}, [2]string{rsaCert, rsaKey}
+		if order == "rsa first" {
+			first, second = second, first
+		}
+		cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\n[tls]\nlisten = \"127.0.0.1:0\"\n"+
+			"certificates = [ { cert = %q, key = %q }, { cert = %q, key = %q } ]\n",
+			freeAddr(t), first[0], first[1], second[0], second[1]) + upstreamConfig("", o.addr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, _ := serveEngine(t, cfg, testLog())
+		ts := &tlsSetup{tlsAddr: srv.TLSAddrs()[0]}
+		for _, tc := range []struct {
+			name    string
+			max     uint16
+			suites  []uint16
+			wantRSA bool
+		}{
+			{"TLS 1.3, any key", tls.VersionTLS13, nil, order == "rsa first"},
+			{"TLS 1.2, ECDSA suites only", tls.VersionTLS12, ecOnly, false},
+			{"TLS 1.2, RSA suites only", tls.VersionTLS12, rsaOnly, true},
+		} {
+			conf := &tls.Config{RootCAs: pool, ServerName: "dual.example", MaxVersion: tc.max, CipherSuites: tc.suites}
+			c, br := ts.dialTLS(t, conf)
+			_, isRSA := c.ConnectionState().PeerCertificates[0].PublicKey.(*rsa.PublicKey)
+			if isRSA != tc.wantRSA {
+				t.Fatalf("%s, %s: RSA certificate %v, want %v", order, tc.name, isRSA, tc.wantRSA)
+			}
+			if resp, body := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: dual.example\r\n\r\n"); resp.StatusCode != 200 || string(body) != "hello https" {
+				t.Fatalf("%s, %s: %d %q", order, tc.name, resp.StatusCode, body)
+			}
 		}
 	}
 }
