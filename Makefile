@@ -28,7 +28,6 @@ gnet:
 tools: gnet
 	CGO_ENABLED=0 $(GO) build -o bin/origin ./benchmarks/origin
 	CGO_ENABLED=0 $(GO) build -o bin/bench ./benchmarks/cmd/bench
-	CGO_ENABLED=0 $(GO) build -o bin/keepload ./benchmarks/cmd/keepload
 	CGO_ENABLED=0 $(GO) build -o bin/hsload ./benchmarks/cmd/hsload
 
 run: build tools

@@ -53,8 +53,6 @@ type backendConn struct {
 	keepAlive bool // the connection may carry another request after this response
 }
 
-func (be *backendConn) node() *listNode[backendConn] { return &be.listNode }
-
 func (ls *loopState) attach(cc *clientConn, be *backendConn) {
 	cc.be = be
 	be.client = cc
@@ -89,7 +87,7 @@ func (ls *loopState) endCount(be *backendConn) {
 // poolOrClose returns an idle connection to its loop's pool, or closes it when the pool is full or
 // belongs to a table a reload replaced.
 func (ls *loopState) poolOrClose(be *backendConn) {
-	listRemove(&ls.backends, be)
+	ls.backends.remove(&be.listNode)
 	ls.endCount(be)
 	be.client = nil
 	be.deadline = 0
@@ -110,7 +108,7 @@ func (ls *loopState) closeBackend(be *backendConn) {
 	if be.state == bsIdle {
 		be.lt.pools[be.group].Remove(be.srv.Index, be)
 	}
-	listRemove(&ls.backends, be)
+	ls.backends.remove(&be.listNode)
 	ls.endCount(be)
 	be.client = nil
 	be.splicing = false
@@ -162,7 +160,7 @@ func (ls *loopState) backendClosed(be *backendConn, err error) {
 	default:
 		return
 	}
-	listRemove(&ls.backends, be)
+	ls.backends.remove(&be.listNode)
 	ls.endCount(be)
 	cc := be.client
 	be.client = nil

@@ -31,9 +31,9 @@ const (
 // Slab layout: buf()[:headLen] is the current head, buf()[pos:filled] bytes read after it (body, or the
 // next pipelined request) not yet processed.
 //
-// It is kept small (144 bytes) because an idle keep-alive connection holds nothing else of ours: what a
-// request needs lives in the exchange, which a connection holds from a parsed head until its response
-// ends (then it goes back to the loop's free list, once the callback returns: see settle). Code that can
+// It is kept small (168 bytes) because an idle keep-alive connection holds nothing else of ours: what a
+// request needs lives in the exchange, which a connection holds from a parsed head until it idles between
+// requests (the sweep then gives it back to the loop's free list: freeExchange). Code that can
 // run on an idle connection (close, timeouts, drain) checks cc.exchange before touching a request field.
 type clientConn struct {
 	listNode[clientConn]
@@ -60,16 +60,26 @@ type clientConn struct {
 	tls *tlsClient // a TLS client: its handshake and real address (tls.go); nil for plain HTTP
 }
 
-// clientIP is cc's address as text, in the loop's scratch buffer (valid until the next call). Loop only.
+// clientIP is cc's address as text, for X-Forwarded-For: written once into the exchange, which a busy
+// connection keeps from one request to the next, else into the loop's scratch buffer (valid until the
+// next call). Loop only.
 func (ls *loopState) clientIP(cc *clientConn) []byte {
 	if !cc.ip.IsValid() {
 		return nil
 	}
+	if cc.exchange != nil {
+		if cc.ipLen == 0 {
+			if b := cc.ip.AppendTo(cc.ipText[:0]); len(b) <= len(cc.ipText) {
+				cc.ipLen = uint8(len(b))
+			}
+		}
+		if cc.ipLen != 0 {
+			return cc.ipText[:cc.ipLen]
+		}
+	}
 	ls.ipBuf = cc.ip.AppendTo(ls.ipBuf[:0])
 	return ls.ipBuf
 }
-
-func (cc *clientConn) node() *listNode[clientConn] { return &cc.listNode }
 
 // clientOpened admits a connection: a header slab, or the prebuilt 503 when all max_connections are taken.
 func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
@@ -103,7 +113,7 @@ func (ls *loopState) clientOpened(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	ls.tlsOpened(cc, c) // tls.go: X-Forwarded-Proto https, the version and cipher for the access log
 	c.SetContext(cc)
-	listPush(&ls.clients, cc)
+	ls.clients.push(&cc.listNode, cc)
 	ls.clientsOpen.Add(1)
 	if ls.quiet.Load() {
 		// Swept every quietTicks until now: back to every tick, and a Date as fresh as a busy loop's.
@@ -126,7 +136,7 @@ func (ls *loopState) clientGone(cc *clientConn) {
 	}
 	cc.state = csClosed
 	ls.endExchange(cc, false, alreadyGone)
-	listRemove(&ls.clients, cc)
+	ls.clients.remove(&cc.listNode)
 	ls.clientsOpen.Add(-1)
 	if ls.reqOwner == cc {
 		ls.reqOwner = nil
@@ -156,8 +166,7 @@ func (ls *loopState) waitHead(cc *clientConn) {
 	if cc.exchange == nil {
 		return // a new connection
 	}
-	// The exchange is reset for a pipelined request parsed at once, and otherwise taken back by settle.
-	ls.idled = append(ls.idled, cc)
+	// The exchange is reset for the next request, pipelined or not; the sweep takes it back once cc idles.
 	ls.cacheForget(cc)
 	cc.cacheTag = ""
 	cc.be = nil

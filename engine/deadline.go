@@ -79,8 +79,8 @@ func (ls *loopState) armBackend(be *backendConn) {
 		be.deadline = 0
 	}
 	if be.deadline != 0 || be.held || be.splicing {
-		listPush(&ls.backends, be)
+		ls.backends.push(&be.listNode, be)
 	} else {
-		listRemove(&ls.backends, be)
+		ls.backends.remove(&be.listNode)
 	}
 }

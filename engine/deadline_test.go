@@ -162,7 +162,8 @@ func headBytesRead(t *testing.T, srv *Server, n int) {
 	waitFor(t, fmt.Sprintf("%d bytes of heads read", n), func() bool {
 		got := 0
 		onLoops(t, srv, func(ls *loopState) {
-			for cc := ls.clients.head; cc != nil; cc = cc.next {
+			for n := ls.clients.head; n != nil; n = n.next {
+				cc := n.owner
 				if cc.state == csHead {
 					got += cc.filled
 				}

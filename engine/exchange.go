@@ -46,6 +46,10 @@ type exchange struct {
 	hit         *cache.Entry   // while csCacheSend: the entry being written, from body offset hitOff
 	hitOff      int
 
+	// The client's address as text (clientIP), kept while the connection keeps its exchange.
+	ipText [len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")]byte
+	ipLen  uint8
+
 	// Metrics and the access log (stats.go): what record needs when the response ends.
 	start    int64            // clock when the head was parsed; 0 once recorded
 	srv      *upstream.Server // the server of the last attempt
@@ -70,32 +74,22 @@ func (ls *loopState) attachExchange(cc *clientConn) {
 	cc.exchange = new(exchange)
 }
 
-// settle takes back the exchanges of the connections whose response ended during this callback and
-// that are now idle. It runs as each callback returns, not in waitHead, so that no caller still on the
-// stack can find cc.exchange gone. Loop only.
+// settle ends every callback: the clock is read afresh by the next one, and the parse scratch never
+// outlives the callback that filled it. Loop only.
 func (ls *loopState) settle() {
-	ls.clockOK = false // the next callback reads the clock afresh
-	if ls.reqOwner != nil {
-		ls.reqOwner = nil // the parse scratch never outlives the callback that filled it
-	}
-	if len(ls.idled) != 0 {
-		ls.freeIdled()
-	}
+	ls.clockOK = false
+	ls.reqOwner = nil
 }
 
-// freeIdled takes the exchanges back from the connections settle found waiting for a next request.
-func (ls *loopState) freeIdled() {
-	for i, cc := range ls.idled {
-		ls.idled[i] = nil
-		ex := cc.exchange
-		if ex == nil || cc.state != csHead || cc.filled != 0 || cc.inReadHead {
-			continue // closed (it keeps its exchange), or already on its next request
-		}
-		cc.exchange = nil
-		if len(ls.freeEx) < freeExchangesKept {
-			*ex = exchange{}
-			ls.freeEx = append(ls.freeEx, ex)
-		}
+// freeExchange takes back the exchange of cc, a connection idle between requests, for the next request
+// of any connection of the loop. The sweep calls it: a busy keep-alive connection keeps its exchange from
+// one request to the next (waitHead resets it), and one that goes idle gives it back within a tick.
+// Loop only, never with a caller of cc's on the stack.
+func (ls *loopState) freeExchange(cc *clientConn) {
+	ex := cc.exchange
+	cc.exchange = nil
+	if len(ls.freeEx) < freeExchangesKept {
+		*ex = exchange{}
+		ls.freeEx = append(ls.freeEx, ex)
 	}
-	ls.idled = ls.idled[:0]
 }

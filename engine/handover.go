@@ -44,18 +44,26 @@ func (s *Server) Inherit(l *Listeners) { s.inherited = l }
 // listenTCP is the [tls] or [admin] listener for addr: the inherited socket, else a new one.
 func (s *Server) listenTCP(from func(*Listeners) map[string][]int, addr string) (net.Listener, error) {
 	if s.inherited == nil {
-		return net.Listen("tcp", addr)
+		return listenNoKeepAlive(addr)
 	}
 	m := from(s.inherited)
 	fds := m[addr]
 	delete(m, addr)
 	if len(fds) == 0 {
-		return net.Listen("tcp", addr)
+		return listenNoKeepAlive(addr)
 	}
 	for _, fd := range fds[1:] {
 		_ = syscall.Close(fd) // a single socket serves a [tls] or [admin] address
 	}
 	return newFDListener(fds[0])
+}
+
+// listenNoKeepAlive binds addr for the Go side's listeners (TLS, admin). Their connections get no TCP
+// keep-alive, as gnet's plain clients get none (idle_timeout closes a silent client): net.Listen's
+// default turns it on with four setsockopt calls on every accepted connection, an eighth of the system
+// calls of a TLS handshake.
+func listenNoKeepAlive(addr string) (net.Listener, error) {
+	return (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", addr)
 }
 
 func tlsInherited(l *Listeners) map[string][]int   { return l.TLS }

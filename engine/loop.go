@@ -32,15 +32,14 @@ type loopState struct {
 	reqOwner *clientConn
 	tlsBufs  tlsrec.Buffers // the record layers' scratch of its TLS clients and TLS backends (tlsrec): what they return lives until the next call
 	resp     codec.Response
-	headBuf  []byte        // outgoing request or response head
-	pathBuf  []byte        // rewritten target (strip_prefix)
-	ipBuf    []byte        // a client's address as text, for X-Forwarded-For
-	freeEx   []*exchange   // exchanges of connections that went idle, for the next to need one
-	idled    []*clientConn // connections whose response ended in this callback (settle)
-	iov      [4][]byte     // what send writes: a head, its body pieces and kept trailers; or a cache hit's head, headers, body
-	trailers []byte        // the kept trailer bytes of a chunked body being forwarded (codec.ChunkedReader.Forward)
-	hitBuf   []byte        // a cache hit's per-response headers
-	keyBuf   []byte        // a cache key being looked up
+	headBuf  []byte      // outgoing request or response head
+	pathBuf  []byte      // rewritten target (strip_prefix)
+	ipBuf    []byte      // a client's address as text, for X-Forwarded-For
+	freeEx   []*exchange // exchanges of connections that went idle, for the next to need one
+	iov      [4][]byte   // what send writes: a head, its body pieces and kept trailers; or a cache hit's head, headers, body
+	trailers []byte      // the kept trailer bytes of a chunked body being forwarded (codec.ChunkedReader.Forward)
+	hitBuf   []byte      // a cache hit's per-response headers
+	keyBuf   []byte      // a cache key being looked up
 
 	freeHeads []*codec.HeadIndex // storage of kept heads whose requests ended, for the next to wait (keepHead)
 
@@ -143,10 +142,14 @@ func (ls *loopState) sweep() {
 		ls.shard.Sweep(now)
 	}
 	var idle int64
-	for cc := ls.clients.head; cc != nil; {
-		next := cc.next
+	for n := ls.clients.head; n != nil; {
+		cc := n.owner
+		n = n.next
 		if cc.state == csHead && cc.filled == 0 {
 			idle++
+			if cc.exchange != nil {
+				ls.freeExchange(cc)
+			}
 		}
 		if cc.deadline != 0 && now >= cc.deadline {
 			ls.clientTimedOut(cc)
@@ -159,13 +162,13 @@ func (ls *loopState) sweep() {
 			cc.slabDirty = false
 			ls.s.slabs.Release(cc.slab)
 		}
-		cc = next
 	}
 	if len(ls.dialing) > 0 {
 		ls.queuedTimeouts()
 	}
-	for be := ls.backends.head; be != nil; {
-		next := be.next
+	for n := ls.backends.head; n != nil; {
+		be := n.owner
+		n = n.next
 		if be.held {
 			if cc := be.client; cc != nil && cc.be == be {
 				ls.watchSlowClient(be, cc)
@@ -175,7 +178,6 @@ func (ls *loopState) sweep() {
 		} else if be.deadline != 0 && now >= be.deadline {
 			ls.backendTimedOut(be)
 		}
-		be = next
 	}
 	ls.publishStats(idle)
 	ls.quiet.Store(ls.clients.head == nil && ls.backends.head == nil && len(ls.dialing) == 0 && len(ls.waits) == 0)
@@ -190,8 +192,9 @@ func (ls *loopState) sweep() {
 // before it let go of its listeners gets its request served, not closed unanswered.
 func (ls *loopState) drain(grace time.Duration) {
 	now := ls.clock()
-	for cc := ls.clients.head; cc != nil; {
-		next := cc.next
+	for n := ls.clients.head; n != nil; {
+		cc := n.owner
+		n = n.next
 		if cc.state == csHead && cc.filled == 0 {
 			if now < cc.idleSince+int64(grace) {
 				cc.headTimer = false // closed quietly at the end of the grace, like an idle one, not answered 408
@@ -200,67 +203,50 @@ func (ls *loopState) drain(grace time.Duration) {
 				ls.closeClient(cc)
 			}
 		}
-		cc = next
 	}
 }
 
-// listNode is embedded by connections kept on a connList.
+// listNode is embedded by connections kept on a connList. The list links nodes, not connections, so that
+// pushing and removing never go through a generic method call: both are inlined where they are used.
 type listNode[T any] struct {
-	prev, next *T
-	onList     bool
+	prev, next *listNode[T]
+	owner      *T // the connection while it is on a list, else nil
 }
 
-// connList is an intrusive doubly linked list: insertion and removal without allocation.
+// connList is an intrusive doubly linked list: insertion and removal without allocation. Walk it with
+// `for n := l.head; n != nil; n = n.next` and n.owner.
 type connList[T any] struct {
-	head *T
+	head *listNode[T]
 	n    int
 }
 
-type linked[T any] interface {
-	node() *listNode[T]
-}
-
-// Both connection types go on lists (and node is used through this interface only).
-var (
-	_ linked[clientConn]  = (*clientConn)(nil)
-	_ linked[backendConn] = (*backendConn)(nil)
-)
-
-func listPush[T any, P interface {
-	*T
-	linked[T]
-}](l *connList[T], x P) {
-	n := x.node()
-	if n.onList {
+// push puts x, whose node is n, at the head of l; nothing happens if it is on a list already.
+func (l *connList[T]) push(n *listNode[T], x *T) {
+	if n.owner != nil {
 		return
 	}
-	n.onList = true
-	n.prev = nil
-	n.next = l.head
+	n.owner, n.prev, n.next = x, nil, l.head
 	if l.head != nil {
-		P(l.head).node().prev = (*T)(x)
+		l.head.prev = n
 	}
-	l.head = (*T)(x)
+	l.head = n
 	l.n++
 }
 
-func listRemove[T any, P interface {
-	*T
-	linked[T]
-}](l *connList[T], x P) {
-	n := x.node()
-	if !n.onList {
+// remove takes n off l; nothing happens if it is on no list.
+func (l *connList[T]) remove(n *listNode[T]) {
+	if n.owner == nil {
 		return
 	}
 	if n.prev != nil {
-		P(n.prev).node().next = n.next
+		n.prev.next = n.next
 	} else {
 		l.head = n.next
 	}
 	if n.next != nil {
-		P(n.next).node().prev = n.prev
+		n.next.prev = n.prev
 	}
-	n.prev, n.next, n.onList = nil, nil, false
+	n.prev, n.next, n.owner = nil, nil, nil
 	l.n--
 }
 

@@ -35,17 +35,25 @@ func (ls *loopState) readHead(cc *clientConn) {
 		if cc.filled == 0 {
 			return
 		}
+		started := false
 		if !cc.headTimer && requestStarted(cc.buf()[:cc.filled]) {
 			// The first byte of a request on a kept-alive connection: read_header_timeout from now on.
 			// Empty lines before it (skipped by the parser, RFC 9112 2.2) leave the idle clock running;
-			// they still fill the slab, so a flood of them ends in 431.
+			// they still fill the slab, so a flood of them ends in 431. The clock is armed only if the
+			// head is not whole in this read: a whole one stops it at once.
 			cc.headTimer = true
-			ls.armClient(cc)
+			started = true
 		}
 		if cc.large != nil && cc.filled < len(cc.buf()) && !headEndIn(cc.buf()[:cc.filled], before) {
+			if started {
+				ls.armClient(cc)
+			}
 			return
 		}
 		n, err := ls.parseHead(cc, cc.buf()[:cc.filled])
+		if err != nil && started {
+			ls.armClient(cc)
+		}
 		if err == codec.ErrNeedMore {
 			if cc.filled < len(cc.buf()) {
 				return
@@ -209,7 +217,6 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 	if authority != nil {
 		host = authority
 	}
-	host = hostWithoutPort(host)
 	cc.route = lt.tbl.routes.match(host, path)
 	if cc.route == nil {
 		ls.failRequest(cc, 404) // keeps the connection when the request has no body
@@ -228,7 +235,7 @@ func (ls *loopState) startRequest(cc *clientConn, req *codec.Request) {
 			return
 		}
 	}
-	if cc.route.cacheTTL > 0 && ls.cacheRequest(cc, req, host) {
+	if cc.route.cacheTTL > 0 && ls.cacheRequest(cc, req, hostWithoutPort(host)) {
 		return
 	}
 	ls.connect(cc)

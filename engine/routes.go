@@ -113,11 +113,16 @@ func hostRank(r *routeRT) int {
 	}
 }
 
-// match returns the route for host (port already stripped, any case) and path, or nil.
+// match returns the route for host (as the request names it: any case, a port and a final dot ignored)
+// and path, or nil.
 // It does not allocate: the map lookups convert []byte to string in the index expression, which Go
 // optimises, and the host is lower-cased on the stack. Only the last 256 bytes of the host are looked at
 // for wildcards and a longer host names no exact route; valid names are at most 253 bytes.
 func (t *routeTable) match(host, path []byte) *routeRT {
+	if len(t.exact) == 0 && len(t.wild) == 0 {
+		return firstPrefix(t.any, path) // no route names a host: the host is not looked at
+	}
+	host = hostWithoutPort(host)
 	var lower [256]byte
 	off := max(len(host)-len(lower), 0)
 	n := copy(lower[:], host[off:])

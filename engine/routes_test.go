@@ -90,8 +90,21 @@ func TestRouteMatchSpec(t *testing.T) {
 		{"[::1]:80", "/v6/x", "v6"},
 		{".", "/x", "a"},
 	} {
-		if got := routeName(tbl.match(hostWithoutPort([]byte(tc.host)), []byte(tc.path))); got != tc.want {
+		if got := routeName(tbl.match([]byte(tc.host), []byte(tc.path))); got != tc.want {
 			t.Errorf("Host %q path %q: %s, want %s", tc.host, tc.path, got, tc.want)
+		}
+	}
+
+	// Routes that name no host: the prefix alone decides, whatever the Host says (the host is not read).
+	tbl = testRoutes("- /api/ api", "- / root")
+	for _, tc := range []struct{ host, path, want string }{
+		{"api.example.com:8080", "/api/v1", "api"},
+		{"", "/x", "root"},
+		{"[::1]:80", "/api", "root"},
+		{strings.Repeat("a", 300), "/api/", "api"},
+	} {
+		if got := routeName(tbl.match([]byte(tc.host), []byte(tc.path))); got != tc.want {
+			t.Errorf("host-less routes, host %.40q path %q: %s, want %s", tc.host, tc.path, got, tc.want)
 		}
 	}
 

@@ -35,7 +35,8 @@ func TestSocketBuffersFixed(t *testing.T) {
 		var rcv int
 		var seen bool
 		onLoops(t, srv, func(ls *loopState) {
-			for cc := ls.clients.head; cc != nil; cc = cc.next {
+			for n := ls.clients.head; n != nil; n = n.next {
+				cc := n.owner
 				if cc.exchange == nil || cc.be == nil || cc.be.gc == nil {
 					continue
 				}
@@ -91,7 +92,8 @@ func TestSlowReaderSocketQueuesBounded(t *testing.T) {
 	type queues struct{ clientOut, clientSndBuf, backendIn, backendRcvBuf int }
 	sample := func() (q queues, ok bool) {
 		onLoops(t, srv, func(ls *loopState) {
-			for cc := ls.clients.head; cc != nil; cc = cc.next {
+			for n := ls.clients.head; n != nil; n = n.next {
+				cc := n.owner
 				if cc.exchange == nil || cc.be == nil || cc.be.gc == nil {
 					continue
 				}

@@ -1218,12 +1218,14 @@ func (b *leakBase) check(t *testing.T) {
 func held(t *testing.T, srv *Server) (backends, clients int) {
 	t.Helper()
 	onLoops(t, srv, func(ls *loopState) {
-		for be := ls.backends.head; be != nil; be = be.next {
+		for n := ls.backends.head; n != nil; n = n.next {
+			be := n.owner
 			if be.held || (be.splicing && be.client != nil && be.client.gc.OutboundBuffered() > 0) {
 				backends++
 			}
 		}
-		for cc := ls.clients.head; cc != nil; cc = cc.next {
+		for n := ls.clients.head; n != nil; n = n.next {
+			cc := n.owner
 			if cc.held {
 				clients++
 			}

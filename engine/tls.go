@@ -30,12 +30,14 @@ import (
 // expiryWarning is how close to its end a certificate is warned about (-t, start, reload).
 const expiryWarning = 30 * 24 * time.Hour
 
-// certSet is one loaded [tls] certificates list: SNI picks by exact name, then by wildcard, else the first.
+// certSet is one loaded [tls] certificates list: SNI picks by exact name, then by wildcard, else any;
+// among those, the first the client supports (an ECDSA and an RSA certificate for the same names, as
+// nginx and HAProxy serve them), else the first of them.
 type certSet struct {
 	certs []*tls.Certificate
-	exact map[string]*tls.Certificate // lower-case DNS name → the first certificate that names it
-	wild  map[string]*tls.Certificate // "example.com" for a certificate naming "*.example.com"
-	warn  []string                    // certificates expired or expiring within expiryWarning
+	exact map[string][]*tls.Certificate // lower-case DNS name → the certificates that name it, in order
+	wild  map[string][]*tls.Certificate // "example.com" → the certificates naming "*.example.com"
+	warn  []string                      // certificates expired or expiring within expiryWarning
 }
 
 // loadCertSet reads every certificate and key file of list. A missing or unreadable file, a file with
@@ -43,7 +45,7 @@ type certSet struct {
 // entry; a certificate expired or about to expire is a warning only: it is still served (one expired name
 // must not take the others down).
 func loadCertSet(list []config.Certificate, now time.Time) (*certSet, error) {
-	cs := &certSet{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}}
+	cs := &certSet{exact: map[string][]*tls.Certificate{}, wild: map[string][]*tls.Certificate{}}
 	var errs []error
 	if len(list) == 0 {
 		return nil, errors.New("tls.certificates: at least one certificate is required")
@@ -83,8 +85,8 @@ func loadCertSet(list []config.Certificate, now time.Time) (*certSet, error) {
 			if rest, ok := strings.CutPrefix(n, "*."); ok {
 				m, n = cs.wild, rest
 			}
-			if _, taken := m[n]; !taken {
-				m[n] = p
+			if l := m[n]; len(l) == 0 || l[len(l)-1] != p { // a name listed twice in one certificate
+				m[n] = append(l, p)
 			}
 		}
 	}
@@ -94,20 +96,29 @@ func loadCertSet(list []config.Certificate, now time.Time) (*certSet, error) {
 	return cs, nil
 }
 
-// pick chooses the certificate for an SNI name: exact, then the wildcard one label up, else the first.
-func (cs *certSet) pick(serverName string) *tls.Certificate {
-	n := strings.ToLower(strings.TrimSuffix(serverName, "."))
-	if n != "" {
-		if c, ok := cs.exact[n]; ok {
-			return c
+// pick chooses the certificate for a ClientHello: those for its SNI name, exact, then the wildcard one
+// label up, else every certificate; among them the first the client can use (its signature algorithms,
+// curves and version: an RSA-only client gets the RSA certificate of a name that has an ECDSA one first),
+// else the first of them, whose handshake then fails as it would have anyway.
+func (cs *certSet) pick(hello *tls.ClientHelloInfo) *tls.Certificate {
+	cands := cs.certs
+	if n := strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")); n != "" {
+		if l, ok := cs.exact[n]; ok {
+			cands = l
+		} else if i := strings.IndexByte(n, '.'); i > 0 {
+			if l, ok := cs.wild[n[i+1:]]; ok {
+				cands = l
+			}
 		}
-		if i := strings.IndexByte(n, '.'); i > 0 {
-			if c, ok := cs.wild[n[i+1:]]; ok {
+	}
+	if len(cands) > 1 {
+		for _, c := range cands {
+			if hello.SupportsCertificate(c) == nil {
 				return c
 			}
 		}
 	}
-	return cs.certs[0]
+	return cands[0]
 }
 
 // tlsVersion maps min_version to crypto/tls's constant.

@@ -4,15 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -29,90 +25,49 @@ import (
 	"time"
 
 	"switchflow/config"
+	"switchflow/internal/pki"
 	"switchflow/internal/sockettest"
 )
 
-// Tests of HTTPS termination (issue 22): tls.go, tlsconn.go. Certificates are made at run time: an ECDSA
-// P-256 root, an intermediate, and leaves for a.example (from the root) and *.wild.example (from the
-// intermediate, its file holding the chain).
+// Tests of HTTPS termination (issue 22): tls.go, tlsconn.go. Certificates are made at run time
+// (internal/pki): an ECDSA P-256 root, an intermediate, and leaves for a.example (from the root) and
+// *.wild.example (from the intermediate, its file holding the chain).
 
 type testPKI struct {
-	dir     string
-	root    *x509.Certificate
-	rootKey *ecdsa.PrivateKey
-	inter   *x509.Certificate
-	interK  *ecdsa.PrivateKey
-	pool    *x509.CertPool
-	serial  int64
+	dir    string
+	ca     *pki.Authority
+	root   *x509.Certificate
+	pool   *x509.CertPool
+	serial int64 // the last certificate's serial number
 }
 
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
-	p := &testPKI{dir: t.TempDir(), pool: x509.NewCertPool()}
-	p.root, p.rootKey = p.make(t, "test root", nil, time.Now().Add(24*time.Hour), nil, nil, true)
-	p.inter, p.interK = p.make(t, "test intermediate", nil, time.Now().Add(24*time.Hour), p.root, p.rootKey, true)
+	ca, err := pki.New(pki.ECDSA, "test", time.Now().Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testPKI{dir: t.TempDir(), ca: ca, root: ca.Root, pool: x509.NewCertPool()}
 	p.pool.AddCert(p.root)
 	return p
-}
-
-func (p *testPKI) make(t *testing.T, cn string, names []string, notAfter time.Time, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, ca bool) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: notAfter,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{p.usage(cn)},
-	}
-	for _, n := range names { // an IP address goes where crypto/tls verifies IP addresses
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	if ca {
-		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage = true, true, x509.KeyUsageCertSign|x509.KeyUsageDigitalSignature
-		tmpl.ExtKeyUsage = nil
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, key
 }
 
 // leaf writes a leaf certificate for names (and its chain when viaInter) and its key, and returns the
 // paths.
 func (p *testPKI) leaf(t *testing.T, file string, names []string, notAfter time.Time, viaInter bool) (certPath, keyPath string) {
 	t.Helper()
-	parent, pk := p.root, p.rootKey
-	if viaInter {
-		parent, pk = p.inter, p.interK
+	l, err := p.ca.Leaf(names, notAfter, viaInter, p.usage(names[0]))
+	if err != nil {
+		t.Fatal(err)
 	}
-	c, key := p.make(t, names[0], names, notAfter, parent, pk, false)
-	var certPEM bytes.Buffer
-	_ = pem.Encode(&certPEM, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	if viaInter {
-		_ = pem.Encode(&certPEM, &pem.Block{Type: "CERTIFICATE", Bytes: p.inter.Raw})
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
+	p.serial = p.ca.LastSerial()
+	keyPEM, err := l.KeyPEM()
 	if err != nil {
 		t.Fatal(err)
 	}
 	certPath, keyPath = filepath.Join(p.dir, file+".crt"), filepath.Join(p.dir, file+".key")
-	writeFile(t, certPath, certPEM.Bytes())
-	writeFile(t, keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+	writeFile(t, certPath, l.ChainPEM())
+	writeFile(t, keyPath, keyPEM)
 	return certPath, keyPath
 }
 
@@ -143,7 +98,7 @@ func (p *testPKI) pair(t *testing.T, file string, names []string, notAfter time.
 
 func (p *testPKI) rootPEM(t *testing.T) string {
 	path := filepath.Join(p.dir, "root.pem")
-	writeFile(t, path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw}))
+	writeFile(t, path, p.ca.RootPEM())
 	return path
 }
 
@@ -738,6 +693,70 @@ func TestTLSCurlAndOpenSSL(t *testing.T) {
 		s := string(out)
 		if !strings.Contains(s, "ALPN protocol: http/1.1") || !strings.Contains(s, "Verify return code: 0 (ok)") || !strings.Contains(s, "hello https") {
 			t.Fatalf("openssl s_client:\n%s", s)
+		}
+	}
+}
+
+// TestTLSPicksKeyTypeTheClientSupports: an ECDSA and an RSA certificate for the same name, as nginx and
+// HAProxy serve them: a client that can use the first (ECDSA) gets it, one limited to RSA cipher suites
+// gets the RSA one; listed the other way round, the RSA one is preferred by every client that can use it.
+func TestTLSPicksKeyTypeTheClientSupports(t *testing.T) {
+	o := startTLSOrigin(t)
+	p := newTestPKI(t)
+	ecCert, ecKey := p.leaf(t, "ec", []string{"dual.example"}, time.Now().Add(24*time.Hour), true)
+	rsaCA, err := pki.New(pki.RSA, "rsa test", time.Now().Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := rsaCA.Leaf([]string{"dual.example"}, time.Now().Add(24*time.Hour), true, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := l.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaCert, rsaKey := filepath.Join(p.dir, "rsa.crt"), filepath.Join(p.dir, "rsa.key")
+	writeFile(t, rsaCert, l.ChainPEM())
+	writeFile(t, rsaKey, keyPEM)
+	pool := p.pool.Clone()
+	pool.AddCert(rsaCA.Root)
+
+	ecOnly := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+	rsaOnly := []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	for _, order := range []string{"ecdsa first", "rsa first"} {
+		first, second := [2]string{ecCert, ecKey}, [2]string{rsaCert, rsaKey}
+		if order == "rsa first" {
+			first, second = second, first
+		}
+		sk := sockettest.NewSet(t)
+		cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\n[tls]\nlisten = \"127.0.0.1:0\"\n"+
+			"certificates = [ { cert = %q, key = %q }, { cert = %q, key = %q } ]\n",
+			sk.AddListen(), first[0], first[1], second[0], second[1]) + upstreamConfig("", o.addr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, _ := serveEngineWith(t, cfg, testLog(), inherit(sk))
+		ts := &tlsSetup{tlsAddr: srv.TLSAddrs()[0]}
+		for _, tc := range []struct {
+			name    string
+			max     uint16
+			suites  []uint16
+			wantRSA bool
+		}{
+			{"TLS 1.3, any key", tls.VersionTLS13, nil, order == "rsa first"},
+			{"TLS 1.2, ECDSA suites only", tls.VersionTLS12, ecOnly, false},
+			{"TLS 1.2, RSA suites only", tls.VersionTLS12, rsaOnly, true},
+		} {
+			conf := &tls.Config{RootCAs: pool, ServerName: "dual.example", MaxVersion: tc.max, CipherSuites: tc.suites}
+			c, br := ts.dialTLS(t, conf)
+			_, isRSA := c.ConnectionState().PeerCertificates[0].PublicKey.(*rsa.PublicKey)
+			if isRSA != tc.wantRSA {
+				t.Fatalf("%s, %s: RSA certificate %v, want %v", order, tc.name, isRSA, tc.wantRSA)
+			}
+			if resp, body := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: dual.example\r\n\r\n"); resp.StatusCode != 200 || string(body) != "hello https" {
+				t.Fatalf("%s, %s: %d %q", order, tc.name, resp.StatusCode, body)
+			}
 		}
 	}
 }

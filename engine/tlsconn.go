@@ -98,7 +98,7 @@ func newTLSTerm(s *Server, cfg *config.Config) (*tlsTerm, error) {
 		MinVersion: tlsVersion(cfg.TLS.MinVersion),
 		NextProtos: []string{"http/1.1"}, // one HTTP engine: a client offering h2 and http/1.1 gets http/1.1
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return t.certs.Load().pick(hello.ServerName), nil
+			return t.certs.Load().pick(hello), nil
 		},
 	}
 	// A client that offers protocols but not http/1.1 (h2 only) gets no ALPN answer, as from nginx,

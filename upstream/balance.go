@@ -34,6 +34,12 @@ func (p *Picker) Pick(now int64, tried uint64, key uint32) *Server {
 // PickKey is Pick with the 64-bit hash of the request's hash_key too, for balance = "hash" (the other
 // policies ignore it).
 func (p *Picker) PickKey(now int64, tried uint64, key uint32, keyHash uint64) *Server {
+	if len(p.g.Servers) == 1 {
+		// A group of one (nginx's peers->single): every policy picks it while it is up and untried.
+		if s := p.g.Servers[0]; tried&1 == 0 && s.Up(now) {
+			return s
+		}
+	}
 	if s := p.pickPolicy(now, tried, key, keyHash, false); s != nil {
 		return s
 	}

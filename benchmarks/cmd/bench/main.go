@@ -42,7 +42,16 @@ func main() {
 	flag.StringVar(&o.switchflow, "switchflow", "", "SwitchFlow binary; empty: build it from the repo root into -out")
 	report := flag.String("report", "", "print the table for an earlier run's results.json (the same rounds, today's ratios) and exit")
 	chart := flag.String("chart", "", "with -report: also draw that run's chart to this PNG file")
+	certs := flag.String("certs", "", "write the HTTPS scenarios' certificates into this directory and exit "+
+		"(KIND.crt leaf and intermediate, KIND.key, KIND.pem both and the key, KIND-root.crt; for the scripts)")
 	flag.Parse()
+	if *certs != "" {
+		if _, err := makeCerts(*certs); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *report != "" {
 		if err := reprint(*report, *chart); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

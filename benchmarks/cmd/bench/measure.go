@@ -56,7 +56,7 @@ func (r *runner) measure(round int, s scenario, name string) (sample, error) {
 	}
 	url := "http://" + addr + s.path
 	if r.opt.warmup > 0 {
-		if _, err := runWrk(r.ctx, r.opt.loadCPU, url, s, script, r.opt.warmup, ""); err != nil {
+		if _, err := runWrk(r.ctx, r.opt.loadCPU, url, s, script, r.opt.warmup, "", nil); err != nil {
 			return smp, fmt.Errorf("warm-up: %w", err)
 		}
 	}
@@ -85,7 +85,7 @@ func (r *runner) measure(round int, s scenario, name string) (sample, error) {
 	cpu0 := sumTicks(pids)
 	t0 := time.Now()
 	raw := filepath.Join(r.outDir, "raw", fmt.Sprintf("r%d-%s-%s.txt", round, s.name, name))
-	res, err := runWrk(r.ctx, r.opt.loadCPU, url, s, script, r.opt.duration, raw)
+	res, err := runWrk(r.ctx, r.opt.loadCPU, url, s, script, r.opt.duration, raw, nil)
 	cpu1 := sumTicks(pids)
 	elapsed := time.Since(t0)
 	stopSampling()

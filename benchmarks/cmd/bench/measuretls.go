@@ -10,7 +10,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"switchflow/benchmarks/hsreport"
 )
+
+// otherKind is the certificate kind that is not kind: its root is the wrong root of checkChain.
+func otherKind(kind string) string {
+	for _, k := range certKinds {
+		if k != kind {
+			return k
+		}
+	}
+	return kind
+}
 
 // newTLSRun chooses the addresses of one HTTPS run of the named proxy.
 func (r *runner) newTLSRun(name string, s scenario) (*tlsRun, error) {
@@ -58,19 +70,23 @@ func (r *runner) measureTLS(smp sample, s scenario, name string, tr *tlsRun, tar
 	if err := s.checkVia("https://"+tr.Listen, tc); err != nil {
 		return smp, fmt.Errorf("response check over TLS through %s failed: %w", name, err)
 	}
+	if err := checkChain(tr.Listen, tr.Cert, r.certs[otherKind(s.tls)].CA); err != nil {
+		return smp, fmt.Errorf("certificate chain of %s: %w", name, err)
+	}
+	env := wrkEnv(s, tr.Cert)
 	if !s.hsload {
 		// What wrk's OpenSSL negotiates; hsload reports its own.
-		if smp.TLS, err = opensslProbe(r.ctx, tr.Listen, tr.Cert.CA); err != nil {
+		if smp.TLS, err = opensslProbe(r.ctx, tr.Listen, tr.Cert.CA, env); err != nil {
 			return smp, fmt.Errorf("TLS probe of %s: %w", name, err)
 		}
 	}
 	url := "https://" + tr.Listen + s.path
-	load := func(d time.Duration, raw string, probe bool) (wrkResult, *hsloadResult, error) {
+	load := func(d time.Duration, raw string, probe bool) (wrkResult, *hsreport.Result, error) {
 		if s.hsload {
 			h, err := r.runHsload(s, tr.Listen, d, raw, probe)
 			return wrkResult{}, h, err
 		}
-		w, err := runWrk(r.ctx, r.opt.loadCPU, url, s, "", d, raw)
+		w, err := runWrk(r.ctx, r.opt.loadCPU, url, s, "", d, raw, env)
 		return w, nil, err
 	}
 	if r.opt.warmup > 0 {
@@ -136,12 +152,12 @@ func (r *runner) measureTLS(smp sample, s scenario, name string, tr *tlsRun, tar
 	return smp, nil
 }
 
-// runHsload runs benchmarks/cmd/hsload pinned to the load CPU against the TLS address for d and
-// returns its report, also written to rawPath when that is not empty. probe adds probeHeader to its
+// runHsload runs benchmarks/cmd/hsload pinned to the load CPU against the TLS address for d, verifying
+// the proxy's chain against the scenario's root, and returns its report, also written to rawPath when that is not empty. probe adds probeHeader to its
 // requests.
-func (r *runner) runHsload(s scenario, addr string, d time.Duration, rawPath string, probe bool) (*hsloadResult, error) {
+func (r *runner) runHsload(s scenario, addr string, d time.Duration, rawPath string, probe bool) (*hsreport.Result, error) {
 	args := []string{"-c", r.opt.loadCPU, r.bins["hsload"], "-addr", addr, "-server-name", tlsServerName,
-		"-conns", strconv.Itoa(s.conns), "-duration", d.String(), "-path", s.path}
+		"-conns", strconv.Itoa(s.conns), "-duration", d.String(), "-path", s.path, "-ca", r.certs[s.tls].CA}
 	if s.resume {
 		args = append(args, "-resume")
 	}
@@ -160,7 +176,7 @@ func (r *runner) runHsload(s scenario, addr string, d time.Duration, rawPath str
 	if rawPath != "" {
 		_ = os.WriteFile(rawPath, []byte(strings.Join(cmd.Args, " ")+"\n\n"+string(out)+stderr.String()), 0o644)
 	}
-	var h hsloadResult
+	var h hsreport.Result
 	if jerr := json.Unmarshal([]byte(lastLine(string(out))), &h); jerr != nil {
 		if err == nil {
 			err = jerr

@@ -36,7 +36,8 @@ type scenario struct {
 	// also listens for TLS with it, and the load goes there. Empty in the plain scenarios.
 	tls string
 	// hsload: the load is benchmarks/cmd/hsload, not wrk: a new TLS connection per request, resuming
-	// sessions when resume is set; tlsMax is the highest version it offers ("1.2"; empty: 1.3).
+	// sessions when resume is set. tlsMax is the highest version the client offers ("1.2"; empty: 1.3):
+	// hsload's -max-version, or for wrk an OPENSSL_CONF that caps its OpenSSL (wrkEnv).
 	hsload bool
 	resume bool
 	tlsMax string
@@ -71,8 +72,8 @@ var plainScenarios = []scenario{
 }
 
 // httpsScenarios are the HTTPS scenarios: TLS between the client and the proxy, plain HTTP from the
-// proxy to the origin, for each certificate kind; the two handshake scenarios once more over TLS 1.2
-// with the ECDSA certificate. They run when named (the group "https" names them all).
+// proxy to the origin, for each certificate kind; the 13-byte keep-alive scenario and the two handshake
+// scenarios once more over TLS 1.2 with the ECDSA certificate. They run when named (the group "https" names them all).
 func httpsScenarios() []scenario {
 	var out []scenario
 	for _, k := range certKinds {
@@ -89,6 +90,8 @@ func httpsScenarios() []scenario {
 		)
 	}
 	out = append(out,
+		scenario{name: "https-keepalive-13b-ecdsa-tls12", desc: "https-keepalive-13b-ecdsa over TLS 1.2 (wrk's OpenSSL capped at 1.2 by OPENSSL_CONF)",
+			path: "/", conns: 64, tls: "ecdsa", tlsMax: "1.2"},
 		scenario{name: "https-full-ecdsa-tls12", desc: "https-full-ecdsa over TLS 1.2 (the client offers at most 1.2)",
 			path: "/", conns: 64, tls: "ecdsa", hsload: true, tlsMax: "1.2"},
 		scenario{name: "https-resumed-ecdsa-tls12", desc: "https-resumed-ecdsa over TLS 1.2, resuming with session tickets",

@@ -3,18 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"switchflow/internal/pki"
 )
 
 // The HTTPS scenarios: every proxy terminates TLS on a second listener with a certificate the harness
@@ -35,89 +30,69 @@ const tlsServerName = "bench.example"
 // certKinds are the certificate kinds a scenario may name.
 var certKinds = []string{"ecdsa", "rsa"}
 
-// certFiles are one kind's files, in the out dir: the leaf certificate, its key, both in one PEM for
-// HAProxy, and the CA that signed the leaf (for the response check; the proxies send the leaf alone).
+// certFiles are one kind's files, in the out dir: the leaf certificate followed by the intermediate
+// that signed it (the chain every proxy sends whole), its key, chain and key in one PEM for HAProxy, and
+// the root the clients verify against (it signed the intermediate, never the leaf).
 type certFiles struct {
 	Cert, Key, Combined, CA string
+	// TLS12Conf is an OPENSSL_CONF file that caps an OpenSSL client (wrk, openssl s_client) at TLS 1.2,
+	// for the keep-alive scenario over TLS 1.2: wrk has no option for it.
+	TLS12Conf string
 }
+
+// openSSLTLS12 is TLS12Conf's content: OpenSSL 3 reads it at its start and applies the system_default
+// section to every SSL_CTX the program makes.
+const openSSLTLS12 = `openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MaxProtocol = TLSv1.2
+`
 
 // certLife is how long the certificates are valid: made at every run, but over 30 days, so that
 // SwitchFlow does not warn that they expire soon.
 const certLife = 90 * 24 * time.Hour
 
-// makeCerts writes, for each kind, a CA and a leaf for tlsServerName and 127.0.0.1 signed by it:
-// ECDSA P-256 (both) or RSA 2048 (both). They are made at every run.
+// makeCerts writes, for each kind, a root, an intermediate and a leaf for tlsServerName and 127.0.0.1
+// that the intermediate signs (internal/pki): ECDSA P-256 all three, or RSA 2048. They are made at
+// every run.
 func makeCerts(dir string) (map[string]certFiles, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	out := map[string]certFiles{}
 	for _, kind := range certKinds {
-		newKey := func() (crypto.Signer, error) {
-			if kind == "rsa" {
-				return rsa.GenerateKey(rand.Reader, 2048)
-			}
-			return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		}
-		caKey, err := newKey()
+		exp := time.Now().Add(certLife)
+		ca, err := pki.New(pki.Kind(kind), "SwitchFlow benchmark ("+kind+")", exp)
 		if err != nil {
 			return nil, err
 		}
-		leafKey, err := newKey()
+		leaf, err := ca.Leaf([]string{tlsServerName, "127.0.0.1"}, exp, true, x509.ExtKeyUsageServerAuth)
 		if err != nil {
 			return nil, err
 		}
-		now := time.Now()
-		ca := &x509.Certificate{
-			SerialNumber:          big.NewInt(1),
-			Subject:               pkix.Name{CommonName: "SwitchFlow benchmark CA (" + kind + ")"},
-			NotBefore:             now.Add(-time.Hour),
-			NotAfter:              now.Add(certLife),
-			IsCA:                  true,
-			BasicConstraintsValid: true,
-			KeyUsage:              x509.KeyUsageCertSign,
-		}
-		caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, caKey.Public(), caKey)
+		keyPEM, err := leaf.KeyPEM()
 		if err != nil {
 			return nil, err
 		}
-		if ca, err = x509.ParseCertificate(caDER); err != nil {
-			return nil, err
-		}
-		leaf := &x509.Certificate{
-			SerialNumber: big.NewInt(2),
-			Subject:      pkix.Name{CommonName: tlsServerName},
-			DNSNames:     []string{tlsServerName},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(certLife),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		if kind == "rsa" {
-			leaf.KeyUsage |= x509.KeyUsageKeyEncipherment
-		}
-		leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, leafKey.Public(), caKey)
-		if err != nil {
-			return nil, err
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
-		if err != nil {
-			return nil, err
-		}
-		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})
-		keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+		chainPEM := leaf.ChainPEM()
 		f := certFiles{
 			Cert:     filepath.Join(dir, kind+".crt"),
 			Key:      filepath.Join(dir, kind+".key"),
 			Combined: filepath.Join(dir, kind+".pem"),
-			CA:       filepath.Join(dir, kind+"-ca.crt"),
+			CA:       filepath.Join(dir, kind+"-root.crt"),
+
+			TLS12Conf: filepath.Join(dir, "openssl-tls12.cnf"),
 		}
 		for path, b := range map[string][]byte{
-			f.Cert:     certPEM,
+			f.Cert:     chainPEM,
 			f.Key:      keyPEM,
-			f.Combined: append(append([]byte{}, certPEM...), keyPEM...),
-			f.CA:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+			f.Combined: append(append([]byte{}, chainPEM...), keyPEM...),
+			f.CA:       ca.RootPEM(),
+
+			f.TLS12Conf: []byte(openSSLTLS12),
 		} {
 			// The proxies' workers may run as another user (nginx as nobody when the harness is root).
 			if err := os.WriteFile(path, b, 0o644); err != nil {
@@ -130,7 +105,7 @@ func makeCerts(dir string) (map[string]certFiles, error) {
 }
 
 // tlsClientConfig is the response check's client: it verifies the proxy's certificate against the
-// kind's CA for tlsServerName, and offers TLS 1.2 to maxVersion.
+// kind's root for tlsServerName, and offers TLS 1.2 to maxVersion.
 func tlsClientConfig(cf certFiles, maxVersion string) (*tls.Config, error) {
 	b, err := os.ReadFile(cf.CA)
 	if err != nil {
@@ -147,14 +122,19 @@ func tlsClientConfig(cf certFiles, maxVersion string) (*tls.Config, error) {
 	return c, nil
 }
 
-// opensslProbe connects once with `openssl s_client`, the library wrk uses, and returns what it
-// negotiated: "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519". A keep-alive scenario's wrk negotiates the same.
-func opensslProbe(ctx context.Context, addr, caFile string) (string, error) {
+// opensslProbe connects once with `openssl s_client`, the library wrk uses, with wrk's environment env,
+// verifying the proxy's chain against caFile (it fails when the proxy does not send the intermediate,
+// or the chain does not lead to caFile), and returns what it negotiated:
+// "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519". A keep-alive scenario's wrk negotiates the same.
+func opensslProbe(ctx context.Context, addr, caFile string, env []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "openssl", "s_client", "-connect", addr, "-servername", tlsServerName,
 		"-CAfile", caFile, "-verify_return_error", "-brief")
 	cmd.Stdin = strings.NewReader("")
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	out, err := cmd.CombinedOutput()
 	var proto, cipher, group string
 	for _, line := range strings.Split(string(out), "\n") {
@@ -179,6 +159,49 @@ func opensslProbe(ctx context.Context, addr, caFile string) (string, error) {
 		return "", fmt.Errorf("openssl s_client: %v: %s", err, lastLine(string(out)))
 	}
 	return strings.TrimSpace(proto + " " + cipher + " " + group), nil
+}
+
+// wrkEnv is the environment wrk and its probe get in scenario s: OPENSSL_CONF capping them at TLS 1.2
+// when s asks for it, else nothing.
+func wrkEnv(s scenario, cf certFiles) []string {
+	if s.tlsMax == "1.2" {
+		return []string{"OPENSSL_CONF=" + cf.TLS12Conf}
+	}
+	return nil
+}
+
+// checkChain connects to a proxy's TLS listener twice: trusting the kind's root only, the proxy must
+// send the leaf and the intermediate and they must verify for tlsServerName; trusting another root
+// (wrongCA), the handshake must fail on an unknown authority. So every run shows that the chain is
+// sent whole and that the clients' verification is real.
+func checkChain(addr string, cf certFiles, wrongCA string) error {
+	conf, err := tlsClientConfig(cf, "")
+	if err != nil {
+		return err
+	}
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, conf)
+	if err != nil {
+		return fmt.Errorf("verifying against %s: %w", cf.CA, err)
+	}
+	st := c.ConnectionState()
+	_ = c.Close()
+	if len(st.PeerCertificates) != 2 || !st.PeerCertificates[1].IsCA {
+		return fmt.Errorf("the proxy sent %d certificates, want the leaf and the intermediate", len(st.PeerCertificates))
+	}
+	wrong, err := tlsClientConfig(certFiles{CA: wrongCA}, "")
+	if err != nil {
+		return err
+	}
+	c, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, wrong)
+	if err == nil {
+		_ = c.Close()
+		return fmt.Errorf("a client trusting only %s accepted the proxy's certificate", wrongCA)
+	}
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		return fmt.Errorf("a client trusting only %s: %v, want an unknown authority", wrongCA, err)
+	}
+	return nil
 }
 
 // hsCounts are the TLS handshakes a proxy itself counted. Resumed is -1 when the proxy does not tell
@@ -310,21 +333,4 @@ func nginxProbeLog(path string) (hsCounts, string, error) {
 		}
 	}
 	return c, best, nil
-}
-
-// hsloadResult is what benchmarks/cmd/hsload prints.
-type hsloadResult struct {
-	Requests         int64   `json:"requests"`
-	Errors           int64   `json:"errors"`
-	Seconds          float64 `json:"seconds"`
-	RPS              float64 `json:"rps"`
-	P50ms            float64 `json:"p50_ms"`
-	P99ms            float64 `json:"p99_ms"`
-	Resumed          int64   `json:"resumed"`
-	Full             int64   `json:"full"`
-	Version          string  `json:"version"`
-	Cipher           string  `json:"cipher"`
-	Group            string  `json:"group"`
-	ClientCPUPercent float64 `json:"client_cpu_percent"`
-	LastError        string  `json:"last_error"`
 }

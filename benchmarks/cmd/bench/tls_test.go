@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +20,9 @@ import (
 	"switchflow/engine"
 )
 
-// The certificates load as the proxies load them (leaf and key apart, and in one PEM for HAProxy),
-// are of the kind named, and verify against their CA for the name and address the clients use.
+// The certificates load as the proxies load them (chain and key apart, and in one PEM for HAProxy),
+// are of the kind named, hold the leaf and then the intermediate, and verify against their root through
+// that intermediate only, for the name and address the clients use.
 func TestMakeCerts(t *testing.T) {
 	certs, err := makeCerts(t.TempDir())
 	if err != nil {
@@ -29,8 +34,8 @@ func TestMakeCerts(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)
 		}
-		if _, err := tls.LoadX509KeyPair(cf.Combined, cf.Combined); err != nil {
-			t.Fatalf("%s combined PEM: %v", kind, err)
+		if both, err := tls.LoadX509KeyPair(cf.Combined, cf.Combined); err != nil || len(both.Certificate) != 2 {
+			t.Fatalf("%s combined PEM: %v, %d certificates", kind, err, len(both.Certificate))
 		}
 		switch k := pair.PrivateKey.(type) {
 		case *ecdsa.PrivateKey:
@@ -44,22 +49,102 @@ func TestMakeCerts(t *testing.T) {
 		default:
 			t.Errorf("%s: key of type %T", kind, k)
 		}
+		if len(pair.Certificate) != 2 {
+			t.Fatalf("%s: %d certificates in %s, want the leaf and the intermediate", kind, len(pair.Certificate), cf.Cert)
+		}
 		leaf, err := x509.ParseCertificate(pair.Certificate[0])
 		if err != nil {
 			t.Fatal(err)
 		}
+		inter, err := x509.ParseCertificate(pair.Certificate[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		inters := x509.NewCertPool()
+		inters.AddCert(inter)
 		conf, err := tlsClientConfig(cf, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, name := range []string{tlsServerName, "127.0.0.1"} {
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: conf.RootCAs, DNSName: name}); err != nil {
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: conf.RootCAs, Intermediates: inters, DNSName: name}); err != nil {
 				t.Errorf("%s: the leaf does not verify for %s: %v", kind, name, err)
 			}
 		}
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: conf.RootCAs, DNSName: "other.example"}); err == nil {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: conf.RootCAs, DNSName: tlsServerName}); err == nil {
+			t.Errorf("%s: the leaf verifies without the intermediate: the root signed it", kind)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: conf.RootCAs, Intermediates: inters, DNSName: "other.example"}); err == nil {
 			t.Errorf("%s: the leaf verifies for other.example", kind)
 		}
+	}
+}
+
+// The clients verify for real: against a server sending the chain, checkChain, openssl s_client and
+// hsload accept the right root and refuse the other kind's; against one sending the leaf alone,
+// checkChain and s_client refuse (the root did not sign the leaf). OPENSSL_CONF caps s_client at TLS 1.2.
+func TestClientsVerifyChain(t *testing.T) {
+	dir := t.TempDir()
+	certs, err := makeCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf := certs["ecdsa"]
+	wrong := certs["rsa"].CA
+	pair, err := tls.LoadX509KeyPair(cf.Cert, cf.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(c tls.Certificate) string {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "Hello, World!")
+		}))
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{c}}
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		return strings.TrimPrefix(srv.URL, "https://")
+	}
+	whole := serve(pair)
+	leafOnly := pair
+	leafOnly.Certificate = pair.Certificate[:1]
+	alone := serve(leafOnly)
+
+	if err := checkChain(whole, cf, wrong); err != nil {
+		t.Errorf("the whole chain: %v", err)
+	}
+	if err := checkChain(whole, cf, cf.CA); err == nil || !strings.Contains(err.Error(), "accepted") {
+		t.Errorf("the right root given as the wrong one: %v", err)
+	}
+	if err := checkChain(alone, cf, wrong); err == nil {
+		t.Error("the leaf alone passed checkChain")
+	}
+	if lookTool("openssl") != "" {
+		ctx := context.Background()
+		if got, err := opensslProbe(ctx, whole, cf.CA, nil); err != nil || !strings.HasPrefix(got, "TLSv1.3 ") {
+			t.Errorf("s_client, the whole chain: %q, %v", got, err)
+		}
+		if got, err := opensslProbe(ctx, whole, cf.CA, wrkEnv(scenario{tlsMax: "1.2"}, cf)); err != nil || !strings.HasPrefix(got, "TLSv1.2 ") {
+			t.Errorf("s_client capped at TLS 1.2: %q, %v", got, err)
+		}
+		if got, err := opensslProbe(ctx, whole, wrong, nil); err == nil {
+			t.Errorf("s_client with the wrong root: %q", got)
+		}
+		if got, err := opensslProbe(ctx, alone, cf.CA, nil); err == nil {
+			t.Errorf("s_client, the leaf alone: %q", got)
+		}
+	}
+	hsload := filepath.Join(dir, "hsload")
+	if out, err := exec.Command("go", "build", "-o", hsload, "switchflow/benchmarks/cmd/hsload").CombinedOutput(); err != nil {
+		t.Fatalf("building hsload: %v\n%s", err, out)
+	}
+	run := func(addr, ca string) error {
+		return exec.Command(hsload, "-addr", addr, "-conns", "1", "-duration", "300ms", "-ca", ca).Run()
+	}
+	if err := run(whole, cf.CA); err != nil {
+		t.Errorf("hsload with the right root: %v", err)
+	}
+	if err := run(whole, wrong); err == nil {
+		t.Error("hsload with the wrong root answered")
 	}
 }
 
@@ -151,7 +236,7 @@ func TestSelectScenarios(t *testing.T) {
 	if g := got("plain"); g != names(plainScenarios) {
 		t.Errorf("plain: %s", g)
 	}
-	if g := got("https"); !strings.HasPrefix(g, "https-keepalive-13b-ecdsa,") || strings.Contains(g, "hello") || len(strings.Split(g, ",")) != 10 {
+	if g := got("https"); !strings.HasPrefix(g, "https-keepalive-13b-ecdsa,") || strings.Contains(g, "hello") || len(strings.Split(g, ",")) != 11 {
 		t.Errorf("https: %s", g)
 	}
 	if g := got("https-*-rsa"); g != "https-keepalive-13b-rsa,https-keepalive-4k-rsa,https-full-rsa,https-resumed-rsa" {
@@ -160,7 +245,7 @@ func TestSelectScenarios(t *testing.T) {
 	if g := got("hello", "https-full-ecdsa", "hello"); g != "hello,https-full-ecdsa" {
 		t.Errorf("a name twice: %s", g)
 	}
-	if g := got("all"); len(strings.Split(g, ",")) != len(plainScenarios)+10 {
+	if g := got("all"); len(strings.Split(g, ",")) != len(plainScenarios)+11 {
 		t.Errorf("all: %s", g)
 	}
 	for _, bad := range []string{"https-nope", "nope-*", "[", "HELLO"} {

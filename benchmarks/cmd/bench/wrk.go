@@ -22,8 +22,9 @@ type wrkResult struct {
 }
 
 // runWrk runs wrk pinned to cpu against url and parses its report. The
-// report is also written to rawPath when that is not empty.
-func runWrk(ctx context.Context, cpu, url string, s scenario, script string, d time.Duration, rawPath string) (wrkResult, error) {
+// report is also written to rawPath when that is not empty. env is added to
+// wrk's environment (OPENSSL_CONF for a TLS 1.2 scenario; nil otherwise).
+func runWrk(ctx context.Context, cpu, url string, s scenario, script string, d time.Duration, rawPath string, env []string) (wrkResult, error) {
 	secs := max(int(d.Round(time.Second)/time.Second), 1)
 	args := []string{"-c", cpu, "wrk", "-t1", "-c" + strconv.Itoa(s.conns), "-d" + strconv.Itoa(secs) + "s", "--latency", "--timeout", "5s"}
 	for _, h := range s.headers {
@@ -36,9 +37,12 @@ func runWrk(ctx context.Context, cpu, url string, s scenario, script string, d t
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "taskset", args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	out, err := cmd.CombinedOutput()
 	if rawPath != "" {
-		_ = os.WriteFile(rawPath, append([]byte(strings.Join(cmd.Args, " ")+"\n\n"), out...), 0o644)
+		_ = os.WriteFile(rawPath, append([]byte(strings.Join(append(append([]string{}, env...), cmd.Args...), " ")+"\n\n"), out...), 0o644)
 	}
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk: %v: %s", err, lastLine(string(out)))

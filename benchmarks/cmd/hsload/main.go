@@ -1,11 +1,14 @@
-// Command hsload is the load of the benchmark's HTTPS handshake scenarios (benchmarks/cmd/bench,
-// https-full-* and https-resumed-*): -conns workers each open a TLS connection, send one
-// "GET -path" with "Connection: close", read the answer and close, again and again for -duration. With
+// Command hsload is the benchmarks' HTTP load tool, over TLS or plain TCP (-plain), in three modes.
+//
+// The default mode is the load of the benchmark's HTTPS handshake scenarios (benchmarks/cmd/bench,
+// https-full-* and https-resumed-*): -conns workers each open a connection, send one "GET -path" with
+// "Connection: close", read the answer and close, again and again for -duration. With
 // -requests-per-conn N each connection carries N requests, the last asking to close: keep-alive in
-// which the server, not the client, ends every connection (scripts/tls-counts.sh uses it). With
-// -resume each worker keeps its own session cache (one client resuming its own tickets: TLS 1.3 PSK
-// with ECDHE, or a TLS 1.2 ticket), so every connection after a worker's first resumes; without it every
-// connection is a full handshake.
+// which the server, not the client, ends every connection (scripts/counts.sh uses it). With -resume each
+// worker keeps its own session cache (one client resuming its own tickets: TLS 1.3 PSK with ECDHE, or a
+// TLS 1.2 ticket), so every connection after a worker's first resumes; without it every connection is a
+// full handshake. With -pid the proxy's CPU time over the run (utime + stime from /proc) is divided by
+// the requests answered: its CPU per request, or per connection with -requests-per-conn 1.
 //
 // wrk cannot do the full case: it keeps its OpenSSL session across reconnects (SSL_clear keeps it), so
 // wrk with "Connection: close" measures resumed handshakes. hsload reports from the client's side how many
@@ -13,8 +16,16 @@
 // ticket), and the version, cipher suite and key exchange group negotiated, so a run that did not do
 // what its name says is visible.
 //
-// It prints one JSON object on stdout when done (see result). Latencies run from the dial to the last
+// It prints one JSON object on stdout when done (hsreport.Result). Latencies run from the dial to the last
 // byte of the body. Exit status 1 when nothing succeeded.
+//
+// -window: -conns keep-alive connections are opened and warmed (20 requests each) before a measured
+// window, so that a counter attached to the proxy (callgrind, strace) sees requests only: it prints
+// "ready" once warm; a line on stdin starts the window, which runs for -duration and prints
+// "requests N"; a second line closes the connections (window.go).
+//
+// -slow: -conns connections each send "GET -path" and read nothing for -duration; the growth of -pid's
+// resident memory is printed (slow.go).
 package main
 
 import (
@@ -31,36 +42,71 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
+
+	"switchflow/benchmarks/hsreport"
 )
 
-// result is hsload's report, one JSON object.
-type result struct {
-	Requests int64   `json:"requests"` // answered 200 with the whole body
-	Errors   int64   `json:"errors"`   // dial, handshake, write or read failures and non-200 answers
-	Seconds  float64 `json:"seconds"`
-	RPS      float64 `json:"rps"`
-	P50ms    float64 `json:"p50_ms"`
-	P99ms    float64 `json:"p99_ms"`
-	// Resumed and Full count the handshakes of the connections that answered: DidResume or not.
-	Resumed int64 `json:"resumed"`
-	Full    int64 `json:"full"`
-	// Version, Cipher and Group are the last connection's (1.3, TLS_AES_128_GCM_SHA256, X25519; a TLS
-	// 1.2 resumption has no group).
-	Version string `json:"version"`
-	Cipher  string `json:"cipher"`
-	Group   string `json:"group"`
-	// ClientCPUPercent is hsload's own CPU time over the run's wall time (of one core): near 100 it may be
-	// what limits the rate, which does not change the proxy's CPU per handshake.
-	ClientCPUPercent float64 `json:"client_cpu_percent"`
-	LastError        string  `json:"last_error,omitempty"`
+// clientConfig is the TLS client: SNI serverName, verifying against the root in caFile (none when
+// empty), offering TLS 1.2 to maxVersion ("1.2" or "1.3").
+func clientConfig(serverName, caFile, maxVersion string) (*tls.Config, error) {
+	conf := &tls.Config{
+		ServerName: serverName,
+		NextProtos: []string{"http/1.1"},
+		MinVersion: tls.VersionTLS12,
+		MaxVersion: tls.VersionTLS13,
+		// X25519 first: what OpenSSL 3.0 (wrk, nginx, HAProxy here) offers and picks first. Go's default
+		// would put X25519MLKEM768 first, which a Go server (SwitchFlow) accepts and OpenSSL 3.0 does not:
+		// the proxies would not do the same key exchange. P-256 second, because a TLS 1.2 server with an
+		// ECDSA P-256 certificate refuses a client that does not list the certificate's curve (RFC 4492).
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
+	}
+	switch maxVersion {
+	case "1.2":
+		conf.MaxVersion = tls.VersionTLS12
+	case "1.3":
+	default:
+		return nil, fmt.Errorf("-max-version %q: want 1.2 or 1.3", maxVersion)
+	}
+	if caFile == "" {
+		conf.InsecureSkipVerify = true
+		return conf, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate", caFile)
+	}
+	conf.RootCAs = pool
+	return conf, nil
+}
+
+// dial opens a connection to addr: TLS with conf, its handshake done, or plain TCP when conf is nil.
+func dial(addr string, conf *tls.Config) (net.Conn, error) {
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil || conf == nil {
+		return raw, err
+	}
+	c := tls.Client(raw, conf)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.Handshake(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	return c, nil
 }
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8443", "the proxy's TLS address")
 	serverName := flag.String("server-name", "bench.example", "SNI and the name the certificate is verified for")
-	caFile := flag.String("ca", "", "PEM file of the CA that signed the proxy's certificate; empty: no verification")
+	caFile := flag.String("ca", "", "PEM file of the root the proxy's chain leads to; empty: no verification")
+	plain := flag.Bool("plain", false, "plain HTTP over TCP, no TLS")
+	pid := flag.Int("pid", 0, "the proxy's process id: its CPU time per request joins the report")
+	window := flag.Bool("window", false, "keep-alive connections opened and warmed first, then a window started and ended on stdin")
+	slow := flag.Bool("slow", false, "slow readers: each connection asks for -path and reads nothing; the proxy's (-pid) RSS growth is printed")
 	conns := flag.Int("conns", 64, "concurrent connections (workers)")
 	dur := flag.Duration("duration", 10*time.Second, "how long to run")
 	path := flag.String("path", "/", "request target")
@@ -72,34 +118,12 @@ func main() {
 	flag.Var(&headers, "H", "an extra request header, \"Name: value\" (repeatable)")
 	flag.Parse()
 
-	conf := &tls.Config{
-		ServerName: *serverName,
-		NextProtos: []string{"http/1.1"},
-		MinVersion: tls.VersionTLS12,
-		MaxVersion: tls.VersionTLS13,
-		// X25519 first: what OpenSSL 3.0 (wrk, nginx, HAProxy here) offers and picks first. Go's default
-		// would put X25519MLKEM768 first, which a Go server (SwitchFlow) accepts and OpenSSL 3.0 does not:
-		// the proxies would not do the same key exchange. P-256 second, because a TLS 1.2 server with an
-		// ECDSA P-256 certificate refuses a client that does not list the certificate's curve (RFC 4492).
-		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
+	conf, err := clientConfig(*serverName, *caFile, *maxVersion)
+	if err != nil {
+		fatal(err)
 	}
-	if *maxVersion == "1.2" {
-		conf.MaxVersion = tls.VersionTLS12
-	} else if *maxVersion != "1.3" {
-		fatal(fmt.Errorf("-max-version %q: want 1.2 or 1.3", *maxVersion))
-	}
-	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
-		if err != nil {
-			fatal(err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			fatal(fmt.Errorf("%s: no PEM certificate", *caFile))
-		}
-		conf.RootCAs = pool
-	} else {
-		conf.InsecureSkipVerify = true
+	if *plain {
+		conf = nil
 	}
 	if *perConn < 1 {
 		fatal(fmt.Errorf("-requests-per-conn %d: want 1 or more", *perConn))
@@ -110,15 +134,24 @@ func main() {
 	}
 	req := append(append([]byte{}, keep...), "Connection: close\r\n\r\n"...)
 	keep = append(keep, "\r\n"...)
+	switch {
+	case *window:
+		runWindow(*addr, conf, keep, *conns, *dur)
+		return
+	case *slow:
+		runSlow(*addr, conf, keep, *conns, *dur, *pid)
+		return
+	}
 
+	cpu0 := cpuTime(*pid)
 	ru0 := rusage()
 	t0 := time.Now()
 	deadline := t0.Add(*dur)
 	workers := make([]*worker, *conns)
 	var wg sync.WaitGroup
 	for i := range workers {
-		c := conf.Clone()
-		if *resume {
+		c := conf.Clone() // nil with -plain
+		if *resume && c != nil {
 			c.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 		}
 		w := &worker{addr: *addr, conf: c, req: req, keep: keep, perConn: *perConn, deadline: deadline}
@@ -134,8 +167,9 @@ func main() {
 	wg.Wait()
 	el := time.Since(t0)
 	ru1 := rusage()
+	cpu1 := cpuTime(*pid)
 
-	var r result
+	var r hsreport.Result
 	var lat []time.Duration
 	for _, w := range workers {
 		r.Requests += w.ok
@@ -161,6 +195,9 @@ func main() {
 	r.P50ms = percentile(lat, 0.50)
 	r.P99ms = percentile(lat, 0.99)
 	r.ClientCPUPercent = (ru1 - ru0).Seconds() / el.Seconds() * 100
+	if *pid > 0 && r.Requests > 0 {
+		r.ProxyCPUusPerReq = float64(cpu1-cpu0) / 1e3 / float64(r.Requests)
+	}
 	b, _ := json.Marshal(r)
 	fmt.Println(string(b))
 	if r.Requests == 0 {
@@ -199,7 +236,7 @@ func (w *worker) one() {
 		w.lat = append(w.lat, time.Since(start))
 		start = time.Now()
 	})
-	if answered > 0 {
+	if answered > 0 && w.conf != nil {
 		if w.state.DidResume {
 			w.resumed++
 		} else {
@@ -216,17 +253,15 @@ func (w *worker) one() {
 
 // exchange runs one connection, calling answered after each whole 200 answer.
 func (w *worker) exchange(answered func()) error {
-	raw, err := net.DialTimeout("tcp", w.addr, 5*time.Second)
+	c, err := dial(w.addr, w.conf)
 	if err != nil {
 		return err
 	}
-	c := tls.Client(raw, w.conf)
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := c.Handshake(); err != nil {
-		return fmt.Errorf("handshake: %w", err)
+	tc, _ := c.(*tls.Conn)
+	if tc != nil {
+		w.state = tc.ConnectionState()
 	}
-	w.state = c.ConnectionState()
 	if w.buf == nil {
 		w.buf = bufio.NewReaderSize(c, 16<<10)
 	} else {
@@ -257,7 +292,9 @@ func (w *worker) exchange(answered func()) error {
 	if _, err := w.buf.Read(one[:]); err == nil {
 		return errors.New("bytes after the answer")
 	}
-	w.state = c.ConnectionState()
+	if tc != nil {
+		w.state = tc.ConnectionState()
+	}
 	return nil
 }
 
@@ -300,13 +337,6 @@ func versionName(v uint16) string {
 		return "1.3"
 	}
 	return fmt.Sprintf("0x%04x", v)
-}
-
-// rusage is this process's user + system CPU time.
-func rusage() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 type headerList []string

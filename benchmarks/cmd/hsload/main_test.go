@@ -1,15 +1,32 @@
 package main
 
 import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"switchflow/benchmarks/hsreport"
 )
 
 // A worker opens a connection per request; with a session cache every connection after its first
@@ -128,5 +145,116 @@ func TestPercentile(t *testing.T) {
 	}
 	if percentile(nil, 0.99) != 0 {
 		t.Error("no latencies: not 0")
+	}
+}
+
+// With no TLS configuration (-plain) a worker speaks HTTP over TCP and counts no handshakes.
+func TestWorkerPlain(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "Hello, World!")
+	}))
+	defer srv.Close()
+	req := "GET / HTTP/1.1\r\nHost: x\r\n"
+	w := &worker{addr: strings.TrimPrefix(srv.URL, "http://"), req: []byte(req + "Connection: close\r\n\r\n"),
+		keep: []byte(req + "\r\n"), perConn: 2, deadline: time.Now().Add(time.Hour)}
+	w.one()
+	if w.ok != 2 || w.errs != 0 || w.full != 0 || w.resumed != 0 {
+		t.Fatalf("%d ok, %d errors (%v), %d full, %d resumed; want 2, 0, 0, 0", w.ok, w.errs, w.lastErr, w.full, w.resumed)
+	}
+}
+
+// clientConfig verifies against the root it is given: with another root the server is refused; a version other than 1.2 or 1.3 is an error.
+func TestClientConfigVerifies(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := clientConfig("example.com", ca, "1.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dial(strings.TrimPrefix(srv.URL, "https://"), conf)
+	if err != nil {
+		t.Fatalf("the right root: %v", err)
+	}
+	_ = c.Close()
+	// A root that did not sign the server's certificate.
+	wrong := filepath.Join(dir, "wrong.pem")
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "wrong"}, NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wrong, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf, err = clientConfig("example.com", wrong, "1.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unknown x509.UnknownAuthorityError
+	if _, err := dial(strings.TrimPrefix(srv.URL, "https://"), conf); !errors.As(err, &unknown) {
+		t.Errorf("a wrong root: %v, want an unknown authority", err)
+	}
+	if _, err := clientConfig("x", "", "1.1"); err == nil {
+		t.Error("-max-version 1.1 accepted")
+	}
+}
+
+// -window over plain HTTP and over TLS: "ready" once warm, the window's requests counted between the
+// two stdin lines and none after; -pid adds the proxy's CPU per request to the default mode's report.
+func TestWindowAndPid(t *testing.T) {
+	var served atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		_, _ = io.WriteString(w, "Hello, World!")
+	})
+	plain, secure := httptest.NewServer(h), httptest.NewTLSServer(h)
+	defer plain.Close()
+	defer secure.Close()
+	bin := filepath.Join(t.TempDir(), "hsload")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, tc := range []struct{ url, flag string }{{plain.URL, "-plain"}, {secure.URL, "-max-version=1.3"}} {
+		addr := tc.url[strings.Index(tc.url, "//")+2:]
+		cmd := exec.Command(bin, "-window", tc.flag, "-addr", addr, "-conns", "2", "-duration", "200ms")
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(stdout)
+		if l, _ := br.ReadString('\n'); l != "ready\n" {
+			t.Fatalf("%s: %q, want ready", tc.flag, l)
+		}
+		before := served.Load()
+		if before != 40 {
+			t.Errorf("%s: %d requests before the window, want 2 × 20", tc.flag, before)
+		}
+		_, _ = io.WriteString(stdin, "\n")
+		l, _ := br.ReadString('\n')
+		var n int64
+		if _, err := fmt.Sscanf(l, "requests %d", &n); err != nil || n == 0 || n != served.Load()-before {
+			t.Errorf("%s: %q (%v); the server answered %d in the window", tc.flag, l, err, served.Load()-before)
+		}
+		_, _ = io.WriteString(stdin, "\n")
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("%s: %v", tc.flag, err)
+		}
+		served.Store(0)
+	}
+	out, err := exec.Command(bin, "-plain", "-addr", strings.TrimPrefix(plain.URL, "http://"), "-conns", "2", "-duration", "300ms",
+		"-pid", strconv.Itoa(os.Getpid())).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r hsreport.Result
+	if err := json.Unmarshal(out, &r); err != nil || r.Requests == 0 || r.ProxyCPUusPerReq <= 0 || r.Full != 0 {
+		t.Errorf("-pid: %s (%v)", out, err)
 	}
 }
