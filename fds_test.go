@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"switchflow/internal/sockettest"
 )
 
 // SPEC 3.3: running out of file descriptors never stops the proxy. These tests run the binary under a
@@ -42,12 +44,18 @@ type proc struct {
 	done chan error // the result of Wait, once it exited
 }
 
-func startLimited(t *testing.T, bin, cfgPath string, nofile int) *proc {
+func startLimited(t *testing.T, bin, cfgPath string, nofile int, sk *sockettest.Set) *proc {
 	t.Helper()
 	cmd := exec.Command("sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, nofile), bin, "-config", cfgPath)
 	p := &proc{cmd: cmd, logs: &lockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.logs
-	if err := cmd.Start(); err != nil {
+	var err error
+	if sk != nil {
+		err = sk.Start(cmd) // returns once it serves sk's sockets
+	} else {
+		err = cmd.Start() // a start meant to fail: nothing to wait for
+	}
+	if cmd.Process == nil {
 		t.Fatal(err)
 	}
 	go func() { p.done <- cmd.Wait() }()
@@ -55,6 +63,9 @@ func startLimited(t *testing.T, bin, cfgPath string, nofile int) *proc {
 		_ = cmd.Process.Kill()
 		<-p.done
 	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, p.logs.String())
+	}
 	return p
 }
 
@@ -179,7 +190,8 @@ func TestOutOfDescriptorsKeepsServing(t *testing.T) {
 	origin := testOrigin(t, "a")
 	for _, reusePort := range []bool{true, false} {
 		t.Run(fmt.Sprintf("reuse_port=%v", reusePort), func(t *testing.T) {
-			addr, adminAddr := freeAddr(t), freeAddr(t)
+			sk := sockettest.NewSet(t)
+			addr, adminAddr := sk.AddListen(), sk.AddAdmin()
 			cfgPath := filepath.Join(dir, fmt.Sprintf("fds-%v.toml", reusePort))
 			os.WriteFile(cfgPath, []byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 2\nmax_connections = 1000\nreuse_port = %v\n"+
 				"[admin]\nlisten = %q\n[[upstream]]\nname = \"o\"\nservers = [ { addr = %q } ]\n[[route]]\nupstream = \"o\"\n",
@@ -193,8 +205,7 @@ func TestOutOfDescriptorsKeepsServing(t *testing.T) {
 				t.Errorf("-t under 256 descriptors: %v, stdout %q, stderr %q; want exit 0, ok and a warning", err, out.String(), errb.String())
 			}
 
-			p := startLimited(t, bin, cfgPath, 256)
-			waitListening(t, addr)
+			p := startLimited(t, bin, cfgPath, 256, sk)
 			if !strings.Contains(p.logs.String(), "open-file limit (256)") {
 				t.Errorf("no warning at start that 256 descriptors cannot hold max_connections = 1000:\n%s", p.logs.String())
 			}
@@ -246,18 +257,18 @@ func TestOutOfDescriptorsKeepsServing(t *testing.T) {
 func TestAdminFloodLeavesProxyDescriptors(t *testing.T) {
 	bin, dir := buildBinary(t)
 	origin := testOrigin(t, "a")
-	addr, adminAddr := freeAddr(t), freeAddr(t)
+	sk := sockettest.NewSet(t)
+	addr, adminAddr := sk.AddListen(), sk.AddAdmin()
 	cfgPath := filepath.Join(dir, "admin.toml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 2\nmax_connections = 100\n"+
 		"[admin]\nlisten = %q\n[[upstream]]\nname = \"o\"\nservers = [ { addr = %q } ]\n[[route]]\nupstream = \"o\"\n",
 		addr, adminAddr, origin)), 0o644)
-	p := startLimited(t, bin, cfgPath, 256)
-	waitListening(t, addr)
+	p := startLimited(t, bin, cfgPath, 256, sk)
 	base := p.openFiles(t)
 
 	dialMany(t, adminAddr, 300)
 	const capAdmin = 64 // admin.MaxConns
-	// base may count waitListening's connection, which the proxy closes a moment later: hence the slack.
+	// A few descriptors of the proxy's own may come and go: hence the slack.
 	if !poll(10*time.Second, func() bool { return p.openFiles(t) >= base+capAdmin-4 }) {
 		t.Fatalf("the admin listener never took its %d connections: %d descriptors open, %d before", capAdmin, p.openFiles(t), base)
 	}
@@ -280,13 +291,13 @@ func TestAdminFloodLeavesProxyDescriptors(t *testing.T) {
 func TestDialOutOfDescriptorsIs503(t *testing.T) {
 	bin, dir := buildBinary(t)
 	origin := testOrigin(t, "a")
-	addr, adminAddr := freeAddr(t), freeAddr(t)
+	sk := sockettest.NewSet(t)
+	addr, adminAddr := sk.AddListen(), sk.AddAdmin()
 	cfgPath := filepath.Join(dir, "dial.toml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 1\nmax_connections = 1000\n"+
 		"[admin]\nlisten = %q\n[[upstream]]\nname = \"o\"\nservers = [ { addr = %q } ]\nmax_fails = 1\nfail_timeout = \"60s\"\nretries = 1\n[[route]]\nupstream = \"o\"\n",
 		addr, adminAddr, origin)), 0o644)
-	p := startLimited(t, bin, cfgPath, 128)
-	waitListening(t, addr)
+	p := startLimited(t, bin, cfgPath, 128, sk)
 
 	conns := dialMany(t, addr, 200) // one loop, one listener: the first is accepted first
 	if !poll(10*time.Second, func() bool { return strings.Contains(p.logs.String(), fdLine) }) {
@@ -327,7 +338,7 @@ func TestFatalExitsNonZero(t *testing.T) {
 	cfgPath := filepath.Join(dir, "taken.toml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf("[server]\nlisten = %q\nreuse_port = false\n[[upstream]]\nname = \"o\"\nservers = [ { addr = \"127.0.0.1:9\" } ]\n[[route]]\nupstream = \"o\"\n",
 		ln.Addr().String())), 0o644)
-	p := startLimited(t, bin, cfgPath, 1024)
+	p := startLimited(t, bin, cfgPath, 1024, nil)
 	select {
 	case err := <-p.done:
 		p.done <- err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"switchflow/config"
+	"switchflow/internal/sockettest"
 )
 
 // TestCheckShowsMemoryAndDumpsEffectiveFile: -t prints the worst-case memory line with each term; -T
@@ -85,7 +86,8 @@ func TestOperatorSignalsJSON(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	origin := testOrigin(t, "a")
-	addr, adminAddr := freeAddr(t), freeAddr(t)
+	sk := sockettest.NewSet(t)
+	addr, adminAddr := sk.AddListen(), sk.AddAdmin()
 	pidFile := filepath.Join(dir, "sf.pid")
 	access := filepath.Join(dir, "access.log")
 	cfgPath := filepath.Join(dir, "sf.toml")
@@ -95,11 +97,13 @@ func TestOperatorSignalsJSON(t *testing.T) {
 	cmd := exec.Command(bin, "-config", cfgPath)
 	var logs lockedBuffer
 	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	err := sk.Start(cmd) // returns once it serves the sockets
+	if cmd.Process != nil {
+		defer cmd.Process.Kill()
 	}
-	defer cmd.Process.Kill()
-	waitListening(t, addr)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
 	poll := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Second)

@@ -84,6 +84,10 @@ func takeInherited() (*upgradeChild, error) {
 		for _, fds := range l {
 			for _, fd := range fds {
 				syscall.CloseOnExec(fd) // passed on explicitly at the next upgrade, never by accident
+				// Non-blocking, as the loops and fdListener need: so it is already when a SwitchFlow
+				// hands it over, but a socket passed by other means (os/exec's File.Fd, the tests)
+				// may come blocking.
+				_ = syscall.SetNonblock(fd, true)
 			}
 		}
 	}

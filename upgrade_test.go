@@ -20,6 +20,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"switchflow/internal/sockettest"
 )
 
 // SIGUSR2 (SPEC 1): the binary upgrade, driven on the real binary (built once for all the steps). Every
@@ -45,7 +49,10 @@ func TestUpgrade(t *testing.T) {
 	os.MkdirAll(filepath.Dir(f.bin), 0o755)
 	f.install(t, bin)
 	origin := testOrigin(t, "a")
-	f.addr, f.tlsAddr, f.admin = freeAddr(t), freeAddr(t), freeAddr(t)
+	// The first process opens server.listen itself, with reuse_port, on a reserved port: its own
+	// sockets, one per loop, are what the upgrades hand on. [tls] and [admin] it is handed.
+	sk := sockettest.NewSet(t)
+	f.addr, f.tlsAddr, f.admin = sockettest.Reserved(t), sk.AddTLS(), sk.AddAdmin()
 	cert, key := writeSelfSigned(t, dir, "up.test", time.Now().Add(90*24*time.Hour))
 	f.pid = filepath.Join(dir, "sf.pid")
 	f.cfg = filepath.Join(dir, "sf.toml")
@@ -59,7 +66,7 @@ func TestUpgrade(t *testing.T) {
 	goodCfg := cfgWith(2, true)
 	os.WriteFile(f.cfg, []byte(goodCfg), 0o644)
 
-	first := f.start(t)
+	first := f.start(t, sk)
 	inodes := listeningInodes(t, f.addr, f.tlsAddr, f.admin)
 	if n := len(inodes[f.addr]); n != 2 {
 		t.Fatalf("%d listening sockets on %s with loops = 2 and reuse_port, want 2", n, f.addr)
@@ -101,7 +108,7 @@ func TestUpgrade(t *testing.T) {
 	// share them all out. An address the file adds is opened; one it drops is closed.
 	t.Run("loops, reuse_port and addresses changed across upgrades", func(t *testing.T) {
 		load := startUpgradeLoad(f.addr, f.tlsAddr)
-		added := freeAddr(t)
+		added := freeAddr(t) // opened by an upgraded process, once without SO_REUSEPORT: a port nothing holds
 		for i, c := range []struct {
 			loops     int
 			reusePort bool
@@ -240,7 +247,7 @@ func TestUpgrade(t *testing.T) {
 }
 
 // start runs the first process and waits until it serves; it returns its pid.
-func (f *upgradeFleet) start(t *testing.T) int {
+func (f *upgradeFleet) start(t *testing.T, sk *sockettest.Set) int {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -250,10 +257,11 @@ func (f *upgradeFleet) start(t *testing.T) int {
 	cmd := exec.Command(f.bin, "-config", f.cfg)
 	cmd.Stderr = w // a file, not a writer: no copying goroutine for Wait to wait on
 	cmd.Env = append(os.Environ(), envUpgradeTimeout+"=5s")
-	if err := cmd.Start(); err != nil {
+	err = sk.Start(cmd) // returns once it serves
+	w.Close()
+	if cmd.Process == nil {
 		t.Fatal(err)
 	}
-	w.Close()
 	t.Cleanup(func() {
 		// Whatever is still running of the chain: the pid file names it.
 		if b, err := os.ReadFile(f.pid); err == nil {
@@ -264,6 +272,9 @@ func (f *upgradeFleet) start(t *testing.T) int {
 		cmd.Process.Kill()
 		f.exits.Range(func(k, _ any) bool { syscall.Kill(k.(int), syscall.SIGKILL); return true })
 	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, f.logs.String())
+	}
 	pid := cmd.Process.Pid
 	if !poll(10*time.Second, func() bool { return f.pidFile() == pid }) {
 		t.Fatalf("the pid file never named the first process\n%s", f.logs.String())
@@ -642,10 +653,16 @@ func TestInheritedEnvironment(t *testing.T) {
 	}
 	lf, _ := ln.(*net.TCPListener).File()
 	defer lf.Close()
-	js, _ = json.Marshal(map[string]any{"admin": map[string][]int{"127.0.0.1:1": {int(lf.Fd())}}})
+	fd := int(lf.Fd()) // which makes the socket blocking, as os/exec passes one
+	js, _ = json.Marshal(map[string]any{"admin": map[string][]int{"127.0.0.1:1": {fd}}})
 	t.Setenv(envInherit, string(js))
-	if c, err := takeInherited(); err != nil || c.listeners.Admin["127.0.0.1:1"][0] != int(lf.Fd()) {
+	if c, err := takeInherited(); err != nil || c.listeners.Admin["127.0.0.1:1"][0] != fd {
 		t.Errorf("a listening socket: %v, %v", c, err)
+	}
+	// The loops and fdListener wait for readiness and accept until EAGAIN: a socket that came blocking
+	// is made non-blocking before either uses it.
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK == 0 {
+		t.Errorf("an inherited socket passed blocking is still blocking (flags %#x, %v)", fl, err)
 	}
 	if _, ok := os.LookupEnv(envInherit); ok {
 		t.Fatal("the variable is still in the environment")

@@ -21,6 +21,7 @@ func TestZeroAllocs(t *testing.T) {
 	var zeroReq Request // nil Headers: made once by the first parse (AllocsPerRun's warm-up run)
 	var d ChunkedReader
 	dst := make([]byte, 0, 4096)
+	var index HeadIndex // its header spans are made once (the warm-up run) and reused
 
 	cases := []struct {
 		name string
@@ -49,6 +50,11 @@ func TestZeroAllocs(t *testing.T) {
 		{"AppendProxyRequest", func() {
 			_, _ = ParseRequest(req, r)
 			dst = AppendProxyRequest(dst[:0], r, r.Target, []byte("203.0.113.9"), []byte("https"), []byte("backend:80"), false)
+		}},
+		{"HeadIndex.Keep and Restore", func() {
+			_, _ = ParseRequest(req, r)
+			index.Keep(r, req)
+			_ = index.Restore(r, req)
 		}},
 		{"AppendProxyResponse", func() {
 			_, _ = ParseResponse(resp, resp1)

@@ -61,7 +61,8 @@
 //     Response.Reason, Headers[i], Response.Get, are views into the buffer passed to the parse call.
 //     They are valid until that buffer is modified or reused, and until the next parse into the same
 //     struct. A request that must outlive the read callback is copied into its connection's slab
-//     first and parsed there.
+//     first and parsed there; HeadIndex keeps that parse as offsets into the slab and gives the views
+//     back (Restore) without parsing again.
 //   - ChunkedReader.Next's data is a view into the buf passed to that call, same rule; so is the pass
 //     part of Forward's buf. Forward's kept trailer bytes are copies in the caller's scratch.
 //   - A returned *SyntaxError is valid until the next call on the same struct; copy it to keep it.

@@ -47,6 +47,17 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		// What we forward parses again, with the same framing and host.
 		out := AppendProxyRequest(nil, &r, r.Target, []byte("192.0.2.1"), []byte("https"), []byte("backend:80"), false)
+		// The head kept as offsets comes back as the very views the parse made, and forwards the same.
+		var x HeadIndex
+		x.Keep(&r, buf)
+		r3 := NewRequest(r.NumHeaders + 1)
+		if !x.Restore(r3, buf) {
+			t.Fatal("Restore refused what Keep recorded")
+		}
+		sameRequestViews(t, &r, r3)
+		if again := AppendProxyRequest(nil, r3, r3.Target, []byte("192.0.2.1"), []byte("https"), []byte("backend:80"), false); !bytes.Equal(again, out) {
+			t.Fatalf("restored head forwards differently:\n%q\n%q", out, again)
+		}
 		var fw Request
 		_, err2 := ParseRequest(out, &fw)
 		if err2 == ErrTooManyHeaders && r.NumHeaders > MaxHeaders-4 {

@@ -20,6 +20,7 @@ import (
 
 	"switchflow/admin"
 	"switchflow/config"
+	"switchflow/internal/sockettest"
 )
 
 // fixedOrigin answers every request head it reads with resp, from fixed buffers (it allocates nothing per
@@ -152,8 +153,9 @@ func adminGet(t *testing.T, method, url string) (int, string) {
 func TestAdminMetricsCountExactly(t *testing.T) {
 	oaddr := fixedOrigin(t, []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
 	dead := refusedAddr(t)
-	adminAddr := freeAddr(t)
-	addr, srv := startProxy(t, 2, fmt.Sprintf(`max_connections = 3
+	sk := sockettest.NewSet(t)
+	adminAddr := sk.AddAdmin()
+	addr, srv := startProxyWith(t, 2, sk, fmt.Sprintf(`max_connections = 3
 
 [admin]
 listen = %q
@@ -347,8 +349,9 @@ cache_ttl = "60s"
 // still finishes.
 func TestAdminHealthzDraining(t *testing.T) {
 	o := startOrigin(t, "a")
-	adminAddr := freeAddr(t)
-	addr, srv := startProxy(t, 1, fmt.Sprintf("[admin]\nlisten = %q\n", adminAddr)+simpleConfig("", o))
+	sk := sockettest.NewSet(t)
+	adminAddr := sk.AddAdmin()
+	addr, srv := startProxyWith(t, 1, sk, fmt.Sprintf("[admin]\nlisten = %q\n", adminAddr)+simpleConfig("", o))
 	_, br := slowRequestInFlight(t, o, addr, 1000)
 	deadline := time.Now().Add(2 * time.Second)
 	shut := make(chan error, 1)
@@ -518,7 +521,7 @@ func TestAccessLogRecordAllocatesNothing(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "access.log")
 			addr, srv := startProxy(t, 1, fmt.Sprintf(`
 [admin]
-listen = %q
+listen = "127.0.0.1:0"
 
 [log]
 access = %q
@@ -536,7 +539,7 @@ upstream = "app"
 path_prefix = "/cached/"
 upstream = "app"
 cache_ttl = "60s"
-`, freeAddr(t), path, format, oaddr))
+`, path, format, oaddr))
 			c, br := dial(t, addr)
 			buf := make([]byte, 4096)
 			const runs = 1000
@@ -621,7 +624,8 @@ func TestAccessLogDropsWhenWriterLags(t *testing.T) {
 // starts at zero, a route it removes is no longer reported.
 func TestMetricsAcrossReload(t *testing.T) {
 	oaddr := fixedOrigin(t, []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-	adminAddr := freeAddr(t)
+	sk := sockettest.NewSet(t)
+	adminAddr := sk.AddAdmin()
 	routes := func(prefixes ...string) string {
 		s := fmt.Sprintf("\n[admin]\nlisten = %q\n\n[[upstream]]\nname = \"app\"\nservers = [ { addr = %q } ]\n", adminAddr, oaddr)
 		for _, p := range prefixes {
@@ -629,7 +633,7 @@ func TestMetricsAcrossReload(t *testing.T) {
 		}
 		return s
 	}
-	addr, srv := startProxy(t, 2, routes("/a/", "/gone/"))
+	addr, srv := startProxyWith(t, 2, sk, routes("/a/", "/gone/"))
 	c, br := dial(t, addr)
 	get := func(target string) {
 		t.Helper()

@@ -97,6 +97,7 @@ func (ls *loopState) joinWait(cc *clientConn, w *cacheWait) {
 	w.clients = append(w.clients, cc)
 	cc.wait = w
 	cc.state = csCacheWait
+	ls.keepHead(cc) // a wait that ends in vain sends the head to the backend (cacheMissGo)
 	ls.armClient(cc)
 }
 

@@ -318,7 +318,7 @@ func TestCacheNeverStores(t *testing.T) {
 func TestCacheCoalescesConcurrentMisses(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
 		o := startCacheOrigin(t)
-		addr, _ := startProxy(t, loops, cacheConfig(o, "30s", "16MiB"))
+		addr, srv := startProxy(t, loops, cacheConfig(o, "30s", "16MiB"))
 		const n = 200
 		type result struct {
 			status int
@@ -386,6 +386,13 @@ func TestCacheCoalescesConcurrentMisses(t *testing.T) {
 			if r.err != nil || r.status != 200 || r.xcache != "MISS" {
 				t.Fatalf("no-store client %d: %+v", i, r)
 			}
+		}
+		// The waiters' heads went out from the offsets kept when they began to wait, not parsed again.
+		if got := o.count("cache.test", "/slowns?delay=200&cc=no-store"); got != n {
+			t.Fatalf("origin saw %d no-store requests, want %d", got, n)
+		}
+		if r := reparses(t, srv); r != 0 {
+			t.Fatalf("%d request heads parsed a second time, want none", r)
 		}
 	})
 }

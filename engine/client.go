@@ -174,6 +174,9 @@ func (ls *loopState) waitHead(cc *clientConn) {
 	cc.tried, cc.attempts = 0, 0
 	cc.respStarted, cc.closeAfterRes, cc.reqDone, cc.bodyFromConn = false, false, false, false
 	cc.headAsGet = false
+	if cc.headKept {
+		ls.releaseHead(cc)
+	}
 	cc.reqSeen = 0
 	cc.freeRetries, cc.cause = 0, 0
 	cc.start, cc.srv, cc.status, cc.respHead, cc.bodyLen, cc.bodySent = 0, nil, 0, 0, 0, 0

@@ -10,13 +10,14 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"switchflow/config"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"switchflow/internal/sockettest"
 )
 
 // The timeouts on a clock the test moves: each fires exactly when its wait has lasted the configured
@@ -42,14 +43,11 @@ func (c *testClock) install() func(*Server) { return func(s *Server) { s.elapsed
 // startProxyOnClock is startProxy with the engine's clock replaced by a testClock.
 func startProxyOnClock(t *testing.T, loops int, toml string) (string, *Server, *testClock) {
 	t.Helper()
-	addr := freeAddr(t)
-	full := fmt.Sprintf("[server]\nlisten = %q\nloops = %d\n", addr, loops) + toml
-	cfg, err := config.Parse([]byte(full))
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, full)
-	}
+	sk := sockettest.NewSet(t)
+	cfg, addr := proxyConfig(t, sk, loops, toml)
 	clock := newTestClock()
-	srv, _ := serveEngineWith(t, cfg, testLog(), clock.install())
+	install := clock.install()
+	srv, _ := serveEngineWith(t, cfg, testLog(), func(s *Server) { inherit(sk)(s); install(s) })
 	return addr, srv, clock
 }
 
@@ -140,17 +138,135 @@ func TestReadHeaderTimeoutExact(t *testing.T) {
 // TestIdleTimeoutExact: a kept-alive connection that sends nothing for idle_timeout after its response
 // is closed without a word (as nginx does); a nanosecond earlier it is still open.
 func TestIdleTimeoutExact(t *testing.T) {
-	o := startOrigin(t, "a")
-	addr, srv, clock := startProxyOnClock(t, 1, "idle_timeout = \"60s\"\n"+upstreamConfig("", o.addr))
-	c, br := dial(t, addr)
-	if _, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: t.test\r\n\r\n"); err != nil {
+	forLoops(t, func(t *testing.T, loops int) {
+		o := startOrigin(t, "a")
+		addr, srv, clock := startProxyOnClock(t, loops, "idle_timeout = \"60s\"\n"+upstreamConfig("", o.addr))
+		c, br := dial(t, addr)
+		if _, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: t.test\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := readResponse(t, br, false); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		// The response was written on the clock as it stands: the idle wait began then.
+		expectAt(t, srv, clock, clock.elapsed(), 60*time.Second, c, br, "")
+		waitSlabs(t, srv, 0)
+	})
+}
+
+// headBytesRead waits until the loops have read n bytes of the request heads of their clients, all
+// told: bytes the test wrote at a clock instant have reached the proxy at that instant, before the
+// test moves the clock on.
+func headBytesRead(t *testing.T, srv *Server, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d bytes of heads read", n), func() bool {
+		got := 0
+		onLoops(t, srv, func(ls *loopState) {
+			for n := ls.clients.head; n != nil; n = n.next {
+				cc := n.owner
+				if cc.state == csHead {
+					got += cc.filled
+				}
+			}
+		})
+		return got == n
+	})
+}
+
+// writeAt moves the clock to at and writes b to c, and returns once the proxy has read it (total: the
+// head bytes its clients hold then).
+func writeAt(t *testing.T, srv *Server, clock *testClock, at time.Duration, c net.Conn, b string, total int) {
+	t.Helper()
+	sweepNow(t, srv) // nothing of before is still running on the loop when the clock moves
+	clock.set(at)
+	if _, err := io.WriteString(c, b); err != nil {
 		t.Fatal(err)
 	}
-	if resp, _ := readResponse(t, br, false); resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	// The response was written on the clock as it stands: the idle wait began then.
-	expectAt(t, srv, clock, clock.elapsed(), 60*time.Second, c, br, "")
+	headBytesRead(t, srv, total)
+}
+
+// TestReadHeaderTimeoutFromAccept: read_header_timeout runs from the accept for a connection's first
+// request, bytes or none (408, close); between kept-alive requests idle_timeout applies (silent close),
+// also when empty lines come (they are no request yet), and read_header_timeout again from the first
+// byte of the next request.
+func TestReadHeaderTimeoutFromAccept(t *testing.T) {
+	forLoops(t, func(t *testing.T, loops int) {
+		o := startRawOrigin(t, nil)
+		addr, srv, clock := startProxyOnClock(t, loops, simpleRawConfig("read_header_timeout = \"10s\"\nidle_timeout = \"30s\"\n", o))
+		accepted := func(t *testing.T) (net.Conn, *bufio.Reader, time.Duration) {
+			t.Helper()
+			before := srv.clientsOpen()
+			c, br := dial(t, addr)
+			waitFor(t, "the accept", func() bool { return srv.clientsOpen() == before+1 })
+			return c, br, clock.elapsed()
+		}
+		served := func(t *testing.T) (net.Conn, *bufio.Reader, time.Duration) {
+			t.Helper()
+			c, br, _ := accepted(t)
+			if resp, _ := roundTrip(t, c, br, reqGET+"\r\n"); resp.StatusCode != 200 {
+				t.Fatalf("%d", resp.StatusCode)
+			}
+			return c, br, clock.elapsed() // the response went out on the clock as it stands
+		}
+
+		t.Run("new connection sends nothing", func(t *testing.T) {
+			c, br, start := accepted(t)
+			expectAt(t, srv, clock, start, 10*time.Second, c, br, "HTTP/1.1 408 ") // not idle_timeout's silent close
+			expectClosed(t, c, br)
+		})
+
+		t.Run("new connection sends part of a head", func(t *testing.T) {
+			c, br, start := accepted(t)
+			writeAt(t, srv, clock, start+9*time.Second, c, "GET / HT", 8)
+			expectAt(t, srv, clock, start, 10*time.Second, c, br, "HTTP/1.1 408 ") // from the accept, not the first byte
+			expectClosed(t, c, br)
+		})
+
+		t.Run("idle between requests is idle_timeout", func(t *testing.T) {
+			c, br, start := served(t)
+			expectAt(t, srv, clock, start, 30*time.Second, c, br, "") // no 408 at read_header_timeout before it
+		})
+
+		t.Run("empty lines leave the idle clock running", func(t *testing.T) {
+			c, br, start := served(t)
+			writeAt(t, srv, clock, start+20*time.Second, c, "\r\n", 2)
+			expectAt(t, srv, clock, start, 30*time.Second, c, br, "")
+		})
+
+		t.Run("next request's head from its first byte", func(t *testing.T) {
+			c, br, start := served(t)
+			first := start + 20*time.Second // past read_header_timeout, within idle_timeout
+			writeAt(t, srv, clock, first, c, "GET / HT", 8)
+			expectAt(t, srv, clock, first, 10*time.Second, c, br, "HTTP/1.1 408 ")
+			expectClosed(t, c, br)
+		})
+		if n := o.reqs.Load(); n != 3 {
+			t.Errorf("origin read %d requests, want 3", n)
+		}
+		waitSlabs(t, srv, 0)
+	})
+}
+
+// TestSlowlorisHeadGets408: a head dripped a byte a second, each read by the proxy as it comes, is cut
+// off with 408 exactly at read_header_timeout from the accept, and none of it reaches the origin.
+func TestSlowlorisHeadGets408(t *testing.T) {
+	forLoops(t, func(t *testing.T, loops int) {
+		o := startRawOrigin(t, nil)
+		addr, srv, clock := startProxyOnClock(t, loops, simpleRawConfig("read_header_timeout = \"10s\"\n", o))
+		c, br := dial(t, addr)
+		waitFor(t, "the accept", func() bool { return srv.clientsOpen() == 1 })
+		start := clock.elapsed()
+		head := "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("z", 40) + "\r\n\r\n"
+		for i := 0; i < 10; i++ {
+			writeAt(t, srv, clock, start+time.Duration(i)*time.Second, c, head[i:i+1], i+1)
+		}
+		expectAt(t, srv, clock, start, 10*time.Second, c, br, "HTTP/1.1 408 ")
+		expectClosed(t, c, br)
+		if o.bytesRead() != 0 {
+			t.Errorf("origin got %q", o.rawSince(0))
+		}
+		waitSlabs(t, srv, 0)
+	})
 }
 
 // silentBackend accepts connections and reads request heads, signalling each whole one, and never

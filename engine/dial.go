@@ -35,6 +35,7 @@ func (ls *loopState) connect(cc *clientConn) {
 		ls.sendHead(cc, be)
 		return
 	}
+	ls.keepHead(cc) // the head goes out in a later callback, when a connection is dialed or freed
 	be := &backendConn{ls: ls, lt: lt, group: cc.route.group, srv: srv, state: bsDialing, client: cc}
 	cc.be = be
 	cc.state = csConnecting

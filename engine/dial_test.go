@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -119,4 +120,57 @@ func TestDialBurstQueued(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// reparses sums the request heads the loops parsed a second time.
+func reparses(t *testing.T, srv *Server) int64 {
+	t.Helper()
+	var n int64
+	onLoops(t, srv, func(ls *loopState) { n += ls.reparses.Load() })
+	return n
+}
+
+// TestDialedRequestParsedOnce: a request whose backend connection is dialed leaves the callback that
+// parsed it, and other clients' heads are parsed into the loop's scratch meanwhile; its head goes out
+// from the offsets its exchange kept, never parsed again, and each backend gets its own client's head
+// and body. keepalive = 0 makes every request dial.
+func TestDialedRequestParsedOnce(t *testing.T) {
+	forLoops(t, func(t *testing.T, loops int) {
+		o := startOrigin(t, "a")
+		addr, srv := startProxy(t, loops, strings.Replace(simpleConfig("", o), `connect_timeout = "1s"`, "connect_timeout = \"1s\"\nkeepalive = 0", 1))
+		const clients, requests = 16, 10
+		errs := keepAliveClients(addr, clients, requests, 10*time.Second, func(c net.Conn, br *bufio.Reader, i, j int) error {
+			id := fmt.Sprintf("%d-%d", i, j)
+			var want string
+			if j%2 == 0 {
+				fmt.Fprintf(c, "GET /d/%s HTTP/1.1\r\nHost: x\r\nX-Id: %s\r\n\r\n", id, id)
+			} else {
+				fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(id), id)
+				want = id
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return err
+			}
+			body, err := io.ReadAll(resp.Body)
+			switch {
+			case err != nil || resp.StatusCode != 200:
+				return fmt.Errorf("%d %v", resp.StatusCode, err)
+			case want == "" && (resp.Header.Get("X-Path") != "/d/"+id || string(body) != "Hello, World!"):
+				return fmt.Errorf("GET %s came back for path %q: %q", id, resp.Header.Get("X-Path"), body)
+			case want != "" && string(body) != want:
+				return fmt.Errorf("POST %s echoed %q", id, body)
+			}
+			return nil
+		})
+		for _, err := range errs {
+			t.Fatal(err)
+		}
+		if got := o.hits.Load(); got != clients*requests {
+			t.Fatalf("the origin saw %d requests, want %d", got, clients*requests)
+		}
+		if n := reparses(t, srv); n != 0 {
+			t.Fatalf("%d request heads parsed a second time, want none", n)
+		}
+	})
 }

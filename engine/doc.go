@@ -21,7 +21,10 @@
 // # Buffers and lifetimes
 //
 // A request head is copied from gnet's buffer into the client's header slab (bufpool) and parsed there,
-// so its views stay valid until the response completes: a retry rebuilds the head from the slab. A
+// into the loop's scratch Request, so its views stay valid until the response completes. A request that
+// waits (a dial, a connection freed later, a cache fill) keeps its parse as offsets into the slab
+// (codec.HeadIndex, keepHead) and gets it back without parsing again; a retry of a request that went out
+// at once, whose parse nobody kept, parses the slab's head again (request). A
 // response head is parsed in place in gnet's buffer and rewritten into the loop's scratch buffer within
 // the same callback. Body bytes are never copied by SwitchFlow: they go from one connection's read buffer
 // to the other's Write (gnet copies only what the socket does not take at once). The one exception is a

@@ -15,18 +15,15 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	errorx "github.com/panjf2000/gnet/v2/pkg/errors"
 
-	"switchflow/config"
+	"switchflow/internal/sockettest"
 )
 
 // serveForTest starts an engine with one loop and returns it with the channel Serve's result comes on.
 func serveForTest(t *testing.T) (*Server, string, <-chan error) {
 	t.Helper()
-	addr := freeAddr(t)
-	cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 1\n", addr) + upstreamConfig("", "127.0.0.1:9")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, done := serveEngine(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sk := sockettest.NewSet(t)
+	cfg, addr := proxyConfig(t, sk, 1, upstreamConfig("", "127.0.0.1:9"))
+	srv, done := serveEngineWith(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), inherit(sk))
 	return srv, addr, done
 }
 

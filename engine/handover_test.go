@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"switchflow/config"
+	"switchflow/internal/sockettest"
 )
 
 // TestHandOverKeepsQueuedConnections: the engine side of SIGUSR2 in one process. A serving engine's
@@ -20,13 +21,15 @@ import (
 func TestHandOverKeepsQueuedConnections(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
 		o := startOrigin(t, "a")
-		addr, adminAddr := freeAddr(t), freeAddr(t)
-		toml := fmt.Sprintf("[server]\nlisten = %q\nloops = %d\n[admin]\nlisten = %q\n", addr, loops, adminAddr) + simpleConfig("", o)
-		cfg, err := config.Parse([]byte(toml))
+		// The old engine opens its own sockets, as the first process of an upgrade does: server.listen
+		// with reuse_port on a reserved port, [admin] on a port of the kernel's choosing.
+		addr := sockettest.Reserved(t)
+		cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\nloops = %d\n[admin]\nlisten = \"127.0.0.1:0\"\n", addr, loops) + simpleConfig("", o)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		old, oldDone := serveEngine(t, cfg, testLog())
+		adminAddr := old.AdminAddr()
 		c, br := dial(t, addr)
 		if resp, body := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 || resp.Close {
 			t.Fatalf("before the handover: %d %q close=%v", resp.StatusCode, body, resp.Close)
@@ -39,7 +42,7 @@ func TestHandOverKeepsQueuedConnections(t *testing.T) {
 		if n := len(l.Listen[addr]); n != loops {
 			t.Fatalf("%d sockets for %s with %d loops and reuse_port, want one per loop", n, addr, loops)
 		}
-		if n := len(l.Admin[adminAddr]); n != 1 {
+		if n := len(l.Admin["127.0.0.1:0"]); n != 1 {
 			t.Fatalf("%d admin sockets, want 1", n)
 		}
 

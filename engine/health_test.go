@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"switchflow/config"
+	"switchflow/internal/sockettest"
 	"switchflow/upstream"
 )
 
@@ -144,7 +145,8 @@ func TestHealthChecksFollowReloadAndShutdown(t *testing.T) {
 	a := startCheckedOrigin(t, "a")
 	b := startCheckedOrigin(t, "b")
 	b.health.Store(500)
-	full := fmt.Sprintf("[server]\nlisten = %q\nloops = 1\n", freeAddr(t)) + healthConfig(a, b)
+	sk := sockettest.NewSet(t)
+	full := fmt.Sprintf("[server]\nlisten = %q\nloops = 1\n", sk.AddListen()) + healthConfig(a, b)
 	cfg, err := config.Parse([]byte(full))
 	if err != nil {
 		t.Fatal(err)
@@ -156,6 +158,7 @@ func TestHealthChecksFollowReloadAndShutdown(t *testing.T) {
 	if a.checks.Load() != 0 {
 		t.Fatal("New ran checks before Serve")
 	}
+	inherit(sk)(srv)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve() }()
 	<-srv.Ready()

@@ -25,8 +25,9 @@ type loopState struct {
 	rs   *responseSet
 
 	// Scratch space reused by every connection of the loop inside one callback; nothing keeps it.
-	// req is written by parseHead only and read through request(cc) only, which parses cc's head again
-	// unless req holds it from this very callback (reqOwner: see parseHead).
+	// req is written by parseHead and request(cc) only and read through request(cc) only, which gives
+	// it back to cc from the offsets cc's exchange kept (keepHead) unless req holds cc's head from this
+	// very callback (reqOwner: see parseHead).
 	req      codec.Request
 	reqOwner *clientConn
 	tlsBufs  tlsrec.Buffers // the record layers' scratch of its TLS clients and TLS backends (tlsrec): what they return lives until the next call
@@ -39,6 +40,8 @@ type loopState struct {
 	trailers []byte      // the kept trailer bytes of a chunked body being forwarded (codec.ChunkedReader.Forward)
 	hitBuf   []byte      // a cache hit's per-response headers
 	keyBuf   []byte      // a cache key being looked up
+
+	freeHeads []*codec.HeadIndex // storage of kept heads whose requests ended, for the next to wait (keepHead)
 
 	shard          *cache.Shard          // this loop's view of the micro-cache
 	waits          map[string]*cacheWait // clients waiting for a fetch, by key
@@ -54,6 +57,7 @@ type loopState struct {
 	clientsOpen atomic.Int64 // mirrors clients.len for other goroutines
 	quiet       atomic.Bool  // the last sweep found nothing to time: OnTick sweeps it every quietTicks
 	sweeps      atomic.Int64 // sweeps run, for tests
+	reparses    atomic.Int64 // heads parsed a second time (request: a retry after the head went out), for tests
 
 	// Metrics and the access log (stats.go, accesslog.go).
 	st       loopStats                    // only this loop writes; the admin goroutine reads

@@ -12,6 +12,7 @@ import (
 
 	"switchflow/admin"
 	"switchflow/config"
+	"switchflow/internal/sockettest"
 )
 
 // logSink is a log the loops, the checkers and the test share.
@@ -63,14 +64,15 @@ func (l *logSink) waitCount(t *testing.T, n int, parts ...string) {
 // configuration returned for a reload.
 func startLoggedProxy(t *testing.T, level slog.Level, toml string) (string, *Server, *logSink, string) {
 	t.Helper()
-	addr := freeAddr(t)
+	sk := sockettest.NewSet(t)
+	addr := sk.AddListen()
 	full := fmt.Sprintf("[server]\nlisten = %q\nloops = 1\n", addr) + toml
 	cfg, err := config.Parse([]byte(full))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, full)
 	}
 	sink := &logSink{}
-	srv, _ := serveEngine(t, cfg, slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level})))
+	srv, _ := serveEngineWith(t, cfg, slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level})), inherit(sk))
 	return addr, srv, sink, full
 }
 
@@ -107,7 +109,7 @@ func serverStatus(t *testing.T, s admin.Snapshot, name string) admin.Server {
 func TestDownServerVisibleAndKeptOnReload(t *testing.T) {
 	a := startOrigin(t, "a")
 	dead := refusedAddr(t)
-	toml := fmt.Sprintf("[admin]\nlisten = %q\n", freeAddr(t)) + fmt.Sprintf(`
+	toml := "[admin]\nlisten = \"127.0.0.1:0\"\n" + fmt.Sprintf(`
 [[upstream]]
 name = "app"
 servers = [ { addr = %q }, { addr = %q } ]

@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"switchflow/config"
+	"switchflow/internal/sockettest"
 )
 
 // origin is a real fasthttp server on a loopback socket that records what reached it.
@@ -93,20 +94,19 @@ func (o *origin) head() string {
 	return string(o.lastHead)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// inherit hands sk's sockets to the engine (Server.Inherit, the way a binary upgrade passes its
+// listeners), which serves them from Serve on and closes them when it ends: serveEngineWith's prepare.
+// The port is the engine's from the moment the test knows it (internal/sockettest).
+func inherit(sk *sockettest.Set) func(*Server) {
+	return func(srv *Server) {
+		sk.Handed()
+		srv.Inherit(&Listeners{Listen: sk.Listen, TLS: sk.TLS, Admin: sk.Admin})
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // refusedAddr is a loopback address where connections are refused, for a dead backend: a socket bound to
-// it and never listening holds the port for the test. A port from freeAddr is free again at once, and
-// may be handed to the next listener (the proxy's own, which then proxies to itself until
-// max_connections answers 503).
+// it and never listening holds the port for the test. A port found free and closed again may be handed
+// to the next listener (the proxy's own, which then proxies to itself until max_connections answers 503).
 func refusedAddr(t *testing.T) string {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
@@ -128,14 +128,27 @@ func refusedAddr(t *testing.T) string {
 // and loops keys are filled in) and stops it when the test ends.
 func startProxy(t *testing.T, loops int, toml string) (string, *Server) {
 	t.Helper()
-	addr := freeAddr(t)
+	return startProxyWith(t, loops, sockettest.NewSet(t), toml)
+}
+
+// startProxyWith is startProxy for a toml that names sockets of sk (an [admin] listen).
+func startProxyWith(t *testing.T, loops int, sk *sockettest.Set, toml string) (string, *Server) {
+	t.Helper()
+	cfg, addr := proxyConfig(t, sk, loops, toml)
+	srv, _ := serveEngineWith(t, cfg, testLog(), inherit(sk))
+	return addr, srv
+}
+
+// proxyConfig parses toml with [server] listen (a socket of sk) and loops filled in.
+func proxyConfig(t *testing.T, sk *sockettest.Set, loops int, toml string) (*config.Config, string) {
+	t.Helper()
+	addr := sk.AddListen()
 	full := fmt.Sprintf("[server]\nlisten = %q\nloops = %d\n", addr, loops) + toml
 	cfg, err := config.Parse([]byte(full))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, full)
 	}
-	srv, _ := serveEngine(t, cfg, testLog())
-	return addr, srv
+	return cfg, addr
 }
 
 // waitFor polls cond until it holds, for up to 10 s; what says what was awaited, for the failure.
@@ -264,6 +277,41 @@ func readResponse(t *testing.T, br *bufio.Reader, head bool) (*http.Response, []
 		t.Fatalf("read body: %v", err)
 	}
 	return resp, body
+}
+
+// keepAliveClients opens clients connections to addr at once, each sending each requests one after
+// another on its connection (round writes request k of client i and checks its answer), and returns
+// every error once all have ended: a client stops at its first.
+func keepAliveClients(addr string, clients, each int, deadline time.Duration, round func(c net.Conn, br *bufio.Reader, i, k int) error) []error {
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(deadline))
+			br := bufio.NewReader(c)
+			for k := 0; k < each; k++ {
+				if err := round(c, br, i, k); err != nil {
+					errs <- fmt.Errorf("client %d request %d: %w", i, k, err)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	var out []error
+	for err := range errs {
+		out = append(out, err)
+	}
+	return out
 }
 
 // forLoops runs a test with one event loop and with four.
@@ -504,61 +552,6 @@ upstream = "app"
 	})
 }
 
-func TestRoutingByHostAndPrefix(t *testing.T) {
-	forLoops(t, func(t *testing.T, loops int) {
-		a, b, w, d := startOrigin(t, "a"), startOrigin(t, "b"), startOrigin(t, "w"), startOrigin(t, "d")
-		addr, _ := startProxy(t, loops, fmt.Sprintf(`
-[[upstream]]
-name = "a"
-servers = [ { addr = %q } ]
-[[upstream]]
-name = "b"
-servers = [ { addr = %q } ]
-[[upstream]]
-name = "w"
-servers = [ { addr = %q } ]
-[[upstream]]
-name = "d"
-servers = [ { addr = %q } ]
-[[route]]
-host = "api.example.com"
-path_prefix = "/"
-upstream = "a"
-[[route]]
-host = "api.example.com"
-path_prefix = "/v2/"
-upstream = "b"
-strip_prefix = true
-[[route]]
-host = "*.example.com"
-path_prefix = "/"
-upstream = "w"
-[[route]]
-path_prefix = "/static/"
-upstream = "d"
-`, a.addr, b.addr, w.addr, d.addr))
-		c, br := dial(t, addr)
-		cases := []struct{ host, target, origin, path string }{
-			{"api.example.com", "/x", "a", "/x"},
-			{"API.example.com:8080", "/v2/users?id=1", "b", "/users?id=1"},
-			{"api.example.com", "/v2", "a", "/v2"},
-			{"www.example.com", "/v2/users", "w", "/v2/users"},
-			{"other.test", "/static/app.js", "d", "/static/app.js"},
-		}
-		for _, tc := range cases {
-			resp, _ := roundTrip(t, c, br, "GET "+tc.target+" HTTP/1.1\r\nHost: "+tc.host+"\r\n\r\n")
-			if resp.StatusCode != 200 || resp.Header.Get("X-Origin") != tc.origin || resp.Header.Get("X-Path") != tc.path {
-				t.Errorf("%s%s: %d via %q as %q, want %s as %s", tc.host, tc.target, resp.StatusCode,
-					resp.Header.Get("X-Origin"), resp.Header.Get("X-Path"), tc.origin, tc.path)
-			}
-		}
-		resp, body := roundTrip(t, c, br, "GET /nothing HTTP/1.1\r\nHost: other.test\r\n\r\n")
-		if resp.StatusCode != 404 || !strings.Contains(string(body), "404") {
-			t.Fatalf("unrouted request: %d %q, want 404", resp.StatusCode, body)
-		}
-	})
-}
-
 func TestMaxConnectionsRefusal(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
 		o := startOrigin(t, "a")
@@ -609,42 +602,22 @@ func TestConcurrencyBeyondKeepalive(t *testing.T) {
 		cfg := strings.Replace(simpleConfig("", o), `connect_timeout = "1s"`, "connect_timeout = \"1s\"\nkeepalive = 2", 1)
 		addr, srv := startProxy(t, loops, cfg)
 		const clients, each = 64, 40
-		var wg sync.WaitGroup
-		errs := make(chan error, clients)
-		for i := 0; i < clients; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-				if err != nil {
-					errs <- err
-					return
-				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-				br := bufio.NewReader(c)
-				for k := 0; k < each; k++ {
-					target := fmt.Sprintf("/c%d/r%d", i, k)
-					if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target); err != nil {
-						errs <- err
-						return
-					}
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						errs <- fmt.Errorf("client %d request %d: %v", i, k, err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					if resp.StatusCode != 200 || resp.Header.Get("X-Path") != target {
-						errs <- fmt.Errorf("client %d request %d: %d for %q", i, k, resp.StatusCode, resp.Header.Get("X-Path"))
-						return
-					}
-				}
-			}(i)
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
+		errs := keepAliveClients(addr, clients, each, 20*time.Second, func(c net.Conn, br *bufio.Reader, i, k int) error {
+			target := fmt.Sprintf("/c%d/r%d", i, k)
+			if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target); err != nil {
+				return err
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != 200 || resp.Header.Get("X-Path") != target {
+				return fmt.Errorf("%d for %q", resp.StatusCode, resp.Header.Get("X-Path"))
+			}
+			return nil
+		})
+		for _, err := range errs {
 			t.Fatal(err)
 		}
 		if got := o.hits.Load(); got != clients*each {

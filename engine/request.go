@@ -94,11 +94,48 @@ func (ls *loopState) parseHead(cc *clientConn, b []byte) (int, error) {
 	return n, err
 }
 
-// request returns cc's parsed request head: the scratch when it holds it (parseHead), else the head
-// parsed again from cc's slab, where it stays unchanged until the exchange ends. ok is false only if
-// those bytes no longer parse, which cannot happen.
+// keepHead keeps cc's parsed head as offsets into its slab, for a request that leaves the callback that
+// parsed it before its head is sent (a dial, a wait for a connection or for a cache fill): the head stays
+// unchanged in the slab until the exchange ends, and request gives it back from there without parsing it
+// again. Only the requests that wait pay for it, never one sent at once. Loop only.
+func (ls *loopState) keepHead(cc *clientConn) {
+	if ls.reqOwner == cc && !cc.headKept {
+		if n := len(ls.freeHeads); n > 0 {
+			cc.head = ls.freeHeads[n-1]
+			ls.freeHeads = ls.freeHeads[:n-1]
+		} else {
+			cc.head = new(codec.HeadIndex) // a pointer: the exchange, cleared for every request, stays small
+		}
+		cc.head.Keep(&ls.req, cc.buf())
+		cc.headKept = true
+	}
+}
+
+// releaseHead gives the kept head's storage back to the loop as cc's request ends (waitHead), for the
+// next request that waits. An exchange that ends with its connection's close leaves it to the garbage
+// collector. Loop only.
+func (ls *loopState) releaseHead(cc *clientConn) {
+	if len(ls.freeHeads) < freeExchangesKept {
+		ls.freeHeads = append(ls.freeHeads, cc.head)
+	}
+	cc.head, cc.headKept = nil, false
+}
+
+// request returns cc's parsed request head in the loop's scratch: as it is when the scratch holds it
+// (parseHead), else restored from the offsets keepHead kept, else (a retry of a request sent at once,
+// whose head nobody kept) parsed again from the slab. ok is false only if those bytes no longer parse,
+// or no longer hold what was kept, which cannot happen.
 func (ls *loopState) request(cc *clientConn) (req *codec.Request, ok bool) {
-	if ls.reqOwner != cc {
+	switch {
+	case ls.reqOwner == cc:
+	case cc.headKept:
+		ls.reqOwner = nil
+		if !cc.head.Restore(&ls.req, cc.buf()[:cc.headLen]) {
+			return nil, false
+		}
+		ls.reqOwner = cc
+	default:
+		ls.reparses.Add(1)
 		if _, err := ls.parseHead(cc, cc.buf()[:cc.headLen]); err != nil {
 			return nil, false
 		}
@@ -248,8 +285,8 @@ func scanChunked(d *codec.ChunkedReader, buf []byte) (consumed int, payload int6
 }
 
 // sendHead writes the request head (and any body bytes already in the slab) to be. The loop's scratch
-// Request still holds cc's parse on the fast path; after a dial or a retry another connection may have
-// used it, and the head is parsed again from the slab.
+// Request still holds cc's parse on the fast path; after a dial or a wait another connection may have
+// used it, and request gives cc's head back from the offsets its exchange kept.
 func (ls *loopState) sendHead(cc *clientConn, be *backendConn) {
 	req, ok := ls.request(cc)
 	if !ok {

@@ -130,52 +130,36 @@ func TestRequestNeverSentForAnotherClient(t *testing.T) {
 
 		const victims, attackers, each = 40, 24, 25
 		stop := make(chan struct{})
-		var wg, awg sync.WaitGroup
-		errs := make(chan error, victims+attackers)
+		var awg sync.WaitGroup
+		errs := make(chan error, attackers)
 		var mismatches atomic.Int64
 
 		// Victims: one keep-alive connection each, requests one after another, each checked against the
 		// echo of its own path and secret.
-		for i := 0; i < victims; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		victimErrs := make(chan []error, 1)
+		go func() {
+			victimErrs <- keepAliveClients(addr, victims, each, 15*time.Second, func(c net.Conn, br *bufio.Reader, i, k int) error {
+				secret := fmt.Sprintf("victim%02d-%03d", i, k)
+				target := "/v/" + secret
+				want := target + "|" + secret + "|session=" + secret
+				if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nX-Secret: %s\r\nCookie: session=%s\r\n\r\n", target, secret, secret); err != nil {
+					return err
+				}
+				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
-					errs <- err
-					return
+					return err
 				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(15 * time.Second))
-				br := bufio.NewReader(c)
-				for k := 0; k < each; k++ {
-					secret := fmt.Sprintf("victim%02d-%03d", i, k)
-					target := "/v/" + secret
-					want := target + "|" + secret + "|session=" + secret
-					if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nX-Secret: %s\r\nCookie: session=%s\r\n\r\n", target, secret, secret); err != nil {
-						errs <- fmt.Errorf("victim %d request %d: %v", i, k, err)
-						return
-					}
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						errs <- fmt.Errorf("victim %d request %d: %v", i, k, err)
-						return
-					}
-					body, err := io.ReadAll(resp.Body)
-					if err != nil {
-						errs <- fmt.Errorf("victim %d request %d body: %v", i, k, err)
-						return
-					}
-					if resp.StatusCode != 200 || string(body) != want {
-						if mismatches.Add(1) == 1 {
-							errs <- fmt.Errorf("victim %d request %d was answered with another request: %d %q, want 200 %q",
-								i, k, resp.StatusCode, body, want)
-						}
-						return
-					}
+				body, err := io.ReadAll(resp.Body)
+				if err != nil {
+					return fmt.Errorf("body: %v", err)
 				}
-			}(i)
-		}
+				if resp.StatusCode != 200 || string(body) != want {
+					mismatches.Add(1)
+					return fmt.Errorf("answered with another request: %d %q, want 200 %q", resp.StatusCode, body, want)
+				}
+				return nil
+			})
+		}()
 
 		// Attackers: heads in two pieces 1 ms apart (valid, checked like a victim's), malformed heads and
 		// CL+TE heads (each 400, on a fresh connection, also sent in two pieces), until the victims are done.
@@ -235,7 +219,9 @@ func TestRequestNeverSentForAnotherClient(t *testing.T) {
 			awg.Add(1)
 			go attack(j)
 		}
-		wg.Wait()
+		for _, err := range <-victimErrs {
+			t.Error(err)
+		}
 		close(stop)
 		awg.Wait()
 		close(errs)

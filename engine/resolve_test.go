@@ -16,6 +16,7 @@ import (
 
 	"switchflow/config"
 	"switchflow/internal/dnstest"
+	"switchflow/internal/sockettest"
 )
 
 // hostOrigin is an origin on one loopback address of its own (127.0.0.x), all of a test's on one port,
@@ -318,8 +319,9 @@ func TestResolveFailureKeepsLastGoodAnswer(t *testing.T) {
 func TestResolveStartsWithoutAnswer(t *testing.T) {
 	dns := dnstest.Start(t)
 	_, port := startHostOrigins(t, "127.0.0.2", "127.0.0.3")
-	adminAddr := freeAddr(t)
-	cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 1\n[admin]\nlisten = %q\n", freeAddr(t), adminAddr) +
+	sk := sockettest.NewSet(t)
+	adminAddr := sk.AddAdmin()
+	cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\nloops = 1\n[admin]\nlisten = %q\n", sk.AddListen(), adminAddr) +
 		dnsConfig(dns, port, "")))
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +329,7 @@ func TestResolveStartsWithoutAnswer(t *testing.T) {
 	if ws := cfg.Warnings(); len(ws) != 1 || !strings.Contains(ws[0], `host "app.test" does not resolve now`) {
 		t.Fatalf("warnings: %q", ws)
 	}
-	srv, _ := serveEngine(t, cfg, testLog())
+	srv, _ := serveEngineWith(t, cfg, testLog(), inherit(sk))
 	addr := cfg.Server.Listen[0]
 	c, br := dial(t, addr)
 	if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 503 {

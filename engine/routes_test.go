@@ -162,24 +162,39 @@ func TestRouteMatchAllocatesNothing(t *testing.T) {
 	}
 }
 
+// routeCase is a request and where it must arrive: at which origin (X-Origin) and as which target
+// (X-Path).
+type routeCase struct{ host, target, origin, path string }
+
+// routedProxy starts a proxy with an upstream for each origin, named as the origin, and routes.
+func routedProxy(t *testing.T, loops int, routes string, origins ...*origin) string {
+	t.Helper()
+	var b strings.Builder
+	for _, o := range origins {
+		fmt.Fprintf(&b, "[[upstream]]\nname = %q\nservers = [ { addr = %q } ]\n", o.name, o.addr)
+	}
+	addr, _ := startProxy(t, loops, b.String()+routes)
+	return addr
+}
+
+// expectRoutes sends each case's request on one connection and checks where it arrived.
+func expectRoutes(t *testing.T, addr string, cases []routeCase) {
+	t.Helper()
+	c, br := dial(t, addr)
+	for _, tc := range cases {
+		resp, _ := roundTrip(t, c, br, "GET "+tc.target+" HTTP/1.1\r\nHost: "+tc.host+"\r\n\r\n")
+		if resp.StatusCode != 200 || resp.Header.Get("X-Origin") != tc.origin || resp.Header.Get("X-Path") != tc.path {
+			t.Errorf("%s%s: %d via %q as %q, want %s as %s", tc.host, tc.target, resp.StatusCode,
+				resp.Header.Get("X-Origin"), resp.Header.Get("X-Path"), tc.origin, tc.path)
+		}
+	}
+}
+
 // TestRouteSelectionOverSockets: the SPEC's rule end to end, on 1 and 4 loops, with a route whose host
 // names a port.
 func TestRouteSelectionOverSockets(t *testing.T) {
 	forLoops(t, func(t *testing.T, loops int) {
-		a, b, c, w := startOrigin(t, "a"), startOrigin(t, "b"), startOrigin(t, "c"), startOrigin(t, "w")
-		addr, _ := startProxy(t, loops, fmt.Sprintf(`
-[[upstream]]
-name = "a"
-servers = [ { addr = %q } ]
-[[upstream]]
-name = "b"
-servers = [ { addr = %q } ]
-[[upstream]]
-name = "c"
-servers = [ { addr = %q } ]
-[[upstream]]
-name = "w"
-servers = [ { addr = %q } ]
+		addr := routedProxy(t, loops, `
 [[route]]
 path_prefix = "/"
 upstream = "a"
@@ -207,9 +222,8 @@ host = "Port.example.com:8080"
 path_prefix = "/p/"
 upstream = "c"
 strip_prefix = true
-`, a.addr, b.addr, c.addr, w.addr))
-		conn, br := dial(t, addr)
-		cases := []struct{ host, target, origin, path string }{
+`, startOrigin(t, "a"), startOrigin(t, "b"), startOrigin(t, "c"), startOrigin(t, "w"))
+		expectRoutes(t, addr, []routeCase{
 			{"a.example.com", "/x", "a", "/x"},
 			{"api.example.com", "/", "a", "/"},
 			{"api.example.com", "/only/x", "b", "/only/x"},
@@ -220,13 +234,43 @@ strip_prefix = true
 			{"port.example.com", "/p/x?q=1", "c", "/x?q=1"},
 			{"PORT.example.com:9999", "/p/y", "c", "/y"},
 			{"port.example.com", "/q", "a", "/q"},
-		}
-		for _, tc := range cases {
-			resp, _ := roundTrip(t, conn, br, "GET "+tc.target+" HTTP/1.1\r\nHost: "+tc.host+"\r\n\r\n")
-			if resp.StatusCode != 200 || resp.Header.Get("X-Origin") != tc.origin || resp.Header.Get("X-Path") != tc.path {
-				t.Errorf("%s%s: %d via %q as %q, want %s as %s", tc.host, tc.target, resp.StatusCode,
-					resp.Header.Get("X-Origin"), resp.Header.Get("X-Path"), tc.origin, tc.path)
-			}
+		})
+	})
+}
+
+// TestRoutingByHostAndPrefix: an exact host before a wildcard, the longest prefix within a host, a
+// host's port and case ignored, strip_prefix, a route without host for the rest; 404 where none matches.
+func TestRoutingByHostAndPrefix(t *testing.T) {
+	forLoops(t, func(t *testing.T, loops int) {
+		addr := routedProxy(t, loops, `
+[[route]]
+host = "api.example.com"
+path_prefix = "/"
+upstream = "a"
+[[route]]
+host = "api.example.com"
+path_prefix = "/v2/"
+upstream = "b"
+strip_prefix = true
+[[route]]
+host = "*.example.com"
+path_prefix = "/"
+upstream = "w"
+[[route]]
+path_prefix = "/static/"
+upstream = "d"
+`, startOrigin(t, "a"), startOrigin(t, "b"), startOrigin(t, "w"), startOrigin(t, "d"))
+		expectRoutes(t, addr, []routeCase{
+			{"api.example.com", "/x", "a", "/x"},
+			{"API.example.com:8080", "/v2/users?id=1", "b", "/users?id=1"},
+			{"api.example.com", "/v2", "a", "/v2"},
+			{"www.example.com", "/v2/users", "w", "/v2/users"},
+			{"other.test", "/static/app.js", "d", "/static/app.js"},
+		})
+		c, br := dial(t, addr)
+		resp, body := roundTrip(t, c, br, "GET /nothing HTTP/1.1\r\nHost: other.test\r\n\r\n")
+		if resp.StatusCode != 404 || !strings.Contains(string(body), "404") {
+			t.Fatalf("unrouted request: %d %q, want 404", resp.StatusCode, body)
 		}
 	})
 }

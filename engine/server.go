@@ -284,8 +284,10 @@ func (s *Server) monoNow() int64 {
 // that pooled connection held 5.8 MB in the backend socket's receive queue alone (ss -tm); fixed at
 // 4 × io_buffer it holds about 512 KiB. The cost is throughput where the bandwidth-delay product to a
 // backend is larger than that: 512 KiB fills 4 Gbit/s at 1 ms of round trip. The client side's send
-// buffer is left to autotuning: fixed as well, it made the heap of a tunnel flooded both ways grow
-// about 3 MiB more (TestTunnelBothWaysFloodHeld), for a reason not yet found.
+// buffer is left to autotuning, as nginx leaves it: a client reading nothing held 4.17 MB in it, nginx's
+// 4.12 MB (tcp_wmem's cap; scripts/kernelmem.sh, TestSlowReaderSocketQueuesBounded). Fixed as well, it
+// made the heap of a tunnel flooded both ways grow about 3 MiB more (TestTunnelBothWaysFloodHeld), for a
+// reason not yet found.
 func socketBufferFor(ioBuffer int) int { return 4 * ioBuffer }
 
 // readBufferFor sizes each loop's read buffer (one per loop, not per connection) from io_buffer. The

@@ -493,77 +493,6 @@ func simpleRawConfig(extraServer string, origins ...*rawOrigin) string {
 	return upstreamConfig(extraServer, addrs...)
 }
 
-// TestSlowlorisHeadGets408: a head dripped a byte every 100 ms is cut off with 408 at read_header_timeout.
-func TestSlowlorisHeadGets408(t *testing.T) {
-	forLoops(t, func(t *testing.T, loops int) {
-		o := startRawOrigin(t, nil)
-		addr, srv := startProxy(t, loops, simpleRawConfig("read_header_timeout = \"500ms\"\n", o))
-		c, br := dial(t, addr)
-		head := "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("z", 40) + "\r\n\r\n"
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tk := time.NewTicker(100 * time.Millisecond)
-			defer tk.Stop()
-			for i := 0; i < len(head); i++ {
-				if _, err := c.Write([]byte{head[i]}); err != nil {
-					return
-				}
-				select {
-				case <-stop:
-					return
-				case <-tk.C:
-				}
-			}
-		}()
-		defer func() { close(stop); wg.Wait() }()
-		start := time.Now()
-		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("no 408 within 3s: %v", err)
-		}
-		_, _ = io.ReadAll(resp.Body)
-		el := time.Since(start)
-		if resp.StatusCode != 408 {
-			t.Fatalf("status %d, want 408", resp.StatusCode)
-		}
-		if el < 300*time.Millisecond || el > 1500*time.Millisecond {
-			t.Errorf("408 after %v, want about 500ms", el)
-		}
-		expectClosed(t, c, br)
-		if o.bytesRead() != 0 {
-			t.Errorf("origin got %q", o.rawSince(0))
-		}
-		c.Close()
-		waitSlabs(t, srv, 0)
-	})
-}
-
-// TestIdleKeepAliveClosed: a keep-alive client after its response is closed silently (no bytes) after
-// idle_timeout. (A new connection that sends nothing is under read_header_timeout instead:
-// TestReadHeaderTimeoutFromAccept.)
-func TestIdleKeepAliveClosed(t *testing.T) {
-	forLoops(t, func(t *testing.T, loops int) {
-		o := startRawOrigin(t, nil)
-		addr, srv := startProxy(t, loops, simpleRawConfig("idle_timeout = \"500ms\"\n", o))
-		check := func(t *testing.T, c net.Conn, br *bufio.Reader) {
-			expectIdleClose(t, c, br, 300*time.Millisecond, 1500*time.Millisecond)
-		}
-		t.Run("after a response", func(t *testing.T) {
-			c, br := dial(t, addr)
-			resp, body := roundTrip(t, c, br, reqGET+"\r\n")
-			if resp.StatusCode != 200 || string(body) != "ok" {
-				t.Fatalf("%d %q", resp.StatusCode, body)
-			}
-			check(t, c, br)
-		})
-		waitSlabs(t, srv, 0)
-	})
-}
-
 func waitSlabs(t *testing.T, srv *Server, want int) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
@@ -628,23 +557,4 @@ func TestBadChunkStreamedAfterHead(t *testing.T) {
 		}
 		waitSlabs(t, srv, 0)
 	})
-}
-
-// expectIdleClose waits for the proxy to close an idle connection silently, between min and max from
-// now (a reset counts as a close).
-func expectIdleClose(t *testing.T, c net.Conn, br *bufio.Reader, min, max time.Duration) {
-	t.Helper()
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(max + time.Second))
-	got, err := io.ReadAll(br)
-	el := time.Since(start)
-	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("idle connection not closed within %v: %v", max+time.Second, err)
-	}
-	if len(got) > 0 {
-		t.Errorf("idle close sent bytes: %q", got)
-	}
-	if el < min || el > max {
-		t.Errorf("closed after %v idle, want between %v and %v", el, min, max)
-	}
 }

@@ -49,6 +49,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"switchflow/internal/sockettest"
 )
 
 var (
@@ -642,7 +644,8 @@ func buildProxy(t *testing.T) string {
 // upstream of origin, and stops it (SIGTERM, then SIGKILL) when the test ends.
 func startProxyProc(t *testing.T, bin string, loops int, origin string) *proxyProc {
 	t.Helper()
-	addr := freeAddr(t)
+	sk := sockettest.NewSet(t)
+	addr := sk.AddListen()
 	cfg := fmt.Sprintf(`[server]
 listen = %q
 loops = %d
@@ -665,7 +668,8 @@ upstream = "origin"
 	p := &proxyProc{addr: addr, done: make(chan struct{}), logs: &lockedLog{}}
 	p.cmd = exec.Command(bin, "-config", path)
 	p.cmd.Stderr = p.logs
-	if err := p.cmd.Start(); err != nil {
+	err := sk.Start(p.cmd) // returns once it serves its socket
+	if p.cmd.Process == nil {
 		t.Fatal(err)
 	}
 	p.pid = p.cmd.Process.Pid
@@ -682,22 +686,10 @@ upstream = "origin"
 			t.Logf("switchflow log:\n%s", p.logs.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return p
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("switchflow exited at start: %v\n%s", p.cmd.ProcessState, p.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("switchflow never listened on %s\n%s", addr, p.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err != nil {
+		t.Fatalf("switchflow on %s: %v\n%s", addr, err, p.logs.String())
 	}
+	return p
 }
 
 // alive fails the test if the proxy exited.

@@ -26,6 +26,7 @@ import (
 
 	"switchflow/config"
 	"switchflow/internal/pki"
+	"switchflow/internal/sockettest"
 )
 
 // Tests of HTTPS termination (issue 22): tls.go, tlsconn.go. Certificates are made at run time
@@ -193,7 +194,8 @@ func startTLSProxy(t *testing.T, loops int, serverExtra, tlsExtra, upstream stri
 	ts.aCert, ts.aKey = p.leaf(t, "a", []string{"a.example"}, time.Now().Add(24*time.Hour), false)
 	ts.wildCert, ts.wildKy = p.leaf(t, "wild", []string{"*.wild.example", "wild.example"}, time.Now().Add(24*time.Hour), true)
 	ts.accessLog = filepath.Join(p.dir, "access.log")
-	ts.plain = freeAddr(t)
+	sk := sockettest.NewSet(t)
+	ts.plain = sk.AddListen()
 	ts.cfgText = fmt.Sprintf("[server]\nlisten = %q\nloops = %d\n%s\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = %q\naccess_format = \"json\"\n"+
 		"[tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [ { cert = %q, key = %q }, { cert = %q, key = %q } ]\n%s\n",
 		ts.plain, loops, serverExtra, ts.accessLog, ts.aCert, ts.aKey, ts.wildCert, ts.wildKy, tlsExtra) + upstream
@@ -201,7 +203,7 @@ func startTLSProxy(t *testing.T, loops int, serverExtra, tlsExtra, upstream stri
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, ts.cfgText)
 	}
-	srv, _ := serveEngine(t, cfg, testLog())
+	srv, _ := serveEngineWith(t, cfg, testLog(), inherit(sk))
 	ts.srv = srv
 	ts.tlsAddr = srv.TLSAddrs()[0]
 	return ts
@@ -727,13 +729,14 @@ func TestTLSPicksKeyTypeTheClientSupports(t *testing.T) {
 		if order == "rsa first" {
 			first, second = second, first
 		}
+		sk := sockettest.NewSet(t)
 		cfg, err := config.Parse([]byte(fmt.Sprintf("[server]\nlisten = %q\n[tls]\nlisten = \"127.0.0.1:0\"\n"+
 			"certificates = [ { cert = %q, key = %q }, { cert = %q, key = %q } ]\n",
-			freeAddr(t), first[0], first[1], second[0], second[1]) + upstreamConfig("", o.addr)))
+			sk.AddListen(), first[0], first[1], second[0], second[1]) + upstreamConfig("", o.addr)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, _ := serveEngine(t, cfg, testLog())
+		srv, _ := serveEngineWith(t, cfg, testLog(), inherit(sk))
 		ts := &tlsSetup{tlsAddr: srv.TLSAddrs()[0]}
 		for _, tc := range []struct {
 			name    string

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"switchflow/config"
+	"switchflow/internal/sockettest"
 )
 
 // Tests of HTTPS to backends ([upstream.tls], upstreamtls.go, upstream/tls.go, the dialer's handshake).
@@ -125,14 +126,10 @@ upstream = "app"
 // startTLSBackendProxy runs a proxy from toml (with listen and loops filled in) with its log in a sink.
 func startTLSBackendProxy(t *testing.T, loops int, toml string) (string, *Server, *logSink, *config.Config) {
 	t.Helper()
-	addr := freeAddr(t)
-	full := fmt.Sprintf("[server]\nlisten = %q\nloops = %d\n", addr, loops) + toml
-	cfg, err := config.Parse([]byte(full))
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, full)
-	}
+	sk := sockettest.NewSet(t)
+	cfg, addr := proxyConfig(t, sk, loops, toml)
 	sink := &logSink{}
-	srv, _ := serveEngine(t, cfg, slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	srv, _ := serveEngineWith(t, cfg, slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: slog.LevelInfo})), inherit(sk))
 	return addr, srv, sink, cfg
 }
 

@@ -4,7 +4,7 @@
 # request for 500 MiB and reads nothing; ss -tmn shows the backend socket's receive queue (r) and the
 # client socket's send queue (w) while it waits.
 #
-#   scripts/kernelmem.sh [BINARY]      # default ./switchflow (make build)
+#   scripts/kernelmem.sh [BINARY]      # default ./switchflow (make build); "nginx" measures nginx
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-./switchflow}
@@ -14,7 +14,11 @@ make -s tools >/dev/null
 op=$(port)
 taskset -c 1 bin/origin -addr 127.0.0.1:"$op" >/dev/null 2>&1 & pids+=($!)
 wait_port "$op"
-start_sf proxy "$bin" "127.0.0.1:$op"
+if [ "$bin" = nginx ]; then
+	start_nginx "127.0.0.1:$op"
+else
+	start_sf proxy "$bin" "127.0.0.1:$op"
+fi
 pp=$last_port
 for _ in 1 2 3; do curl -s -o /dev/null -w 'fast 500 MiB download: %{speed_download} B/s\n' "http://127.0.0.1:$pp/huge?mb=500"; done
 python3 -c '

@@ -7,7 +7,8 @@
 # about 1-2 % from run to run. Then a per-function diff of self cost per request, largest growth first
 # (scripts/lib/cgself.py: callgrind_annotate mixes up Go's recursion cycles).
 # CONNS=N: N connections instead of 64; with 1, no callback serves more than one request, and the count
-# hardly moves from run to run.
+# hardly moves from run to run. SF_KEEPALIVE=0 measures the path that dials a backend connection for
+# every request (scripts/lib/peers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$1 new=$2 path=${3:-/}

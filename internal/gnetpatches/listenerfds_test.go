@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"switchflow/internal/sockettest"
 )
 
 // echo is a server that echoes and counts the connections it opened.
@@ -193,5 +195,40 @@ func TestInheritedListenersWithoutReusePort(t *testing.T) {
 	// engine must take the rest.
 	if o, n := old.opened.Load(), next.opened.Load(); n < 4 || o+n != 8 {
 		t.Errorf("the new engine opened %d connections and the old %d, want 8 in all, most in the new", n, o)
+	}
+}
+
+// TestStopAcceptingSharedListener pins patch 15: loops that share one inherited socket opened without
+// SO_REUSEPORT (each watching a duplicate) are all woken when StopAccepting shuts it down on one of them;
+// the others' accept then fails with EINVAL. Every loop must go on serving the connections it has, and
+// the engine on running, where a loop used to end with gnet's accept error and close them.
+func TestStopAcceptingSharedListener(t *testing.T) {
+	for round := 0; round < 10; round++ {
+		addr, fd := sockettest.Listening(t)
+		h := runEcho(t, addr, 4, gnet.WithReusePort(true), gnet.WithListenerFDs(map[string][]int{"tcp://" + addr: {fd}}))
+		var conns []net.Conn
+		for i := 0; i < 8; i++ {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatalf("round %d, dial %d: %v", round, i, err)
+			}
+			defer c.Close()
+			if err := echoOnce(c); err != nil {
+				t.Fatalf("round %d, connection %d before StopAccepting: %v", round, i, err)
+			}
+			conns = append(conns, c)
+		}
+		if err := h.eng.StopAccepting(); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range conns {
+			if err := echoOnce(c); err != nil {
+				t.Fatalf("round %d, connection %d after StopAccepting: %v (its loop ended)", round, i, err)
+			}
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Fatalf("round %d: a connection after StopAccepting was accepted", round)
+		}
 	}
 }

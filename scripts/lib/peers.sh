@@ -22,9 +22,10 @@ wait_port() {
 }
 
 # sf_config PORT UPSTREAM [TLSPORT] prints a SwitchFlow file: one loop on PORT, every path to UPSTREAM;
-# with TLSPORT, [tls] listens there with the chain of tls_cert.
+# with TLSPORT, [tls] listens there with the chain of tls_cert. SF_KEEPALIVE (default 256) is the
+# upstream's keepalive: 0 dials a backend connection for every request.
 sf_config() {
-	printf '[server]\nlisten = "127.0.0.1:%s"\nloops = 1\nmax_connections = 20000\n[[upstream]]\nname = "origin"\nservers = [ { addr = "%s" } ]\nkeepalive = 256\n[[route]]\nupstream = "origin"\n' "$1" "$2"
+	printf '[server]\nlisten = "127.0.0.1:%s"\nloops = 1\nmax_connections = 20000\n[[upstream]]\nname = "origin"\nservers = [ { addr = "%s" } ]\nkeepalive = %s\n[[route]]\nupstream = "origin"\n' "$1" "$2" "${SF_KEEPALIVE:-256}"
 	if [ -n "${3:-}" ]; then
 		tls_cert
 		printf '[tls]\nlisten = "127.0.0.1:%s"\ncertificates = [ { cert = "%s", key = "%s" } ]\n' "$3" "$tls_crt" "$tls_key"
