@@ -158,7 +158,7 @@ func (t *table) adoptHealth(old *table, now int64) {
 	for _, g := range t.groups {
 		for _, og := range old.groups {
 			if og.Name == g.Name {
-				g.AdoptAt(og, now, true)
+				g.KeepHealthAt(og, now, true)
 				break
 			}
 		}

@@ -140,15 +140,15 @@ func NewGroup(name string, servers []ServerSpec, set Settings) (*Group, error) {
 	return g, nil
 }
 
-// Adopt carries the health state of old's servers over to g's, for a reload: a server of g whose
+// KeepHealth carries the health state of old's servers over to g's, for a reload: a server of g whose
 // address (as configured) old also has takes over that server's passive and active state (down or up,
 // why and since when, failures counted, the last check). Servers new to g start up. Call it before g
 // serves requests and after old's checker has stopped; g and old are groups of the same name.
-func (g *Group) Adopt(old *Group) { g.AdoptAt(old, 0, false) }
+func (g *Group) KeepHealth(old *Group) { g.KeepHealthAt(old, 0, false) }
 
-// AdoptAt is Adopt for a reload at now (the clock of Pick): with slow_start, a server new to the group
-// joins at now and ramps up (join); Adopt leaves new servers at their full weight.
-func (g *Group) AdoptAt(old *Group, now int64, join bool) {
+// KeepHealthAt is KeepHealth for a reload at now (the clock of Pick): with slow_start, a server new to the group
+// joins at now and ramps up (join); KeepHealth leaves new servers at their full weight.
+func (g *Group) KeepHealthAt(old *Group, now int64, join bool) {
 	if old == nil {
 		return
 	}

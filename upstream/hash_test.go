@@ -257,7 +257,7 @@ func TestSlowStartAfterActiveUpAndJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := int64(time.Hour)
-	g2.AdoptAt(g, now, true)
+	g2.KeepHealthAt(g, now, true)
 	p := NewPicker(g2)
 	count := func(at int64) int {
 		n := 0

@@ -19,7 +19,7 @@ func NewIdlePool[T comparable](servers, keepalive int) *IdlePool[T] {
 	return p
 }
 
-// Get pops the most recently parked connection of server, if any.
+// Get pops the most recently pooled connection of server, if any.
 func (p *IdlePool[T]) Get(server int) (c T, ok bool) {
 	st := p.stacks[server]
 	if len(st) == 0 {
@@ -33,7 +33,7 @@ func (p *IdlePool[T]) Get(server int) (c T, ok bool) {
 	return c, true
 }
 
-// Put parks c as idle. It reports false when the server's stack is full; the caller then closes c.
+// Put pools c as idle. It reports false when the server's stack is full; the caller then closes c.
 func (p *IdlePool[T]) Put(server int, c T) bool {
 	st := p.stacks[server]
 	if len(st) >= p.limit {
@@ -45,7 +45,7 @@ func (p *IdlePool[T]) Put(server int, c T) bool {
 }
 
 // Remove takes c out of server's stack, when the backend closed it or sent bytes while it was idle.
-// It reports whether c was parked.
+// It reports whether c was pooled.
 func (p *IdlePool[T]) Remove(server int, c T) bool {
 	st := p.stacks[server]
 	for i := len(st) - 1; i >= 0; i-- {

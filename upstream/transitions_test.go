@@ -110,9 +110,9 @@ func TestNoneUpLoggedOncePerSecond(t *testing.T) {
 	}
 }
 
-// TestAdoptKeepsHealth: a reload's group takes over the state of the servers it keeps; a new server
+// TestKeepHealthAcrossReload: a reload's group takes over the state of the servers it keeps; a new server
 // starts up.
-func TestAdoptKeepsHealth(t *testing.T) {
+func TestKeepHealthAcrossReload(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	old := transitionGroup(t, log, 10*time.Second, "a:1", "b:2")
 	now := testClock()
@@ -123,7 +123,7 @@ func TestAdoptKeepsHealth(t *testing.T) {
 	old.Servers[0].activeWhy.Store(&downInfo{reason: "3 failed health checks", since: time.Now()})
 
 	g := transitionGroup(t, log, 10*time.Second, "b:2", "a:1", "c:3")
-	g.Adopt(old)
+	g.KeepHealth(old)
 	b, a, c := g.Servers[0], g.Servers[1], g.Servers[2]
 	if h := b.Health(now); h.Up || h.DownBy != "passive" || !strings.Contains(h.DownReason, "max_fails") {
 		t.Errorf("b after adopt: %+v", h)
