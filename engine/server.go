@@ -282,13 +282,16 @@ func (s *Server) monoNow() int64 {
 // socketBufferFor is the receive buffer SwitchFlow fixes on backend sockets (the kernel doubles it).
 // Left to autotuning it grew to megabytes after one fast transfer, and a slow client later served on
 // that pooled connection held 5.8 MB in the backend socket's receive queue alone (ss -tm); fixed at
-// 4 × io_buffer it holds about 512 KiB. The cost is throughput where the bandwidth-delay product to a
-// backend is larger than that: 512 KiB fills 4 Gbit/s at 1 ms of round trip. The client side's send
+// 8 × io_buffer it holds about 1 MiB (nginx's held 0.95-1.6 MB, scripts/kernelmem.sh). At 4 × io_buffer
+// a 1 MiB response cost 1.44 times the CPU it costs autotuned (the origin sends in smaller windows;
+// scripts/compare-builds.sh, big1m, 8 paired rounds); at 8 × it costs the same (0.997, 6 rounds). The
+// cost left is throughput where the bandwidth-delay product to a backend is larger than 1 MiB (8 Gbit/s
+// at 1 ms of round trip). The client side's send
 // buffer is left to autotuning, as nginx leaves it: a client reading nothing held 4.17 MB in it, nginx's
 // 4.12 MB (tcp_wmem's cap; scripts/kernelmem.sh, TestSlowReaderSocketQueuesBounded). Fixed as well, it
 // made the heap of a tunnel flooded both ways grow about 3 MiB more (TestTunnelBothWaysFloodHeld), for a
 // reason not yet found.
-func socketBufferFor(ioBuffer int) int { return 4 * ioBuffer }
+func socketBufferFor(ioBuffer int) int { return 8 * ioBuffer }
 
 // readBufferFor sizes each loop's read buffer (one per loop, not per connection) from io_buffer. The
 // read that crosses the holding line (half of io_buffer, flow.go) is what a slow side may have queued beyond it, so

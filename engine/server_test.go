@@ -19,8 +19,8 @@ import (
 
 // TestSocketBuffersFixed: a backend socket's receive buffer, which fills while its client reads slowly,
 // is fixed (socketBufferFor). Autotuned, it grew to megabytes after one fast transfer, and a slow reader
-// later held 5.8 MB in it (ss -tm); fixed at 4 × io_buffer (the kernel doubles what is set) it holds
-// 512 KiB.
+// later held 5.8 MB in it (ss -tm); fixed at 8 × io_buffer (the kernel doubles what is set) it holds
+// about 1 MiB with the default io_buffer.
 func TestSocketBuffersFixed(t *testing.T) {
 	o := startOrigin(t, "a")
 	addr, srv := startProxy(t, 1, simpleConfig("io_buffer = \"32KiB\"\n", o))
