@@ -104,17 +104,23 @@ func (r *runner) measure(round int, s scenario, name string) (sample, error) {
 	if target.exited() {
 		return smp, fmt.Errorf("%s exited during the run (%v): %s", name, target.err, target.lastLogLine())
 	}
-	smp.RPS = res.rps
-	smp.P50ms = res.p50
-	smp.P99ms = res.p99
-	smp.Requests = res.requests
-	smp.Errors = res.sockErrs + res.non2xx3xx
-	if res.requests > 0 {
-		smp.CPUusPerReq = float64(cpu1-cpu0) / r.hz * 1e6 / float64(res.requests)
-	}
-	smp.CPUPercent = float64(cpu1-cpu0) / r.hz / elapsed.Seconds() * 100
-	smp.RSSMiB = float64(*peakKiB) / 1024
+	r.record(&smp, res, cpu1-cpu0, elapsed, *peakKiB)
 	return smp, nil
+}
+
+// record fills smp from a run of the load: the load's figures, and the proxy's CPU (ticks over the run,
+// which lasted elapsed) per request and per second, and its peak RSS.
+func (r *runner) record(smp *sample, w wrkResult, ticks uint64, elapsed time.Duration, peakKiB uint64) {
+	smp.RPS = w.rps
+	smp.P50ms = w.p50
+	smp.P99ms = w.p99
+	smp.Requests = w.requests
+	smp.Errors = w.sockErrs + w.non2xx3xx
+	if w.requests > 0 {
+		smp.CPUusPerReq = float64(ticks) / r.hz * 1e6 / float64(w.requests)
+	}
+	smp.CPUPercent = float64(ticks) / r.hz / elapsed.Seconds() * 100
+	smp.RSSMiB = float64(peakKiB) / 1024
 }
 
 // measureIdle opens s.idle idle keep-alive connections through addr and

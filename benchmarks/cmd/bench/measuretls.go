@@ -139,16 +139,7 @@ func (r *runner) measureTLS(smp sample, s scenario, name string, tr *tlsRun, tar
 		smp.ClientResumed, smp.ClientFull = h.Resumed, h.Full
 		smp.LoadCPUPercent = h.ClientCPUPercent
 	}
-	smp.RPS = w.rps
-	smp.P50ms = w.p50
-	smp.P99ms = w.p99
-	smp.Requests = w.requests
-	smp.Errors = w.sockErrs + w.non2xx3xx
-	if w.requests > 0 {
-		smp.CPUusPerReq = float64(cpu1-cpu0) / r.hz * 1e6 / float64(w.requests)
-	}
-	smp.CPUPercent = float64(cpu1-cpu0) / r.hz / elapsed.Seconds() * 100
-	smp.RSSMiB = float64(*peakKiB) / 1024
+	r.record(&smp, w, cpu1-cpu0, elapsed, *peakKiB)
 	return smp, nil
 }
 
