@@ -74,9 +74,7 @@ func slowReaderHeldBack(t *testing.T, srv *Server, addr, path string, body []byt
 		t.Fatalf("heap grew %.1f MiB while a slow client read a %d MiB response%s", float64(growth)/(1<<20), len(body)>>20, what)
 	}
 	c.Close()
-	if n := slabsInUseSettled(srv); n != 0 {
-		t.Fatalf("%d slabs in use", n)
-	}
+	expectSlabsFreed(t, srv)
 }
 
 // slowBodyOrigin is a raw origin that reads each request's Content-Length body at about rate bytes per
@@ -161,9 +159,7 @@ func TestFastUploadHoldsClient(t *testing.T) {
 			t.Fatalf("heap grew %.1f MiB while a fast client uploaded 32 MiB to a slow origin", float64(growth)/(1<<20))
 		}
 		c.Close()
-		if n := slabsInUseSettled(srv); n != 0 {
-			t.Fatalf("%d slabs in use", n)
-		}
+		expectSlabsFreed(t, srv)
 	})
 }
 
@@ -298,9 +294,7 @@ func TestSlowHTTP10ReaderOfChunkedResponse(t *testing.T) {
 		t.Fatalf("heap grew %.1f MiB", float64(growth)/(1<<20))
 	}
 	c.Close()
-	if n := slabsInUseSettled(srv); n != 0 {
-		t.Fatalf("%d slabs in use", n)
-	}
+	expectSlabsFreed(t, srv)
 }
 
 // serveConns listens on a loopback port and runs handle on its own goroutine for every connection,
@@ -479,9 +473,7 @@ func TestPipelinedUnreadResponsesBounded(t *testing.T) {
 				t.Fatalf("writing the pipelined requests: %v", err)
 			}
 			c.Close()
-			if n := slabsInUseSettled(srv); n != 0 {
-				t.Errorf("%d slabs in use after the client left", n)
-			}
+			expectSlabsFreed(t, srv)
 			after := int64(settledHeap().HeapInuse) - int64(before.HeapInuse)
 			if after > tc.bound {
 				t.Errorf("the heap is still %.1f MiB above its start after the client left", float64(after)/(1<<20))
@@ -582,9 +574,7 @@ func TestUploadStallTimesOut(t *testing.T) {
 		t.Fatalf("the connection stayed open after the 408: %d %v", n, err)
 	}
 	waitClosed(t, closed, 2*time.Second, "stalled upload")
-	if n := slabsInUseSettled(srv); n != 0 {
-		t.Fatalf("%d slabs still in use", n)
-	}
+	expectSlabsFreed(t, srv)
 }
 
 // TestUploadTricklingIsNotCut: the body timer runs from the last bytes, not from the head: a body that
@@ -666,9 +656,7 @@ func TestDownloadStallTimesOut(t *testing.T) {
 				t.Fatalf("closed after %v, want about response_timeout (1s) after the last bytes", d)
 			}
 			waitClosed(t, closed, 2*time.Second, tc.name)
-			if n := slabsInUseSettled(srv); n != 0 {
-				t.Fatalf("%d slabs still in use", n)
-			}
+			expectSlabsFreed(t, srv)
 		})
 	}
 }

@@ -76,9 +76,7 @@ func TestExpect100Continue(t *testing.T) {
 			t.Fatalf("connection after a rejected 100-continue: %v, want EOF", err)
 		}
 		c.Close()
-		if n := slabsInUseSettled(srv); n != 0 {
-			t.Fatalf("%d slabs still in use", n)
-		}
+		expectSlabsFreed(t, srv)
 	})
 }
 
@@ -245,9 +243,7 @@ func TestInterimResponsesBounded(t *testing.T) {
 				float64(res.sent)/(1<<20))
 		}
 		c.Close()
-		if n := slabsInUseSettled(srv); n != 0 {
-			t.Errorf("%d slabs in use", n)
-		}
+		expectSlabsFreed(t, srv)
 	})
 
 	t.Run("c: a flood to a client that reads", func(t *testing.T) {

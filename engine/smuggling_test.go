@@ -441,9 +441,7 @@ upstream = "app"
 				}
 			})
 		}
-		if n := slabsInUseSettled(srv); n != 0 {
-			t.Errorf("%d header slabs still in use after every client closed", n)
-		}
+		expectSlabsFreed(t, srv)
 	})
 }
 

@@ -263,9 +263,7 @@ func TestSpliceMixedLoad(t *testing.T) {
 			t.Errorf("only %d of %d bodies were spliced", splices(t, srv), intact.Load())
 		}
 		stillServes(t, addr)
-		if n := slabsInUseSettled(srv); n != 0 {
-			t.Errorf("%d header slabs still in use", n)
-		}
+		expectSlabsFreed(t, srv)
 		if n, most := pipeFDs(t), pipesBefore+2*16*loops; n > most {
 			t.Errorf("%d pipe descriptors open, at most %d expected (16 idle pipes per loop)", n, most)
 		}

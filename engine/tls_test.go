@@ -371,12 +371,11 @@ func TestTLSPlainHTTPRefused(t *testing.T) {
 	}
 }
 
-// TestTLSLargeBodies: 10 MiB up and 1 MiB down through TLS, hash-checked, on one connection.
-func TestTLSLargeBodies(t *testing.T) {
-	o := startTLSOrigin(t)
-	ts := startTLSProxy(t, 2, "", "", upstreamConfig("", o.addr))
-	c, br := ts.dialTLS(t, ts.clientConfig("a.example"))
-	up := bigBody(10 << 20)
+// uploadHashed POSTs n bytes to the test origins' /hash on c, writing from a goroutine while the answer
+// is read, and checks that the origin got exactly them: it answers their length and SHA-256.
+func uploadHashed(t *testing.T, c io.Writer, br *bufio.Reader, n int) {
+	t.Helper()
+	up := bigBody(n)
 	sum := sha256.Sum256(up)
 	go func() {
 		_, _ = fmt.Fprintf(c, "POST /hash HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", len(up))
@@ -386,7 +385,15 @@ func TestTLSLargeBodies(t *testing.T) {
 	if want := fmt.Sprintf("%d %s", len(up), hex.EncodeToString(sum[:])); resp.StatusCode != 200 || string(body) != want {
 		t.Fatalf("upload: %d %q, want %q", resp.StatusCode, body, want)
 	}
-	resp, body = roundTrip(t, c, br, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+}
+
+// TestTLSLargeBodies: 10 MiB up and 1 MiB down through TLS, hash-checked, on one connection.
+func TestTLSLargeBodies(t *testing.T) {
+	o := startTLSOrigin(t)
+	ts := startTLSProxy(t, 2, "", "", upstreamConfig("", o.addr))
+	c, br := ts.dialTLS(t, ts.clientConfig("a.example"))
+	uploadHashed(t, c, br, 10<<20)
+	resp, body := roundTrip(t, c, br, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
 	if resp.StatusCode != 200 || sha256.Sum256(body) != sha256.Sum256(oneMiB) {
 		t.Fatalf("download: %d, %d bytes, hash differs", resp.StatusCode, len(body))
 	}

@@ -86,9 +86,7 @@ func TestWebSocketTunnel(t *testing.T) {
 			t.Fatal("bytes changed in the tunnel")
 		}
 		c.Close()
-		if n := slabsInUseSettled(srv); n != 0 {
-			t.Fatalf("%d slabs in use after the tunnel closed", n)
-		}
+		expectSlabsFreed(t, srv)
 	})
 }
 
@@ -184,9 +182,7 @@ func TestTunnelBackpressure(t *testing.T) {
 				t.Fatalf("heap grew %.1f MiB through a tunnel carrying 32 MiB", float64(growth)/(1<<20))
 			}
 			c.Close()
-			if n := slabsInUseSettled(srv); n != 0 {
-				t.Fatalf("%d slabs in use", n)
-			}
+			expectSlabsFreed(t, srv)
 		})
 	}
 }
@@ -239,9 +235,7 @@ func TestTunnelBothWaysFloodHeld(t *testing.T) {
 		t.Fatalf("heap grew %.1f MiB: the flood was buffered, not held back", float64(growth)/(1<<20))
 	}
 	c.Close()
-	if n := slabsInUseSettled(srv); n != 0 {
-		t.Fatalf("%d slabs in use", n)
-	}
+	expectSlabsFreed(t, srv)
 }
 
 // openTunnel dials addr with 64 KiB socket buffers (so that the kernel does not absorb a test's stream),

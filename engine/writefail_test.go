@@ -50,8 +50,6 @@ func TestClientGoneDuringWrite(t *testing.T) {
 			t.Fatalf("after the hang-ups: %d, %d bytes", resp.StatusCode, len(body))
 		}
 		c.Close()
-		if n := slabsInUseSettled(srv); n != 0 {
-			t.Fatalf("%d slabs in use", n)
-		}
+		expectSlabsFreed(t, srv)
 	})
 }
