@@ -174,7 +174,7 @@ func (ls *loopState) waitHead(cc *clientConn) {
 	cc.tried, cc.attempts = 0, 0
 	cc.respStarted, cc.closeAfterRes, cc.reqDone, cc.bodyFromConn = false, false, false, false
 	cc.headAsGet = false
-	if cc.headKept {
+	if cc.head != nil {
 		ls.releaseHead(cc)
 	}
 	cc.reqSeen = 0

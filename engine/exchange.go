@@ -19,7 +19,6 @@ type exchange struct {
 	upgrade       bool // the request asks for a protocol upgrade (Upgrade + Connection: upgrade)
 	keepAlive     bool
 	idempotent    bool
-	headKept      bool // head holds this request's head (keepHead)
 	reqBody       codec.BodyKind
 	reqLength     int64 // the request's Content-Length (-1: none), for a replay
 	reqRemaining  int64 // Content-Length bytes still to forward
@@ -27,7 +26,7 @@ type exchange struct {
 	reqDone       bool  // whole request (head and body) forwarded
 	bodyFromConn  bool  // some body bytes were read past the slab: the request cannot be replayed
 	chunked       codec.ChunkedReader
-	head          *codec.HeadIndex // the parsed head as offsets into the slab, while headKept (keepHead)
+	head          *codec.HeadIndex // the parsed head as offsets into the slab while it is kept (keepHead); nil otherwise
 	tried         uint64           // servers tried for this request, bit per server index
 	keyHash       uint64           // balance = "hash": the hash of the request's hash_key (hashkey.go)
 	attempts      int

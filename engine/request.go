@@ -99,15 +99,14 @@ func (ls *loopState) parseHead(cc *clientConn, b []byte) (int, error) {
 // unchanged in the slab until the exchange ends, and request gives it back from there without parsing it
 // again. Only the requests that wait pay for it, never one sent at once. Loop only.
 func (ls *loopState) keepHead(cc *clientConn) {
-	if ls.reqOwner == cc && !cc.headKept {
+	if ls.reqOwner == cc && cc.head == nil {
 		if n := len(ls.freeHeads); n > 0 {
 			cc.head = ls.freeHeads[n-1]
 			ls.freeHeads = ls.freeHeads[:n-1]
 		} else {
-			cc.head = new(codec.HeadIndex) // a pointer: the exchange, cleared for every request, stays small
+			cc.head = new(codec.HeadIndex) // a pointer: the exchange, kept by busy connections, stays small
 		}
 		cc.head.Keep(&ls.req, cc.buf())
-		cc.headKept = true
 	}
 }
 
@@ -118,7 +117,7 @@ func (ls *loopState) releaseHead(cc *clientConn) {
 	if len(ls.freeHeads) < freeExchangesKept {
 		ls.freeHeads = append(ls.freeHeads, cc.head)
 	}
-	cc.head, cc.headKept = nil, false
+	cc.head = nil
 }
 
 // request returns cc's parsed request head in the loop's scratch: as it is when the scratch holds it
@@ -128,7 +127,7 @@ func (ls *loopState) releaseHead(cc *clientConn) {
 func (ls *loopState) request(cc *clientConn) (req *codec.Request, ok bool) {
 	switch {
 	case ls.reqOwner == cc:
-	case cc.headKept:
+	case cc.head != nil:
 		ls.reqOwner = nil
 		if !cc.head.Restore(&ls.req, cc.buf()[:cc.headLen]) {
 			return nil, false
