@@ -218,10 +218,12 @@ func TestResolveFollowsAddressesUnderLoad(t *testing.T) {
 		t.Logf("loops=%d: a new address served within %v", loops, took)
 
 		// A slow request in flight on each address that is about to go away.
-		slow := make(chan error, 32)
+		const maxSlow = 200
+		slow := make(chan error, maxSlow)
 		var slowWG sync.WaitGroup
-		// Round robin under the load's own requests: keep sending until each departing address has one.
-		for i := 0; i < 32 && (b.inFlight.Load() == 0 || c.inFlight.Load() == 0); i++ {
+		// Round robin under the load's own requests: keep sending until each departing address has one at
+		// the same time (a slow request that landed early may have ended before one reached the other).
+		for i := 0; i < maxSlow && (b.inFlight.Load() == 0 || c.inFlight.Load() == 0); i++ {
 			slowWG.Add(1)
 			go func() {
 				defer slowWG.Done()
